@@ -70,7 +70,10 @@ impl InstitutionFields {
         ] {
             *value = value.trim().to_owned();
             if value.chars().count() > max {
-                return Err(FieldError::new(field, format!("longer than {max} characters")));
+                return Err(FieldError::new(
+                    field,
+                    format!("longer than {max} characters"),
+                ));
             }
             if field != "notes" && value.chars().any(char::is_control) {
                 return Err(FieldError::new(field, "contains control characters"));
@@ -85,7 +88,11 @@ impl InstitutionFields {
         }
         if self.domains.len() > MAX_LIST || self.ip_ranges.len() > MAX_LIST {
             return Err(FieldError::new(
-                if self.domains.len() > MAX_LIST { "domains" } else { "ip_ranges" },
+                if self.domains.len() > MAX_LIST {
+                    "domains"
+                } else {
+                    "ip_ranges"
+                },
                 format!("more than {MAX_LIST} entries"),
             ));
         }
@@ -154,7 +161,8 @@ fn looks_like_email(s: &str) -> bool {
 /// Lower-cases a domain name and turns an internationalised one into punycode (IDNA 2008/UTS 46).
 pub fn normalize_domain(d: &str) -> Result<String, String> {
     let d = d.trim_end_matches('.');
-    let ascii = idna::domain_to_ascii_strict(d).map_err(|_| "not a valid domain name".to_owned())?;
+    let ascii =
+        idna::domain_to_ascii_strict(d).map_err(|_| "not a valid domain name".to_owned())?;
     if ascii.len() > 253 || !ascii.contains('.') {
         return Err("not a fully qualified domain name".to_owned());
     }
@@ -184,8 +192,16 @@ mod tests {
     #[test]
     fn normalises_domains_and_ranges() {
         let f = InstitutionFields {
-            domains: vec!["Gov.Example.".into(), "bücher.example".into(), "gov.example".into()],
-            ip_ranges: vec!["10.1.2.3/8".into(), "192.0.2.7".into(), "2001:db8::1/32".into()],
+            domains: vec![
+                "Gov.Example.".into(),
+                "bücher.example".into(),
+                "gov.example".into(),
+            ],
+            ip_ranges: vec![
+                "10.1.2.3/8".into(),
+                "192.0.2.7".into(),
+                "2001:db8::1/32".into(),
+            ],
             sector: " Health ".into(),
             ..fields("  Ministry  ")
         }
@@ -207,7 +223,10 @@ mod tests {
         }
         .validated()
         .unwrap_err();
-        assert_eq!(err.to_string(), "ip_ranges[1]: '10.0.0.300' is not an IP address or CIDR range");
+        assert_eq!(
+            err.to_string(),
+            "ip_ranges[1]: '10.0.0.300' is not an IP address or CIDR range"
+        );
         let err = InstitutionFields {
             domains: vec!["localhost".into()],
             ..fields("x")

@@ -9,7 +9,9 @@ mod institution;
 mod time_util;
 
 pub use event::{hour_bucket, EventKind, Period, HOUR_MS};
-pub use institution::{normalize_domain, parse_ip_range, FieldError, Institution, InstitutionFields};
+pub use institution::{
+    normalize_domain, parse_ip_range, FieldError, Institution, InstitutionFields,
+};
 pub use time_util::{format_rfc3339, now_millis, parse_rfc3339, Timestamp};
 
 use serde::{Deserialize, Serialize};
@@ -170,7 +172,17 @@ impl Tlp {
 
 /// Identifies one institution of the constituency.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 pub struct InstitutionId(pub i64);

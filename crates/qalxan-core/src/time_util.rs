@@ -47,9 +47,9 @@ impl serde::Serialize for Timestamp {
 impl<'de> serde::Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        parse_rfc3339(&s)
-            .map(Timestamp)
-            .map_err(|e| serde::de::Error::custom(format!("'{s}' is not an RFC 3339 timestamp: {e}")))
+        parse_rfc3339(&s).map(Timestamp).map_err(|e| {
+            serde::de::Error::custom(format!("'{s}' is not an RFC 3339 timestamp: {e}"))
+        })
     }
 }
 

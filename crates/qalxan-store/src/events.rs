@@ -2,7 +2,9 @@
 //! reads.
 
 use crate::{parse_column, Result, Store, StoreError};
-use qalxan_core::{hour_bucket, now_millis, EventKind, FieldError, InstitutionId, Severity, Timestamp};
+use qalxan_core::{
+    hour_bucket, now_millis, EventKind, FieldError, InstitutionId, Severity, Timestamp,
+};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
@@ -124,18 +126,25 @@ impl Store {
         }
         for (i, e) in batch.iter().enumerate() {
             if e.count < 1 {
-                return Err(FieldError::new(format!("events[{i}].count"), "must be at least 1").into());
+                return Err(
+                    FieldError::new(format!("events[{i}].count"), "must be at least 1").into(),
+                );
             }
         }
         let received = now_millis();
         let mut tx = self.write.begin().await?;
 
-        let wanted: BTreeSet<i64> = batch.iter().filter_map(|e| e.institution_id).map(|i| i.0).collect();
+        let wanted: BTreeSet<i64> = batch
+            .iter()
+            .filter_map(|e| e.institution_id)
+            .map(|i| i.0)
+            .collect();
         for id in wanted {
-            let found: Option<i64> = sqlx::query_scalar("SELECT id FROM institutions WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM institutions WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if found.is_none() {
                 let i = batch
                     .iter()
@@ -296,6 +305,24 @@ impl Store {
         Ok(series)
     }
 
+    /// All-time sum of `count` per kind over every institution, from the rollups.
+    pub async fn event_totals(&self) -> Result<Vec<(EventKind, i64)>> {
+        let rows = sqlx::query(
+            "SELECT kind, CAST(SUM(total) AS BIGINT) AS total FROM event_rollups \
+             WHERE institution_id = $1 GROUP BY kind",
+        )
+        .bind(ALL_INSTITUTIONS)
+        .fetch_all(&self.read)
+        .await?;
+        let mut totals: Vec<(EventKind, i64)> = EventKind::ALL.iter().map(|&k| (k, 0)).collect();
+        for row in &rows {
+            if let Ok(kind) = parse_column::<EventKind>(row, "event_rollups", "kind") {
+                totals[kind_index(kind)].1 = row.try_get("total")?;
+            }
+        }
+        Ok(totals)
+    }
+
     async fn open_incidents(&self, inst: i64) -> Result<i64> {
         let rows = sqlx::query(
             "SELECT kind, CAST(SUM(total) AS BIGINT) AS total FROM event_rollups \
@@ -317,7 +344,12 @@ impl Store {
         Ok(open.max(0))
     }
 
-    async fn victims(&self, start: i64, end: i64, scope: Option<InstitutionId>) -> Result<Vec<VictimCount>> {
+    async fn victims(
+        &self,
+        start: i64,
+        end: i64,
+        scope: Option<InstitutionId>,
+    ) -> Result<Vec<VictimCount>> {
         let rows = sqlx::query(
             "SELECT r.institution_id, i.name, CAST(SUM(r.total) AS BIGINT) AS victims \
              FROM event_rollups r LEFT JOIN institutions i ON i.id = r.institution_id \
@@ -359,7 +391,10 @@ fn empty_series(bins: usize) -> Vec<KindSeries> {
 }
 
 fn kind_index(kind: EventKind) -> usize {
-    EventKind::ALL.iter().position(|k| *k == kind).unwrap_or_default()
+    EventKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or_default()
 }
 
 /// Appends `($1, $2, ...), (...)` for `rows` rows of `columns` parameters.
@@ -379,8 +414,9 @@ async fn upsert_rollups(
     tx: &mut sqlx::Transaction<'_, Any>,
     rows: &[((i64, i64, &'static str), Sums)],
 ) -> Result<()> {
-    let mut sql =
-        String::from("INSERT INTO event_rollups (institution_id, bucket, kind, total, events, peak) VALUES ");
+    let mut sql = String::from(
+        "INSERT INTO event_rollups (institution_id, bucket, kind, total, events, peak) VALUES ",
+    );
     push_placeholders(&mut sql, rows.len(), 6);
     sql.push_str(
         " ON CONFLICT (institution_id, bucket, kind) DO UPDATE SET \

@@ -163,7 +163,10 @@ impl Store {
             ("events", "events"),
         ] {
             let sql = format!("SELECT COUNT(*) FROM {table} WHERE institution_id = $1");
-            let n: i64 = sqlx::query_scalar(&sql).bind(id.0).fetch_one(&mut *tx).await?;
+            let n: i64 = sqlx::query_scalar(&sql)
+                .bind(id.0)
+                .fetch_one(&mut *tx)
+                .await?;
             if n > 0 {
                 return Err(StoreError::Conflict(format!(
                     "institution '{}' still has {n} {what}; it cannot be deleted",

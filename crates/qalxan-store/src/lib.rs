@@ -251,11 +251,7 @@ fn conflict_on_unique(err: sqlx::Error, message: impl FnOnce() -> String) -> Sto
 }
 
 /// Reads a column that holds one of the core's named values.
-fn parse_column<T: FromStr>(
-    row: &AnyRow,
-    table: &'static str,
-    column: &'static str,
-) -> Result<T>
+fn parse_column<T: FromStr>(row: &AnyRow, table: &'static str, column: &'static str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {

@@ -23,7 +23,10 @@ impl TestDb {
         let dir = tempfile::tempdir().map_err(|e| crate::StoreError::Database(e.into()))?;
         let url = match std::env::var(POSTGRES_ENV) {
             Ok(base) if !base.is_empty() => create_postgres_database(&base).await?,
-            _ => format!("sqlite://{}?mode=rwc", dir.path().join("qalxan.db").display()),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("qalxan.db").display()
+            ),
         };
         let store = Store::open(&url).await?;
         Ok(TestDb { store, url, dir })

@@ -100,7 +100,10 @@ pub fn normalize_username(name: &str) -> Result<String, FieldError> {
     Ok(name)
 }
 
-fn check_role_institution(role: Role, institution: Option<InstitutionId>) -> Result<(), FieldError> {
+fn check_role_institution(
+    role: Role,
+    institution: Option<InstitutionId>,
+) -> Result<(), FieldError> {
     match (role.requires_institution(), institution) {
         (true, None) => Err(FieldError::new(
             "institution_id",
@@ -211,7 +214,9 @@ impl Store {
         let institution = update.institution_id.unwrap_or(before.institution_id);
         check_role_institution(role, institution)?;
         if !role.can_log_in() {
-            return Err(FieldError::new("role", format!("role '{role}' is for API tokens only")).into());
+            return Err(
+                FieldError::new("role", format!("role '{role}' is for API tokens only")).into(),
+            );
         }
         if let Some(inst) = institution {
             ensure_institution(&mut tx, inst).await?;
@@ -241,7 +246,13 @@ impl Store {
                 .map(str::trim)
                 .unwrap_or(&before.display_name),
         )
-        .bind(update.email.as_deref().map(str::trim).unwrap_or(&before.email))
+        .bind(
+            update
+                .email
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or(&before.email),
+        )
         .bind(role.as_str())
         .bind(institution.map(|i| i.0))
         .bind(i64::from(disabled))
@@ -400,20 +411,32 @@ impl Store {
         Ok(a + b)
     }
 
-    pub async fn record_login_attempt(&self, username: &str, ip: &str, success: bool) -> Result<()> {
+    pub async fn record_login_attempt(
+        &self,
+        username: &str,
+        ip: &str,
+        success: bool,
+    ) -> Result<()> {
         let username: String = username.trim().to_lowercase().chars().take(64).collect();
-        sqlx::query("INSERT INTO login_attempts (at, username, ip, success) VALUES ($1, $2, $3, $4)")
-            .bind(now_millis())
-            .bind(username)
-            .bind(ip)
-            .bind(i64::from(success))
-            .execute(&self.write)
-            .await?;
+        sqlx::query(
+            "INSERT INTO login_attempts (at, username, ip, success) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(now_millis())
+        .bind(username)
+        .bind(ip)
+        .bind(i64::from(success))
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 
     /// Failed logins since `since` for the account (after its last success) and for the address.
-    pub async fn login_failures(&self, username: &str, ip: &str, since: i64) -> Result<LoginFailures> {
+    pub async fn login_failures(
+        &self,
+        username: &str,
+        ip: &str,
+        since: i64,
+    ) -> Result<LoginFailures> {
         let username: String = username.trim().to_lowercase().chars().take(64).collect();
         let account: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM login_attempts WHERE username = $1 AND success = 0 \
@@ -448,6 +471,8 @@ pub(crate) async fn ensure_institution(
         .await?;
     match found {
         Some(_) => Ok(()),
-        None => Err(FieldError::new("institution_id", format!("no institution with id {id}")).into()),
+        None => {
+            Err(FieldError::new("institution_id", format!("no institution with id {id}")).into())
+        }
     }
 }

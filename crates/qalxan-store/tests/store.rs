@@ -1,6 +1,8 @@
 //! The store against a real database: SQLite by default, PostgreSQL when
 //! `QALXAN_TEST_DATABASE_URL` is set (see `qalxan_store::testing`).
 
+#![allow(clippy::unwrap_used)] // A test that cannot unwrap should fail loudly.
+
 use qalxan_core::{EventKind, InstitutionFields, InstitutionId, Period, Role, Severity, HOUR_MS};
 use qalxan_store::testing::TestDb;
 use qalxan_store::{Actor, AuditFilter, EventFilter, NewEvent, NewUser, StoreError, UserUpdate};
@@ -47,7 +49,10 @@ async fn institutions_are_audited_and_unique() {
 
     let mut fields = created.fields.clone();
     fields.contact_email = "soc@health.example".into();
-    let updated = store.update_institution(&actor, created.id, fields).await.unwrap();
+    let updated = store
+        .update_institution(&actor, created.id, fields)
+        .await
+        .unwrap();
     assert_eq!(updated.fields.contact_email, "soc@health.example");
 
     let trail = store
@@ -63,7 +68,10 @@ async fn institutions_are_audited_and_unique() {
     assert_eq!(trail[0].actor, "user:alice");
     assert_eq!(trail[0].ip, "192.0.2.9");
     assert_eq!(trail[0].before.as_ref().unwrap()["contact_email"], "");
-    assert_eq!(trail[0].after.as_ref().unwrap()["contact_email"], "soc@health.example");
+    assert_eq!(
+        trail[0].after.as_ref().unwrap()["contact_email"],
+        "soc@health.example"
+    );
     assert_eq!(trail[1].action, "create");
 }
 
@@ -110,17 +118,26 @@ async fn institution_role_needs_an_institution() {
         .unwrap_err();
     assert!(err.to_string().contains("institution_id"), "{err}");
     let err = store
-        .create_user(&Actor::cli(), new(Role::Institution, Some(InstitutionId(99))))
+        .create_user(
+            &Actor::cli(),
+            new(Role::Institution, Some(InstitutionId(99))),
+        )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("no institution with id 99"), "{err}");
+    assert!(
+        err.to_string().contains("no institution with id 99"),
+        "{err}"
+    );
     let err = store
         .create_user(&Actor::cli(), new(Role::Sensor, None))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("API tokens only"), "{err}");
 
-    let inst = store.create_institution(&Actor::cli(), ministry()).await.unwrap();
+    let inst = store
+        .create_institution(&Actor::cli(), ministry())
+        .await
+        .unwrap();
     let bob = store
         .create_user(&Actor::cli(), new(Role::Institution, Some(inst.id)))
         .await
@@ -168,15 +185,30 @@ async fn login_failures_count_per_account_and_address() {
     let db = TestDb::new().await.unwrap();
     let store = &db.store;
     for _ in 0..3 {
-        store.record_login_attempt("carol", "198.51.100.1", false).await.unwrap();
+        store
+            .record_login_attempt("carol", "198.51.100.1", false)
+            .await
+            .unwrap();
     }
-    store.record_login_attempt("dave", "198.51.100.1", false).await.unwrap();
-    let f = store.login_failures("Carol", "198.51.100.1", 0).await.unwrap();
+    store
+        .record_login_attempt("dave", "198.51.100.1", false)
+        .await
+        .unwrap();
+    let f = store
+        .login_failures("Carol", "198.51.100.1", 0)
+        .await
+        .unwrap();
     assert_eq!((f.account, f.ip), (3, 4));
     // A successful login clears the account's count but not the address's.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    store.record_login_attempt("carol", "198.51.100.1", true).await.unwrap();
-    let f = store.login_failures("carol", "198.51.100.1", 0).await.unwrap();
+    store
+        .record_login_attempt("carol", "198.51.100.1", true)
+        .await
+        .unwrap();
+    let f = store
+        .login_failures("carol", "198.51.100.1", 0)
+        .await
+        .unwrap();
     assert_eq!((f.account, f.ip), (0, 4));
 }
 
@@ -184,7 +216,11 @@ async fn login_failures_count_per_account_and_address() {
 async fn rollups_agree_with_the_raw_events() {
     let db = TestDb::new().await.unwrap();
     let store = &db.store;
-    let a = store.create_institution(&Actor::system(), ministry()).await.unwrap().id;
+    let a = store
+        .create_institution(&Actor::system(), ministry())
+        .await
+        .unwrap()
+        .id;
     let b = store
         .create_institution(
             &Actor::system(),
@@ -204,7 +240,12 @@ async fn rollups_agree_with_the_raw_events() {
     for i in 0..2_000i64 {
         let at = now - (i * 7_919 * 1_000) % (40 * 24 * HOUR_MS);
         let inst = [Some(a), Some(b), None][(i % 3) as usize];
-        let mut e = event(kinds[(i % kinds.len() as i64) as usize], at, inst, 1 + i % 5);
+        let mut e = event(
+            kinds[(i % kinds.len() as i64) as usize],
+            at,
+            inst,
+            1 + i % 5,
+        );
         if e.kind == EventKind::DdosDetected {
             e.value = Some(1000 + i);
         }
@@ -248,7 +289,10 @@ async fn events_for_unknown_institutions_are_refused_whole() {
         event(EventKind::FileInfected, 1_000, Some(InstitutionId(42)), 1),
     ];
     let err = store.insert_events(&batch).await.unwrap_err();
-    assert_eq!(err.to_string(), "events[1].institution_id: no institution with id 42");
+    assert_eq!(
+        err.to_string(),
+        "events[1].institution_id: no institution with id 42"
+    );
     let stored = store
         .list_events(&EventFilter {
             limit: 10,
@@ -269,5 +313,8 @@ async fn reopening_keeps_data_and_schema() {
     db.store.close().await;
     let again = qalxan_store::Store::open(&db.url).await.unwrap();
     assert_eq!(again.list_institutions(None).await.unwrap().len(), 1);
-    assert_eq!(again.schema_versions().await.unwrap(), qalxan_store::migration_versions().0);
+    assert_eq!(
+        again.schema_versions().await.unwrap(),
+        qalxan_store::migration_versions().0
+    );
 }

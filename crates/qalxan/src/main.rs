@@ -1,1 +1,500 @@
-fn main() {}
+//! `qalxan`: runs the platform (`qalxan serve`) and administers it from the server's shell.
+//!
+//! This binary only parses flags, loads the configuration, sets up logging and calls the
+//! crates below; nothing here decides anything the API could not also do.
+
+mod config;
+mod logging;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use qalxan_core::{InstitutionFields, InstitutionId, Role, Timestamp};
+use qalxan_server::api::tokens::{issue_token, TokenCreate};
+use qalxan_server::{auth, AppState, Config};
+use qalxan_store::{Actor, NewUser, Store, UserUpdate};
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "qalxan",
+    version,
+    about = "Qalxan: cyber-defence platform for a national CERT"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the platform keeps its data; every command accepts these.
+#[derive(Args, Clone, Default)]
+pub struct CommonArgs {
+    /// TOML configuration file (every key can also be set as QALXAN_<KEY>).
+    #[arg(long, global = true, env = "QALXAN_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data folder: SQLite database, logs and files [default: ./qalxan-data].
+    #[arg(long = "data", global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Use PostgreSQL (postgres://user:password@host/db) instead of SQLite in the data folder.
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: dashboard and API.
+    Serve(ServeArgs),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens for agents, gateways and scripts.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage the institutions of the constituency.
+    #[command(subcommand)]
+    Institution(InstitutionCommand),
+    /// Print the effective configuration (file, environment and flags combined) as TOML.
+    Config,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address for the dashboard and API [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Log lines on the terminal as `human` or `json`.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<qalxan_server::LogFormat>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account; prints its generated password once (or reads one with --password-stdin).
+    Add {
+        name: String,
+        #[arg(long)]
+        role: Role,
+        /// Institution id, for role `institution`.
+        #[arg(long)]
+        institution: Option<InstitutionId>,
+        #[arg(long, default_value = "")]
+        display_name: String,
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List,
+    /// Set a new password (generated and printed once, or read with --password-stdin); ends the
+    /// account's sessions.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Enable or disable an account.
+    Disable {
+        name: String,
+        /// Enable the account again instead.
+        #[arg(long)]
+        undo: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once on standard output.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: Role,
+        /// Confine the token to one institution's data.
+        #[arg(long)]
+        institution: Option<InstitutionId>,
+        /// Days until the token expires (default: never).
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum InstitutionCommand {
+    /// Add an institution.
+    Add {
+        name: String,
+        #[arg(long, default_value = "")]
+        sector: String,
+        /// A domain it owns; repeat for several.
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+        /// An address range it owns (CIDR); repeat for several.
+        #[arg(long = "ip-range")]
+        ip_ranges: Vec<String>,
+    },
+    /// List institutions with their ids.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let mut overrides = config::Overrides {
+        data_dir: cli.common.data_dir.clone(),
+        database_url: cli.common.database_url.clone(),
+        ..Default::default()
+    };
+    if let Command::Serve(args) = &cli.command {
+        overrides.listen = args.listen;
+        overrides.log_format = args.log_format;
+    }
+    let config = config::load(cli.common.config.as_deref(), &overrides)?;
+    match cli.command {
+        Command::Serve(_) => serve(config).await,
+        Command::Config => {
+            let mut shown = config.clone();
+            shown.database_url = qalxan_store::redact_url(&shown.database_url);
+            print!("{}", toml_string(&shown)?);
+            Ok(())
+        }
+        Command::User(cmd) => {
+            let _log = logging::init_cli();
+            let store = open_store(&config).await?;
+            user_command(&store, cmd).await
+        }
+        Command::Token(cmd) => {
+            let _log = logging::init_cli();
+            let store = open_store(&config).await?;
+            token_command(&store, cmd).await
+        }
+        Command::Institution(cmd) => {
+            let _log = logging::init_cli();
+            let store = open_store(&config).await?;
+            institution_command(&store, cmd).await
+        }
+    }
+}
+
+fn toml_string(config: &Config) -> Result<String> {
+    config::to_toml(config)
+}
+
+async fn open_store(config: &Config) -> Result<Store> {
+    match config.database_url() {
+        Some(url) => Store::open(url)
+            .await
+            .with_context(|| format!("opening database {}", qalxan_store::redact_url(url))),
+        None => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
+            let path = config.data_dir.join("qalxan.db");
+            Store::open_sqlite(&path)
+                .await
+                .with_context(|| format!("opening database {}", path.display()))
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<()> {
+    for sub in ["", "logs", "files"] {
+        let dir = config.data_dir.join(sub);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let _log = logging::init_server(&config)?;
+    let store = open_store(&config).await?;
+    tracing::info!(
+        database = %config.database_url().map(qalxan_store::redact_url).unwrap_or_else(|| config.data_dir.join("qalxan.db").display().to_string()),
+        data = %config.data_dir.display(),
+        "store ready"
+    );
+    if let Some(password) = qalxan_server::bootstrap_admin(&store).await? {
+        // Printed to the terminal only: never through tracing, so it reaches no log file.
+        println!();
+        println!("Created the first account:");
+        println!("  user:     admin");
+        println!("  password: {password}");
+        println!("This password is shown once and is not logged. Change it after logging in.");
+        println!();
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(store.clone(), config)?;
+    println!("Qalxan is serving the dashboard and API on http://{addr}/");
+    tracing::info!(%addr, "listening");
+    qalxan_server::serve(listener, state, shutdown_signal()).await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn read_password_line() -> Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(password)
+}
+
+async fn find_user(store: &Store, name: &str) -> Result<qalxan_store::User> {
+    match store.user_credentials(name).await? {
+        Some((user, _)) => Ok(user),
+        None => bail!("no user named '{name}'"),
+    }
+}
+
+async fn user_command(store: &Store, cmd: UserCommand) -> Result<()> {
+    let actor = Actor::cli();
+    match cmd {
+        UserCommand::Add {
+            name,
+            role,
+            institution,
+            display_name,
+            email,
+            password_stdin,
+        } => {
+            let (password, generated) = if password_stdin {
+                (read_password_line()?, false)
+            } else {
+                (auth::generate_password(), true)
+            };
+            auth::check_password_policy(&password, &name)?;
+            let password_hash =
+                auth::hash_password(&password).map_err(|e| anyhow::anyhow!(e.detail))?;
+            let user = store
+                .create_user(
+                    &actor,
+                    NewUser {
+                        username: name,
+                        display_name,
+                        email,
+                        role,
+                        institution_id: institution,
+                        password_hash,
+                    },
+                )
+                .await?;
+            eprintln!("created user '{}' with role {}", user.username, user.role);
+            if generated {
+                println!("{password}");
+            }
+        }
+        UserCommand::List => {
+            println!(
+                "{:<6} {:<24} {:<12} {:<11} STATE",
+                "ID", "USER", "ROLE", "INSTITUTION"
+            );
+            for u in store.list_users().await? {
+                println!(
+                    "{:<6} {:<24} {:<12} {:<11} {}",
+                    u.id,
+                    u.username,
+                    u.role,
+                    u.institution_id
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    if u.disabled { "disabled" } else { "active" }
+                );
+            }
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let user = find_user(store, &name).await?;
+            let (password, generated) = if password_stdin {
+                (read_password_line()?, false)
+            } else {
+                (auth::generate_password(), true)
+            };
+            auth::check_password_policy(&password, &user.username)?;
+            let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!(e.detail))?;
+            store.set_password(&actor, user.id, &hash, None).await?;
+            eprintln!(
+                "password of '{}' changed; its sessions have ended",
+                user.username
+            );
+            if generated {
+                println!("{password}");
+            }
+        }
+        UserCommand::Disable { name, undo } => {
+            let user = find_user(store, &name).await?;
+            store
+                .update_user(
+                    &actor,
+                    user.id,
+                    UserUpdate {
+                        disabled: Some(!undo),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            eprintln!(
+                "'{}' is now {}",
+                user.username,
+                if undo { "enabled" } else { "disabled" }
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn token_command(store: &Store, cmd: TokenCommand) -> Result<()> {
+    let actor = Actor::cli();
+    match cmd {
+        TokenCommand::Create {
+            name,
+            role,
+            institution,
+            expires_days,
+        } => {
+            let expires_at = expires_days
+                .map(|d| Timestamp(qalxan_core::now_millis() + i64::from(d) * 86_400_000));
+            let created = issue_token(
+                store,
+                &actor,
+                TokenCreate {
+                    name,
+                    role,
+                    institution_id: institution,
+                    expires_at,
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(e.detail))?;
+            eprintln!(
+                "created token {} '{}' with role {}; it is shown once:",
+                created.token.id, created.token.name, created.token.role
+            );
+            println!("{}", created.secret);
+        }
+        TokenCommand::List => {
+            println!(
+                "{:<6} {:<24} {:<12} {:<11} {:<10} STATE",
+                "ID", "NAME", "ROLE", "INSTITUTION", "PREFIX"
+            );
+            let now = qalxan_core::now_millis();
+            for t in store.list_tokens().await? {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else if t.is_usable(now) {
+                    "active"
+                } else {
+                    "expired"
+                };
+                println!(
+                    "{:<6} {:<24} {:<12} {:<11} {:<10} {}",
+                    t.id,
+                    t.name,
+                    t.role,
+                    t.institution_id
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    t.prefix,
+                    state
+                );
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let t = store.revoke_token(&actor, id).await?;
+            eprintln!("token {} '{}' revoked", t.id, t.name);
+        }
+    }
+    Ok(())
+}
+
+async fn institution_command(store: &Store, cmd: InstitutionCommand) -> Result<()> {
+    match cmd {
+        InstitutionCommand::Add {
+            name,
+            sector,
+            domains,
+            ip_ranges,
+        } => {
+            let created = store
+                .create_institution(
+                    &Actor::cli(),
+                    InstitutionFields {
+                        name,
+                        sector,
+                        domains,
+                        ip_ranges,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            eprintln!("created institution '{}'", created.fields.name);
+            println!("{}", created.id);
+        }
+        InstitutionCommand::List => {
+            println!("{:<6} {:<40} SECTOR", "ID", "NAME");
+            for i in store.list_institutions(None).await? {
+                println!("{:<6} {:<40} {}", i.id, i.fields.name, i.fields.sector);
+            }
+        }
+    }
+    Ok(())
+}

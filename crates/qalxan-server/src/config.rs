@@ -1,0 +1,119 @@
+//! The server's settings. Loading them (TOML file, `QALXAN_*` environment, flags) is the
+//! binary's job; this is the typed result and its defaults.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Folder for the SQLite database, logs and files.
+    pub data_dir: PathBuf,
+    /// Address the dashboard and API listen on.
+    pub listen: SocketAddr,
+    /// `postgres://...` to use PostgreSQL; empty for SQLite in `data_dir`.
+    pub database_url: String,
+    /// `human` or `json` log lines on the terminal (the log file is always JSON).
+    pub log_format: LogFormat,
+    /// tracing filter, e.g. `info` or `qalxan_server=debug,info`.
+    pub log_level: String,
+    /// The address people reach the dashboard at, e.g. `https://cert.example`. An `https` URL
+    /// marks session cookies `Secure`.
+    pub public_url: String,
+    /// Hours a login session lasts.
+    pub session_hours: u32,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Window over which failed logins are counted, in minutes.
+    pub login_window_minutes: u32,
+    /// Failed logins for one account within the window before further attempts are refused.
+    pub login_max_failures_per_account: u32,
+    /// Failed logins from one address within the window before further attempts are refused.
+    pub login_max_failures_per_ip: u32,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "human" => Ok(LogFormat::Human),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format '{other}' (expected human or json)"
+            )),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("qalxan-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: String::new(),
+            log_format: LogFormat::Human,
+            log_level: "info".to_owned(),
+            public_url: String::new(),
+            session_hours: 12,
+            max_body_bytes: 2 * 1024 * 1024,
+            login_window_minutes: 15,
+            login_max_failures_per_account: 5,
+            login_max_failures_per_ip: 20,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The configuration keys, which are also the `QALXAN_<KEY>` environment variables.
+    pub const KEYS: &'static [&'static str] = &[
+        "data_dir",
+        "listen",
+        "database_url",
+        "log_format",
+        "log_level",
+        "public_url",
+        "session_hours",
+        "max_body_bytes",
+        "login_window_minutes",
+        "login_max_failures_per_account",
+        "login_max_failures_per_ip",
+        "trusted_proxies",
+    ];
+
+    /// The database to use: the configured URL, or SQLite in the data folder.
+    pub fn database_url(&self) -> Option<&str> {
+        let url = self.database_url.trim();
+        (!url.is_empty()).then_some(url)
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_list_every_field() {
+        let value = serde_json::to_value(Config::default()).unwrap();
+        let mut fields: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
+        let mut keys: Vec<_> = Config::KEYS.iter().map(|k| k.to_string()).collect();
+        fields.sort();
+        keys.sort();
+        assert_eq!(fields, keys);
+    }
+}

@@ -1,0 +1,162 @@
+// The dashboard in a real browser: Debian's headless Chromium, driven by playwright-core.
+// Starts `qalxan serve` on a fresh data folder, reports events through the API, logs in through
+// the login page, checks the overview's counters and charts, creates an institution through its
+// form, and saves screenshots (light, dark, phone) under tests/browser/out/.
+//
+// Usage: QALXAN_BIN=target/debug/qalxan node tests/browser/dashboard.mjs
+import { chromium } from 'playwright-core';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import readline from 'node:readline';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const bin = process.env.QALXAN_BIN || join(here, '../../target/debug/qalxan');
+const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+const out = join(here, 'out');
+mkdirSync(out, { recursive: true });
+const data = mkdtempSync(join(tmpdir(), 'qalxan-browser-'));
+
+function cli(...args) {
+  return execFileSync(bin, [...args, '--data', data], { encoding: 'utf8' }).trim();
+}
+
+function startServer() {
+  const child = spawn(bin, ['serve', '--data', data, '--listen', '127.0.0.1:0'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let password = null;
+    const timer = setTimeout(() => reject(new Error('qalxan serve did not start in 60 s')), 60_000);
+    child.on('exit', (code) => reject(new Error(`qalxan serve exited with ${code}`)));
+    readline.createInterface({ input: child.stdout }).on('line', (line) => {
+      const p = line.trim().match(/^password: (\S+)$/);
+      if (p) password = p[1];
+      const m = line.match(/serving the dashboard and API on (http:\/\/\S+?)\/?$/);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, base: m[1], password });
+      }
+    });
+  });
+}
+
+async function post(base, token, path, body) {
+  const r = await fetch(base + path, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await r.text();
+  assert.equal(r.status, 201, `${path}: ${text}`);
+  return JSON.parse(text);
+}
+
+const institution = cli('institution', 'add', 'Ministry of Digital Development', '--sector', 'government');
+const token = cli('token', 'create', '--name', 'browser-test-sensor', '--role', 'sensor');
+const server = await startServer();
+// Whatever happens below, the server does not outlive this script.
+process.on('exit', () => server.child.kill('SIGTERM'));
+assert.ok(server.password, 'the first start prints the admin password');
+const { base } = server;
+
+// What the parts of the platform would report: a day of blocks, a flood, detections, victims.
+const now = Date.now();
+const events = [];
+for (let h = 0; h < 24; h++) {
+  events.push({ kind: 'waf.blocked', count: 40 + ((h * 37) % 90), institution_id: Number(institution),
+    occurred_at: new Date(now - h * 3_600_000).toISOString() });
+}
+events.push({ kind: 'ddos.detected', value: 48000, severity: 'critical', occurred_at: new Date(now - 5 * 3_600_000).toISOString() });
+events.push({ kind: 'scan.infected', count: 7 }, { kind: 'doc.neutralized', count: 3 });
+events.push({ kind: 'intel.indicator', count: 120 }, { kind: 'incident.opened' }, { kind: 'incident.opened' });
+events.push({ kind: 'incident.victim', count: 5, institution_id: Number(institution) });
+await post(base, token, '/api/v1/events', { events });
+const blocked = events.filter((e) => e.kind === 'waf.blocked').reduce((n, e) => n + e.count, 0);
+
+const browser = await chromium.launch({
+  executablePath: chromiumPath,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+});
+let failed = false;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const response = await page.goto(base + '/');
+  assert.ok(page.url().includes('/login'), `unauthenticated visit lands on the login page, got ${page.url()}`);
+  assert.equal(response.status(), 200);
+
+  await page.fill('input[name=username]', 'admin');
+  await page.fill('input[name=password]', 'wrong password');
+  await page.click('button[type=submit]');
+  assert.match(await page.textContent('p.error'), /Wrong user name or password/);
+
+  await page.fill('input[name=username]', 'admin');
+  await page.fill('input[name=password]', server.password);
+  await Promise.all([page.waitForURL(base + '/'), page.click('button[type=submit]')]);
+
+  const total = async (figure) => (await page.textContent(`[data-figure="${figure}"] [data-total]`)).trim();
+  assert.equal(await total('waf.blocked'), blocked.toLocaleString('en-US'));
+  assert.equal(await total('ddos.detected'), '1');
+  assert.equal(await total('scan.infected'), '7');
+  assert.equal(await total('doc.neutralized'), '3');
+  assert.equal(await total('intel.indicator'), '120');
+  assert.equal(await total('incident.open'), '2');
+  assert.equal(await total('incident.victim'), '5');
+  assert.match(await page.textContent('[data-figure="ddos.detected"]'), /peak 48,000 requests\/s/);
+  assert.equal(await page.locator('[data-figure="waf.blocked"] svg rect.bar').count(), 24);
+  const bars = await page.locator('[data-figure="waf.blocked"] svg rect.bar').evaluateAll(
+    (rects) => rects.filter((r) => Number(r.getAttribute('height')) > 0).length);
+  assert.ok(bars >= 23, `blocks spread over the day draw bars, got ${bars}`);
+  await page.screenshot({ path: join(out, 'overview.png'), fullPage: true });
+
+  await page.click('a[href="/?period=30d"]');
+  assert.equal(await page.locator('[data-figure="waf.blocked"] svg rect.bar').count(), 30);
+
+  // An institution through its form; the CSRF token travels with it.
+  await page.goto(base + '/institutions/new');
+  await page.fill('input[name=name]', 'State Oil Company');
+  await page.fill('input[name=sector]', 'Energy');
+  await page.fill('textarea[name=domains]', 'oil.example\nportal.oil.example');
+  await page.fill('textarea[name=ip_ranges]', '203.0.113.0/24');
+  await Promise.all([page.waitForURL(/\/institutions\/\d+\?notice=created/), page.click('form.card button[type=submit]')]);
+  await page.goto(base + '/institutions');
+  assert.match(await page.textContent('table'), /State Oil Company/);
+  await page.goto(base + '/audit');
+  assert.match(await page.textContent('table'), /user:admin/);
+  await page.screenshot({ path: join(out, 'audit.png'), fullPage: true });
+
+  const dark = await browser.newContext({ colorScheme: 'dark', viewport: { width: 1280, height: 900 },
+    storageState: await context.storageState() });
+  const darkPage = await dark.newPage();
+  await darkPage.goto(base + '/');
+  const background = await darkPage.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(background, 'rgb(15, 20, 26)', 'dark theme follows the system setting');
+  await darkPage.screenshot({ path: join(out, 'overview-dark.png'), fullPage: true });
+
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2,
+    isMobile: true, storageState: await context.storageState() });
+  const phonePage = await phone.newPage();
+  await phonePage.goto(base + '/');
+  const overflow = await phonePage.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the overview fits a phone's width (overflows by ${overflow}px)`);
+  await phonePage.screenshot({ path: join(out, 'overview-phone.png'), fullPage: true });
+
+  // Logging out ends the session.
+  await Promise.all([page.waitForURL(/\/login/), page.click('form.logout button')]);
+  await page.goto(base + '/');
+  assert.ok(page.url().includes('/login'));
+  console.log(`browser test passed; screenshots in ${out}`);
+} catch (e) {
+  failed = true;
+  console.error(e);
+} finally {
+  await browser.close();
+  server.child.kill('SIGTERM');
+  rmSync(data, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
