@@ -55,9 +55,10 @@ named_enum!(
     }
 );
 
-/// One hour: the grain of the stored rollups, so every period's bins are whole hours.
+/// One hour and one day: the two grains of the stored rollups. Every period's bins are whole
+/// units of one of them, so the dashboard sums a few rollup rows per bin.
 pub const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
 
 impl Period {
     pub fn label(self) -> &'static str {
@@ -85,16 +86,26 @@ impl Period {
         }
     }
 
-    /// The half-open window `[start, end)` ending with the hour that contains `now_ms`.
+    /// The rollup grain the window aligns to: hours for hourly bins, days (UTC) otherwise.
+    pub fn grain_ms(self) -> i64 {
+        if self.bin_ms() % DAY_MS == 0 {
+            DAY_MS
+        } else {
+            HOUR_MS
+        }
+    }
+
+    /// The half-open window `[start, end)` ending with the hour (or UTC day, for periods with
+    /// day-sized bins) that contains `now_ms`.
     pub fn window(self, now_ms: i64) -> (i64, i64) {
-        let end = hour_bucket(now_ms) + HOUR_MS;
+        let end = bucket(now_ms, self.grain_ms()) + self.grain_ms();
         (end - self.bin_ms() * self.bins() as i64, end)
     }
 }
 
-/// Start of the hour that contains `ms` (Unix milliseconds, UTC).
-pub fn hour_bucket(ms: i64) -> i64 {
-    ms - ms.rem_euclid(HOUR_MS)
+/// Start of the `width`-long interval (aligned to the Unix epoch) that contains `ms`.
+pub fn bucket(ms: i64, width: i64) -> i64 {
+    ms - ms.rem_euclid(width)
 }
 
 #[cfg(test)]
@@ -102,20 +113,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn windows_end_on_the_hour_after_now() {
+    fn windows_end_after_now_on_their_grain() {
         let now = 1_700_000_123_456;
         let (start, end) = Period::Day.window(now);
         assert_eq!(end % HOUR_MS, 0);
         assert!(end > now && end - now <= HOUR_MS);
         assert_eq!(end - start, 24 * HOUR_MS);
+        let (start, end) = Period::Month.window(now);
+        assert_eq!((start % DAY_MS, end % DAY_MS), (0, 0));
+        assert!(end > now && end - now <= DAY_MS);
         let (start, end) = Period::HalfYear.window(now);
         assert_eq!(end - start, 182 * DAY_MS);
+        assert_eq!(start % DAY_MS, 0);
     }
 
     #[test]
     fn buckets_handle_times_before_1970() {
-        assert_eq!(hour_bucket(-1), -HOUR_MS);
-        assert_eq!(hour_bucket(HOUR_MS), HOUR_MS);
+        assert_eq!(bucket(-1, HOUR_MS), -HOUR_MS);
+        assert_eq!(bucket(HOUR_MS, HOUR_MS), HOUR_MS);
+        assert_eq!(bucket(DAY_MS + 5, DAY_MS), DAY_MS);
     }
 
     #[test]

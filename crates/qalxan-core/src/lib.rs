@@ -8,7 +8,7 @@ mod event;
 mod institution;
 mod time_util;
 
-pub use event::{hour_bucket, EventKind, Period, HOUR_MS};
+pub use event::{bucket, EventKind, Period, DAY_MS, HOUR_MS};
 pub use institution::{
     normalize_domain, parse_ip_range, FieldError, Institution, InstitutionFields,
 };

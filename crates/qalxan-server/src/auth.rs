@@ -63,15 +63,22 @@ pub async fn hash_password_blocking(password: String) -> Result<String, ApiError
         .map_err(|e| ApiError::internal(&e))?
 }
 
-pub async fn verify_password_blocking(password: String, phc: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_password(&password, &phc))
-        .await
-        .unwrap_or(false)
+/// Verifies `password` against `phc`; with no hash (no such account) it verifies against a
+/// decoy and fails, so the answer takes as long as for a real account and does not reveal which
+/// names exist.
+pub async fn verify_password_blocking(password: String, phc: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || match phc {
+        Some(phc) => verify_password(&password, &phc),
+        None => {
+            verify_password(&password, decoy_hash());
+            false
+        }
+    })
+    .await
+    .unwrap_or(false)
 }
 
-/// A hash to verify against when the account does not exist, so the answer takes as long as for
-/// a real account and does not reveal which names exist.
-pub fn decoy_hash() -> &'static str {
+fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| hash_password(&generate_password()).unwrap_or_default())
 }
@@ -271,8 +278,11 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Prin
             .ok_or_else(|| {
                 ApiError::unauthorized("the API token is unknown, expired or revoked")
             })?;
-        if let Err(e) = state.store().touch_token(token.id, now).await {
-            tracing::warn!(error = %e, token = token.id, "could not record token use");
+        // Recording each use would make every read a write; a minute's precision is enough.
+        if token.last_used_at.is_none_or(|t| now - t.0 > 60_000) {
+            if let Err(e) = state.store().touch_token(token.id, now).await {
+                tracing::warn!(error = %e, token = token.id, "could not record token use");
+            }
         }
         return Ok(Some(Principal {
             role: token.role,

@@ -199,8 +199,19 @@ pub fn migration_versions() -> (Vec<i64>, Vec<i64>) {
     (versions(&SQLITE_MIGRATIONS), versions(&POSTGRES_MIGRATIONS))
 }
 
-fn sqlite_url(path: &Path) -> String {
-    format!("sqlite://{}?mode=rwc", path.display())
+/// The `sqlite://` URL of a database file. The path is percent-decoded when the URL is parsed,
+/// so the characters that would end or escape it are encoded.
+pub(crate) fn sqlite_url(path: &Path) -> String {
+    let mut encoded = String::new();
+    for c in path.display().to_string().chars() {
+        match c {
+            '%' => encoded.push_str("%25"),
+            '?' => encoded.push_str("%3F"),
+            '#' => encoded.push_str("%23"),
+            c => encoded.push(c),
+        }
+    }
+    format!("sqlite://{encoded}?mode=rwc")
 }
 
 async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
@@ -286,6 +297,15 @@ mod tests {
         let (sqlite, postgres) = migration_versions();
         assert!(!sqlite.is_empty());
         assert_eq!(sqlite, postgres);
+    }
+
+    #[tokio::test]
+    async fn opens_files_with_awkward_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd 100% name?#.db");
+        let store = Store::open_sqlite(&path).await.unwrap();
+        store.ping().await.unwrap();
+        assert!(path.is_file());
     }
 
     #[test]

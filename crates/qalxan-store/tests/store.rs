@@ -255,18 +255,22 @@ async fn rollups_agree_with_the_raw_events() {
     for chunk in batch.chunks(700) {
         store.insert_events(chunk).await.unwrap();
     }
-    for scope in [None, Some(a), Some(b)] {
-        let rolled = store
-            .overview(start, Period::Month.bin_ms(), Period::Month.bins(), scope)
-            .await
-            .unwrap();
-        let raw = store
-            .overview_from_events(start, Period::Month.bin_ms(), Period::Month.bins(), scope)
-            .await
-            .unwrap();
-        assert_eq!(rolled.series, raw, "scope {scope:?}");
-        assert!(rolled.series.iter().all(|s| s.total > 0));
+    for period in Period::ALL {
+        let (start, _) = period.window(now);
+        for scope in [None, Some(a), Some(b)] {
+            let rolled = store
+                .overview(start, period.bin_ms(), period.bins(), scope)
+                .await
+                .unwrap();
+            let raw = store
+                .overview_from_events(start, period.bin_ms(), period.bins(), scope)
+                .await
+                .unwrap();
+            assert_eq!(rolled.series, raw, "{period} scope {scope:?}");
+            assert!(rolled.series.iter().all(|s| s.total > 0), "{period}");
+        }
     }
+    assert_eq!(store.count_events().await.unwrap(), 2_000);
     let all = store
         .overview(start, Period::Month.bin_ms(), Period::Month.bins(), None)
         .await

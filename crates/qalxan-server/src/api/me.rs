@@ -73,7 +73,7 @@ pub(crate) async fn change_own_password(
         .user_credentials(&user.username)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    if !auth::verify_password_blocking(current, hash).await {
+    if !auth::verify_password_blocking(current, Some(hash)).await {
         return Err(ApiError::invalid(
             "current_password",
             "is not the account's password",

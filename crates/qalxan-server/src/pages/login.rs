@@ -154,9 +154,9 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> PageResu
     let account = store.user_credentials(&form.username).await?;
     let (hash, user) = match &account {
         Some((user, hash)) if !user.disabled && user.role.can_log_in() => {
-            (hash.clone(), Some(user))
+            (Some(hash.clone()), Some(user))
         }
-        _ => (auth::decoy_hash().to_owned(), None),
+        _ => (None, None),
     };
     let verified = auth::verify_password_blocking(form.password, hash).await;
     let Some(user) = user.filter(|_| verified) else {

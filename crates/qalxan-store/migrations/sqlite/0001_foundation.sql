@@ -111,17 +111,18 @@ BEGIN SELECT RAISE(ABORT, 'events is append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'events is append-only'); END;
 
--- Hourly sums of events, maintained in the same transaction as the insert, so the dashboard
--- reads a few thousand rows instead of scanning millions of events. Each event adds to its
--- institution's row and to the row for all institutions (-1); 0 stands for "no institution"
--- (NULLs would defeat the primary key).
+-- Sums of events per hour and per UTC day (width 3600000 or 86400000 ms), maintained in the same
+-- transaction as the insert, so the dashboard reads a few thousand rows instead of scanning
+-- millions of events. Each event adds to its institution's rows and to the rows for all
+-- institutions (-1); 0 stands for "no institution" (NULLs would defeat the primary key).
 CREATE TABLE event_rollups (
     institution_id BIGINT NOT NULL,
+    width          BIGINT NOT NULL,
     bucket         BIGINT NOT NULL,
     kind           TEXT   NOT NULL,
     total          BIGINT NOT NULL,
     events         BIGINT NOT NULL,
     peak           BIGINT NOT NULL,
-    PRIMARY KEY (institution_id, bucket, kind)
+    PRIMARY KEY (institution_id, width, bucket, kind)
 );
-CREATE INDEX event_rollups_kind ON event_rollups (kind, bucket);
+CREATE INDEX event_rollups_kind ON event_rollups (kind, width, bucket);
