@@ -10,6 +10,11 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Largest `count` one event may carry: far above any real report, far below overflow.
+pub const MAX_EVENT_COUNT: i64 = 1_000_000_000;
+/// Largest `value` one event may carry.
+pub const MAX_EVENT_VALUE: i64 = 1_000_000_000_000;
+
 /// Rollup row that sums every institution (and none).
 const ALL_INSTITUTIONS: i64 = -1;
 /// Rollup row for events that belong to no institution.
@@ -139,10 +144,19 @@ impl Store {
             return Ok(Vec::new());
         }
         for (i, e) in batch.iter().enumerate() {
-            if e.count < 1 {
-                return Err(
-                    FieldError::new(format!("events[{i}].count"), "must be at least 1").into(),
-                );
+            if !(1..=MAX_EVENT_COUNT).contains(&e.count) {
+                return Err(FieldError::new(
+                    format!("events[{i}].count"),
+                    format!("must be 1 to {MAX_EVENT_COUNT}"),
+                )
+                .into());
+            }
+            if e.value.is_some_and(|v| !(0..=MAX_EVENT_VALUE).contains(&v)) {
+                return Err(FieldError::new(
+                    format!("events[{i}].value"),
+                    format!("must be 0 to {MAX_EVENT_VALUE}"),
+                )
+                .into());
             }
         }
         let received = now_millis();
@@ -205,7 +219,7 @@ impl Store {
                 let b = bucket(e.occurred_at, width);
                 for owner in [inst, ALL_INSTITUTIONS] {
                     let s = sums.entry((owner, width, b, e.kind.as_str())).or_default();
-                    s.total += e.count;
+                    s.total = s.total.saturating_add(e.count);
                     s.events += 1;
                     s.peak = s.peak.max(e.value.unwrap_or(e.count));
                 }
@@ -355,8 +369,8 @@ impl Store {
         for row in &rows {
             let total: i64 = row.try_get("total")?;
             match parse_column(row, "event_rollups", "kind")? {
-                EventKind::IncidentOpened => open += total,
-                _ => open -= total,
+                EventKind::IncidentOpened => open = total.saturating_add(open),
+                _ => open = open.saturating_sub(total),
             }
         }
         Ok(open.max(0))
@@ -415,8 +429,8 @@ fn add_to_series(s: &mut KindSeries, row: &AnyRow) -> Result<()> {
     let bin: i64 = row.try_get("bin")?;
     let total: i64 = row.try_get("total")?;
     if let Some(b) = usize::try_from(bin).ok().and_then(|i| s.bins.get_mut(i)) {
-        *b += total;
-        s.total += total;
+        *b = b.saturating_add(total);
+        s.total = s.total.saturating_add(total);
         s.peak = s.peak.max(row.try_get("peak")?);
     }
     Ok(())

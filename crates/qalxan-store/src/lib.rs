@@ -21,7 +21,10 @@ mod tokens;
 mod users;
 
 pub use audit::{AuditEntry, AuditFilter};
-pub use events::{EventFilter, KindSeries, NewEvent, Overview, StoredEvent, VictimCount};
+pub use events::{
+    EventFilter, KindSeries, NewEvent, Overview, StoredEvent, VictimCount, MAX_EVENT_COUNT,
+    MAX_EVENT_VALUE,
+};
 pub use tokens::{ApiToken, NewToken};
 pub use users::{LoginFailures, NewUser, Session, User, UserUpdate};
 

@@ -223,13 +223,18 @@ impl Store {
         }
         let disabled = update.disabled.unwrap_or(before.disabled);
         if before.role == Role::Admin && (role != Role::Admin || disabled) {
-            let admins: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id <> $1",
-            )
-            .bind(id)
-            .fetch_one(&mut *tx)
+            // On PostgreSQL, lock the admin rows so two concurrent demotions cannot each see the
+            // other admin as still active; SQLite's single writer already serialises them.
+            let lock = match self.backend {
+                crate::Backend::Postgres => " FOR UPDATE",
+                crate::Backend::Sqlite => "",
+            };
+            let admins: Vec<i64> = sqlx::query_scalar(&format!(
+                "SELECT id FROM users WHERE role = 'admin' AND disabled = 0{lock}"
+            ))
+            .fetch_all(&mut *tx)
             .await?;
-            if admins == 0 {
+            if !admins.iter().any(|&a| a != id) {
                 return Err(StoreError::Conflict(
                     "this is the last active admin account; make another admin first".to_owned(),
                 ));
@@ -329,8 +334,11 @@ impl Store {
         Ok(())
     }
 
+    /// Opens a login session and records the login in the audit trail, in one transaction.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_session(
         &self,
+        actor: &Actor,
         user_id: i64,
         token_hash: &str,
         csrf_token: &str,
@@ -339,6 +347,7 @@ impl Store {
         user_agent: &str,
     ) -> Result<Session> {
         let now = now_millis();
+        let mut tx = self.write.begin().await?;
         let row = sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, \
              expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $4, $5, $6, $7) RETURNING id",
@@ -350,10 +359,13 @@ impl Store {
         .bind(expires_at)
         .bind(ip)
         .bind(user_agent.chars().take(300).collect::<String>())
-        .fetch_one(&self.write)
+        .fetch_one(&mut *tx)
         .await?;
+        let id: i64 = row.try_get("id")?;
+        audit::record(&mut *tx, actor, session_change("login", id)).await?;
+        tx.commit().await?;
         Ok(Session {
-            id: row.try_get("id")?,
+            id,
             user_id,
             csrf_token: csrf_token.to_owned(),
             created_at: Timestamp(now),
@@ -386,11 +398,15 @@ impl Store {
         .transpose()
     }
 
-    pub async fn delete_session(&self, session_id: i64) -> Result<()> {
+    /// Ends a session (logout) and records it, in one transaction.
+    pub async fn end_session(&self, actor: &Actor, session_id: i64) -> Result<()> {
+        let mut tx = self.write.begin().await?;
         sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(session_id)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
+        audit::record(&mut *tx, actor, session_change("logout", session_id)).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -411,22 +427,27 @@ impl Store {
         Ok(a + b)
     }
 
-    pub async fn record_login_attempt(
-        &self,
-        username: &str,
-        ip: &str,
-        success: bool,
-    ) -> Result<()> {
+    /// Records a login attempt as failed before the password is checked, so parallel guesses
+    /// count against the limits at once; [`Store::login_succeeded`] corrects it afterwards.
+    pub async fn begin_login_attempt(&self, username: &str, ip: &str) -> Result<i64> {
         let username: String = username.trim().to_lowercase().chars().take(64).collect();
-        sqlx::query(
-            "INSERT INTO login_attempts (at, username, ip, success) VALUES ($1, $2, $3, $4)",
+        let id = sqlx::query_scalar(
+            "INSERT INTO login_attempts (at, username, ip, success) VALUES ($1, $2, $3, 0) \
+             RETURNING id",
         )
         .bind(now_millis())
         .bind(username)
         .bind(ip)
-        .bind(i64::from(success))
-        .execute(&self.write)
+        .fetch_one(&self.write)
         .await?;
+        Ok(id)
+    }
+
+    pub async fn login_succeeded(&self, attempt_id: i64) -> Result<()> {
+        sqlx::query("UPDATE login_attempts SET success = 1 WHERE id = $1")
+            .bind(attempt_id)
+            .execute(&self.write)
+            .await?;
         Ok(())
     }
 
@@ -458,6 +479,17 @@ impl Store {
             account,
             ip: from_ip,
         })
+    }
+}
+
+fn session_change(action: &'static str, session_id: i64) -> Change<'static> {
+    Change {
+        action,
+        object_type: "session",
+        object_id: session_id.to_string(),
+        institution_id: None,
+        before: None,
+        after: None,
     }
 }
 

@@ -186,12 +186,12 @@ async fn login_failures_count_per_account_and_address() {
     let store = &db.store;
     for _ in 0..3 {
         store
-            .record_login_attempt("carol", "198.51.100.1", false)
+            .begin_login_attempt("carol", "198.51.100.1")
             .await
             .unwrap();
     }
     store
-        .record_login_attempt("dave", "198.51.100.1", false)
+        .begin_login_attempt("dave", "198.51.100.1")
         .await
         .unwrap();
     let f = store
@@ -201,10 +201,11 @@ async fn login_failures_count_per_account_and_address() {
     assert_eq!((f.account, f.ip), (3, 4));
     // A successful login clears the account's count but not the address's.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    store
-        .record_login_attempt("carol", "198.51.100.1", true)
+    let ok = store
+        .begin_login_attempt("carol", "198.51.100.1")
         .await
         .unwrap();
+    store.login_succeeded(ok).await.unwrap();
     let f = store
         .login_failures("carol", "198.51.100.1", 0)
         .await

@@ -449,6 +449,24 @@ async fn events_are_checked_and_scoped() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["field"], "events[0].count");
 
+    // Counts and values are bounded, so sums can never overflow.
+    let (status, body) = scoped
+        .post(
+            "/api/v1/events",
+            &json!({"events": [{"kind": "waf.blocked", "count": i64::MAX}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["field"], "events[0].count");
+    let (status, body) = scoped
+        .post(
+            "/api/v1/events",
+            &json!({"events": [{"kind": "ddos.detected", "value": -5}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["field"], "events[0].value");
+
     let too_many: Vec<_> = (0..1001).map(|_| json!({"kind": "waf.blocked"})).collect();
     let (status, body) = scoped
         .post("/api/v1/events", &json!({"events": too_many}))

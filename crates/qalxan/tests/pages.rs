@@ -242,7 +242,7 @@ async fn forms_need_the_session_csrf_token() {
 async fn failed_logins_are_throttled_per_account_and_per_address() {
     let config = Config {
         login_max_failures_per_account: 3,
-        login_max_failures_per_ip: 5,
+        login_max_failures_per_ip: 6,
         ..Config::default()
     };
     let s = TestServer::start_with(config).await;
@@ -259,7 +259,8 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
     assert_eq!(r.headers()["retry-after"], "900");
     assert!(r.text().await.unwrap().contains("Too many failed logins"));
 
-    // Two more failures on other names exhaust the address's allowance for every account.
+    // The refused attempt counted too: four failures from this address. Two more on other names
+    // exhaust the address's allowance of six for every account.
     let inst = s.institution("Alpha Ministry").await;
     let admin = s.api(&s.token(Role::Admin, None).await);
     let (_, created) = admin
@@ -282,12 +283,49 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
 }
 
 #[tokio::test]
+async fn parallel_guesses_do_not_slip_past_the_limit() {
+    let config = Config {
+        login_max_failures_per_account: 3,
+        ..Config::default()
+    };
+    let s = TestServer::start_with(config).await;
+    let mut guesses = Vec::new();
+    for i in 0..12 {
+        let base = s.base.clone();
+        guesses.push(tokio::spawn(async move {
+            let b = Browser::new(&base);
+            b.login("admin", &format!("guess number {i}"))
+                .await
+                .status()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for g in guesses {
+        statuses.push(g.await.unwrap());
+    }
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(
+        checked <= 3,
+        "{checked} passwords were checked: {statuses:?}"
+    );
+    assert_eq!(checked + refused, 12, "{statuses:?}");
+}
+
+#[tokio::test]
 async fn expired_sessions_and_logout_end_access() {
     let s = TestServer::start().await;
     let (admin, _) = s.db.store.user_credentials("admin").await.unwrap().unwrap();
     let secret = auth::random_secret();
     s.db.store
         .create_session(
+            &qalxan_store::Actor::system(),
             admin.id,
             &auth::sha256_hex(&secret),
             "csrf",
@@ -403,7 +441,7 @@ async fn behind_tls_cookies_are_secure_and_host_only() {
         .anonymous()
         .client
         .post(s.url("/login"))
-        .header("cookie", format!("qalxan_login={csrf}"))
+        .header("cookie", format!("__Host-qalxan_login={csrf}"))
         .form(&[
             ("username", "admin"),
             ("password", s.admin_password.as_str()),

@@ -94,12 +94,6 @@ pub async fn create(
                 "lies in the future or before 2000",
             ));
         }
-        if e.count < 1 {
-            return Err(ApiError::invalid(
-                format!("events[{i}].count"),
-                "must be at least 1",
-            ));
-        }
         let institution_id = match (principal.institution, e.institution_id) {
             (Some(own), None) => Some(own),
             (Some(own), Some(given)) if own != given => {

@@ -1,8 +1,9 @@
 //! Logging in and out.
 //!
-//! The login form carries its own CSRF token (a cookie scoped to `/login` matched against a
-//! hidden field) since there is no session yet. Failed logins are counted per account and per
-//! client address; past the configured limits, attempts are refused until the window passes.
+//! The login form carries its own CSRF token (a cookie matched against a hidden field) since
+//! there is no session yet. Every attempt is recorded as failed before the password is checked
+//! (and corrected on success), so parallel guesses count at once; past the configured limits per
+//! account and per client address, attempts are refused until the window passes.
 
 use super::{bare_page, csrf_failure, respond, CsrfForm, PageError, PageResult};
 use crate::auth::{self, client_ip};
@@ -16,6 +17,16 @@ use qalxan_store::Actor;
 use serde::Deserialize;
 
 const LOGIN_CSRF_COOKIE: &str = "qalxan_login";
+/// Behind TLS the `__Host-` prefix stops a sibling subdomain from planting the cookie.
+const SECURE_LOGIN_CSRF_COOKIE: &str = "__Host-qalxan_login";
+
+fn login_cookie_name(state: &AppState) -> &'static str {
+    if state.config().secure_cookies() {
+        SECURE_LOGIN_CSRF_COOKIE
+    } else {
+        LOGIN_CSRF_COOKIE
+    }
+}
 
 #[derive(Deserialize, Default)]
 pub struct LoginQuery {
@@ -35,8 +46,15 @@ pub struct LoginForm {
 }
 
 /// Only local paths are followed after login, so the page cannot send people elsewhere.
+/// Browsers drop tabs and newlines inside URLs and read `\\` as `/`, so `/\t/evil.example`
+/// would leave the site: any control character, space or backslash disqualifies a path.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\');
+    if local {
         next
     } else {
         "/"
@@ -84,7 +102,8 @@ fn login_page(
     );
     let mut response = respond(status, page);
     let cookie = format!(
-        "{LOGIN_CSRF_COOKIE}={token}; Path=/login; Max-Age=3600{}",
+        "{}={token}; Path=/; Max-Age=3600{}",
+        login_cookie_name(state),
         cookie_attributes(state)
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -108,7 +127,7 @@ pub async fn form(State(state): State<AppState>, request: Request) -> Response {
 pub async fn submit(State(state): State<AppState>, request: Request) -> PageResult {
     let (parts, body) = request.into_parts();
     let ip = client_ip(&parts, &state).to_string();
-    let expected = auth::cookie(&parts, LOGIN_CSRF_COOKIE).map(str::to_owned);
+    let expected = auth::cookie(&parts, login_cookie_name(&state)).map(str::to_owned);
     let user_agent = parts
         .headers
         .get(header::USER_AGENT)
@@ -126,11 +145,13 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> PageResu
     let store = state.store();
     let now = now_millis();
     let window_ms = i64::from(config.login_window_minutes) * 60_000;
+    // Counted first, then checked: this attempt is among the failures it is checked against.
+    let attempt = store.begin_login_attempt(&form.username, &ip).await?;
     let failures = store
         .login_failures(&form.username, &ip, now - window_ms)
         .await?;
-    if failures.account >= i64::from(config.login_max_failures_per_account)
-        || failures.ip >= i64::from(config.login_max_failures_per_ip)
+    if failures.account > i64::from(config.login_max_failures_per_account)
+        || failures.ip > i64::from(config.login_max_failures_per_ip)
     {
         tracing::warn!(username = %form.username, %ip, "login refused: too many failures");
         let message = format!(
@@ -160,9 +181,6 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> PageResu
     };
     let verified = auth::verify_password_blocking(form.password, hash).await;
     let Some(user) = user.filter(|_| verified) else {
-        store
-            .record_login_attempt(&form.username, &ip, false)
-            .await?;
         tracing::info!(username = %form.username, %ip, "login failed");
         return Ok(login_page(
             &state,
@@ -172,28 +190,19 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> PageResu
             Some("Wrong user name or password."),
         ));
     };
-    store
-        .record_login_attempt(&user.username, &ip, true)
-        .await?;
+    store.login_succeeded(attempt).await?;
 
     let secret = auth::random_secret();
     let expires = now + i64::from(config.session_hours) * 3_600_000;
-    let session = store
+    store
         .create_session(
+            &Actor::user(&user.username, ip.clone()),
             user.id,
             &auth::sha256_hex(&secret),
             &auth::random_secret(),
             expires,
             &ip,
             &user_agent,
-        )
-        .await?;
-    store
-        .record_audit(
-            &Actor::user(&user.username, ip.clone()),
-            "login",
-            "session",
-            &session.id.to_string(),
         )
         .await?;
     tracing::info!(username = %user.username, %ip, "login");
@@ -206,7 +215,8 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> PageResu
         cookie_attributes(&state)
     );
     let clear_login = format!(
-        "{LOGIN_CSRF_COOKIE}=; Path=/login; Max-Age=0{}",
+        "{}=; Path=/; Max-Age=0{}",
+        login_cookie_name(&state),
         cookie_attributes(&state)
     );
     for cookie in [session_cookie, clear_login] {
@@ -222,15 +232,9 @@ pub struct LogoutForm {}
 
 pub async fn logout(State(state): State<AppState>, form: CsrfForm<LogoutForm>) -> PageResult {
     let user = form.user;
-    state.store().delete_session(user.session.id).await?;
     state
         .store()
-        .record_audit(
-            &user.principal.actor(),
-            "logout",
-            "session",
-            &user.session.id.to_string(),
-        )
+        .end_session(&user.principal.actor(), user.session.id)
         .await?;
     let mut response = Redirect::to("/login").into_response();
     let clear = format!(
@@ -254,5 +258,8 @@ mod tests {
         assert_eq!(safe_next("//evil.example/"), "/");
         assert_eq!(safe_next("https://evil.example/"), "/");
         assert_eq!(safe_next("/\\evil.example"), "/");
+        assert_eq!(safe_next("/\t/evil.example"), "/");
+        assert_eq!(safe_next("/\n/evil.example"), "/");
+        assert_eq!(safe_next("/ /evil.example"), "/");
     }
 }
