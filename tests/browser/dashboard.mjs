@@ -1,12 +1,13 @@
 // The dashboard in a real browser: Debian's headless Chromium, driven by playwright-core.
 // Starts `qalxan serve` on a fresh data folder, reports events through the API, logs in through
 // the login page, checks the overview's counters and charts, creates an institution through its
-// form, and saves screenshots (light, dark, phone) under tests/browser/out/.
+// form, and saves screenshots (light, dark, phone) and the OpenAPI document under
+// tests/browser/out/.
 //
 // Usage: QALXAN_BIN=target/debug/qalxan node tests/browser/dashboard.mjs
 import { chromium } from 'playwright-core';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,6 +76,8 @@ events.push({ kind: 'scan.infected', count: 7 }, { kind: 'doc.neutralized', coun
 events.push({ kind: 'intel.indicator', count: 120 }, { kind: 'incident.opened' }, { kind: 'incident.opened' });
 events.push({ kind: 'incident.victim', count: 5, institution_id: Number(institution) });
 await post(base, token, '/api/v1/events', { events });
+// The OpenAPI document, for .ci/run to check with an independent validator.
+writeFileSync(join(out, 'openapi.json'), await (await fetch(base + '/api/v1/openapi.json')).text());
 const blocked = events.filter((e) => e.kind === 'waf.blocked').reduce((n, e) => n + e.count, 0);
 
 const browser = await chromium.launch({

@@ -37,7 +37,7 @@ impl AuditQuery {
 }
 
 /// Audit entries, newest first.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+#[utoipa::path(get, operation_id = "list_audit", path = "/api/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = Page<AuditEntry>), (status = 403, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,

@@ -62,7 +62,7 @@ pub struct EventsAccepted {
 }
 
 /// Records a batch of events (gateway blocks, scanner detections, sandbox verdicts...).
-#[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EventBatch,
+#[utoipa::path(post, operation_id = "report_events", path = "/api/v1/events", tag = "events", request_body = EventBatch,
     responses((status = 201, body = EventsAccepted), (status = 403, body = Problem),
         (status = 413, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
@@ -139,7 +139,7 @@ pub struct EventQuery {
 pub(crate) const READERS: &[Role] = &[Role::Admin, Role::Analyst, Role::Auditor, Role::Institution];
 
 /// Events the caller may see, newest first.
-#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery),
+#[utoipa::path(get, operation_id = "list_events", path = "/api/v1/events", tag = "events", params(EventQuery),
     responses((status = 200, body = Page<StoredEvent>), (status = 403, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -188,7 +188,7 @@ pub(crate) async fn overview_for(
 }
 
 /// The figures a CERT reports, each with a per-bin series for charts.
-#[utoipa::path(get, path = "/api/v1/overview", tag = "events", params(OverviewQuery),
+#[utoipa::path(get, operation_id = "get_overview", path = "/api/v1/overview", tag = "events", params(OverviewQuery),
     responses((status = 200, body = Overview), (status = 403, body = Problem)))]
 pub async fn overview(
     State(state): State<AppState>,

@@ -62,7 +62,7 @@ pub(crate) async fn visible(
 }
 
 /// Institutions the caller may see.
-#[utoipa::path(get, path = "/api/v1/institutions", tag = "institutions",
+#[utoipa::path(get, operation_id = "list_institutions", path = "/api/v1/institutions", tag = "institutions",
     responses((status = 200, body = Vec<Institution>), (status = 403, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -74,7 +74,7 @@ pub async fn list(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/institutions", tag = "institutions", request_body = InstitutionFields,
+#[utoipa::path(post, operation_id = "create_institution", path = "/api/v1/institutions", tag = "institutions", request_body = InstitutionFields,
     responses((status = 201, body = Institution), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -89,7 +89,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[utoipa::path(get, path = "/api/v1/institutions/{id}", tag = "institutions",
+#[utoipa::path(get, operation_id = "get_institution", path = "/api/v1/institutions/{id}", tag = "institutions",
     params(("id" = i64, Path, description = "Institution id")),
     responses((status = 200, body = Institution), (status = 404, body = Problem)))]
 pub async fn get(
@@ -101,7 +101,7 @@ pub async fn get(
     Ok(Json(visible(&state, &principal, id).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/institutions/{id}", tag = "institutions", request_body = InstitutionPatch,
+#[utoipa::path(patch, operation_id = "update_institution", path = "/api/v1/institutions/{id}", tag = "institutions", request_body = InstitutionPatch,
     params(("id" = i64, Path, description = "Institution id")),
     responses((status = 200, body = Institution), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update(
@@ -123,7 +123,7 @@ pub async fn update(
 }
 
 /// Deletes an institution that has no users, tokens or events.
-#[utoipa::path(delete, path = "/api/v1/institutions/{id}", tag = "institutions",
+#[utoipa::path(delete, operation_id = "delete_institution", path = "/api/v1/institutions/{id}", tag = "institutions",
     params(("id" = i64, Path, description = "Institution id")),
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete(

@@ -23,7 +23,7 @@ pub struct Me {
 }
 
 /// Who the caller is.
-#[utoipa::path(get, path = "/api/v1/me", tag = "accounts",
+#[utoipa::path(get, operation_id = "get_me", path = "/api/v1/me", tag = "accounts",
     responses((status = 200, body = Me), (status = 401, body = Problem)))]
 pub async fn get_me(principal: Principal) -> Json<Me> {
     Json(Me {
@@ -47,7 +47,7 @@ pub struct PasswordChange {
 }
 
 /// Changes the caller's password; other sessions of the account end.
-#[utoipa::path(post, path = "/api/v1/me/password", tag = "accounts", request_body = PasswordChange,
+#[utoipa::path(post, operation_id = "change_own_password", path = "/api/v1/me/password", tag = "accounts", request_body = PasswordChange,
     responses((status = 204), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn change_password(
     State(state): State<AppState>,

@@ -54,7 +54,7 @@ pub async fn issue_token(
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "accounts",
+#[utoipa::path(get, operation_id = "list_tokens", path = "/api/v1/tokens", tag = "accounts",
     responses((status = 200, body = Vec<ApiToken>), (status = 403, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -64,7 +64,7 @@ pub async fn list(
     Ok(Json(state.store().list_tokens().await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "accounts", request_body = TokenCreate,
+#[utoipa::path(post, operation_id = "create_token", path = "/api/v1/tokens", tag = "accounts", request_body = TokenCreate,
     responses((status = 201, body = TokenCreated), (status = 422, body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -77,7 +77,7 @@ pub async fn create(
 }
 
 /// Revokes a token; it stops working at once.
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "accounts",
+#[utoipa::path(delete, operation_id = "revoke_token", path = "/api/v1/tokens/{id}", tag = "accounts",
     params(("id" = i64, Path, description = "Token id")),
     responses((status = 200, body = ApiToken), (status = 404, body = Problem)))]
 pub async fn revoke(

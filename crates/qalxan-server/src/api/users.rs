@@ -125,7 +125,7 @@ pub(crate) async fn reset_account_password(
     Ok(generated.then_some(password))
 }
 
-#[utoipa::path(get, path = "/api/v1/users", tag = "accounts",
+#[utoipa::path(get, operation_id = "list_users", path = "/api/v1/users", tag = "accounts",
     responses((status = 200, body = Vec<User>), (status = 403, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -135,7 +135,7 @@ pub async fn list(
     Ok(Json(state.store().list_users().await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/users", tag = "accounts", request_body = UserCreate,
+#[utoipa::path(post, operation_id = "create_user", path = "/api/v1/users", tag = "accounts", request_body = UserCreate,
     responses((status = 201, body = UserCreated), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -146,7 +146,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "accounts",
+#[utoipa::path(get, operation_id = "get_user", path = "/api/v1/users/{id}", tag = "accounts",
     params(("id" = i64, Path, description = "User id")),
     responses((status = 200, body = User), (status = 404, body = Problem)))]
 pub async fn get(
@@ -164,7 +164,7 @@ pub async fn get(
     Ok(Json(user))
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "accounts", request_body = UserPatch,
+#[utoipa::path(patch, operation_id = "update_user", path = "/api/v1/users/{id}", tag = "accounts", request_body = UserPatch,
     params(("id" = i64, Path, description = "User id")),
     responses((status = 200, body = User), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn update(
@@ -191,7 +191,7 @@ pub async fn update(
 }
 
 /// Sets a new password for an account and ends its sessions.
-#[utoipa::path(post, path = "/api/v1/users/{id}/password", tag = "accounts", request_body = PasswordReset,
+#[utoipa::path(post, operation_id = "reset_user_password", path = "/api/v1/users/{id}/password", tag = "accounts", request_body = PasswordReset,
     params(("id" = i64, Path, description = "User id")),
     responses((status = 200, body = PasswordResetDone), (status = 404, body = Problem)))]
 pub async fn reset_password(
