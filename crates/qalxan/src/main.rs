@@ -59,6 +59,19 @@ enum Command {
     Institution(InstitutionCommand),
     /// Print the effective configuration (file, environment and flags combined) as TOML.
     Config,
+    /// Web application firewall rules (SecLang, as the OWASP Core Rule Set writes them).
+    #[command(subcommand)]
+    Waf(WafCommand),
+}
+
+#[derive(Subcommand)]
+enum WafCommand {
+    /// Parse rule files (and what they include) and report every error as file:line:column.
+    Check {
+        /// Rule files, e.g. /usr/share/modsecurity-crs/owasp-crs.load
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -180,6 +193,7 @@ async fn run(cli: Cli) -> Result<()> {
     let config = config::load(cli.common.config.as_deref(), &overrides)?;
     match cli.command {
         Command::Serve(_) => serve(config).await,
+        Command::Waf(cmd) => waf_command(cmd),
         Command::Config => {
             let mut shown = config.clone();
             shown.database_url = qalxan_store::redact_url(&shown.database_url);
@@ -464,6 +478,41 @@ async fn token_command(store: &Store, cmd: TokenCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn waf_command(cmd: WafCommand) -> Result<()> {
+    match cmd {
+        WafCommand::Check { files } => {
+            let mut failed = 0;
+            for file in &files {
+                match qalxan_waf::load(file, &qalxan_waf::LoadLimits::default()) {
+                    Ok(set) => {
+                        let s = set.summary();
+                        println!(
+                            "{}: OK: {} rules ({} chained), {} actions, {} markers, {} other directives, in {} file(s)",
+                            file.display(),
+                            s.rules,
+                            s.chained,
+                            s.actions,
+                            s.markers,
+                            s.settings,
+                            s.files
+                        );
+                    }
+                    Err(errors) => {
+                        for e in &errors.errors {
+                            eprintln!("{e}");
+                        }
+                        failed += errors.errors.len();
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} error(s) in the rule files");
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn institution_command(store: &Store, cmd: InstitutionCommand) -> Result<()> {
