@@ -328,6 +328,10 @@ pub fn lookup(table: &[&'static str], name: &str) -> Option<&'static str> {
 
 /// Up to three names from `table` that look like `name`, for "did you mean" hints.
 pub fn suggest(table: &[&'static str], name: &str) -> Vec<&'static str> {
+    // Names are short identifiers; comparing anything else would only cost time.
+    if name.len() > 40 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Vec::new();
+    }
     let lower = name.to_ascii_lowercase();
     let mut scored: Vec<(usize, &'static str)> = table
         .iter()
