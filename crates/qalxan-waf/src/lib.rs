@@ -9,9 +9,11 @@
 
 pub mod load;
 pub mod syntax;
+pub mod transform;
 
 pub use load::{load, load_all, load_str, LoadErrors, LoadLimits};
 pub use syntax::{Directive, DirectiveKind, Location, RuleFile, SyntaxError};
+pub use transform::Transformation;
 
 /// Counts of what a rule set defines, for `qalxan waf check` and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
