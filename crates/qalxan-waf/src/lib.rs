@@ -8,6 +8,9 @@
 //! the gateway feeds it transactions.
 
 pub mod load;
+pub mod macros;
+pub mod operator;
+mod pcre;
 pub mod syntax;
 pub mod transform;
 

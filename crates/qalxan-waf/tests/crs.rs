@@ -73,3 +73,37 @@ fn debians_loader_file_resolves_its_includes() {
     assert!(set.files.len() >= 33, "{:?}", set.files);
     assert_eq!(set.summary().rules, 790);
 }
+
+#[test]
+fn every_crs_operator_compiles() {
+    use qalxan_waf::operator::{CompiledOperator, Op, RegexEngine};
+    if !installed() {
+        return;
+    }
+    let set = load(Path::new(LOADER), &LoadLimits::default()).unwrap();
+    let (mut linear, mut pcre2, mut errors) = (0, Vec::new(), Vec::new());
+    for d in &set.directives {
+        let DirectiveKind::Rule(rule) = &d.kind else {
+            continue;
+        };
+        let base = rule.operator.location.file.parent().unwrap().to_path_buf();
+        match CompiledOperator::compile(&rule.operator, &base) {
+            Ok(c) => match &c.op {
+                Op::Rx(re) if re.engine() == RegexEngine::Linear => linear += 1,
+                Op::Rx(_) => pcre2.push(rule.operator.location.to_string()),
+                _ => {}
+            },
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    assert!(errors.is_empty(), "{errors:#?}");
+    eprintln!(
+        "@rx on the linear engine: {linear}; on PCRE2: {} {pcre2:?}",
+        pcre2.len()
+    );
+    // 3 use lookaround, 2 possessive quantifiers; every other pattern runs in linear time.
+    assert!(
+        pcre2.len() <= 5,
+        "more patterns need backtracking than before: {pcre2:#?}"
+    );
+}

@@ -1,0 +1,122 @@
+//! Macro expansion: `%{tx.anomaly_score}`, `%{REQUEST_HEADERS.host}`, `%{MATCHED_VAR}` inside
+//! action values and operator arguments. Parsed once when rules compile; expanded per
+//! transaction through a [`Resolver`] the evaluator provides.
+
+use std::borrow::Cow;
+
+/// Text with `%{collection.key}` references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacroString {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(Vec<u8>),
+    /// Collection name upper-cased; key as written (lookups are case-insensitive).
+    Var {
+        collection: String,
+        key: Option<String>,
+    },
+}
+
+/// Gives the value of `%{collection.key}` (or `%{collection}`) in the current transaction.
+pub trait Resolver {
+    fn resolve(&self, collection: &str, key: Option<&str>) -> Option<Vec<u8>>;
+}
+
+/// A resolver that knows nothing: every macro expands to the empty string.
+pub struct NoMacros;
+
+impl Resolver for NoMacros {
+    fn resolve(&self, _: &str, _: Option<&str>) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+impl MacroString {
+    pub fn parse(text: &str) -> MacroString {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("%{") {
+            let Some(len) = rest[start + 2..].find('}') else {
+                break;
+            };
+            if start > 0 {
+                parts.push(Part::Literal(rest.as_bytes()[..start].to_vec()));
+            }
+            let name = &rest[start + 2..start + 2 + len];
+            let (collection, key) = match name.split_once('.') {
+                Some((c, k)) => (c, Some(k.to_owned())),
+                None => (name, None),
+            };
+            parts.push(Part::Var {
+                collection: collection.to_ascii_uppercase(),
+                key,
+            });
+            rest = &rest[start + 3 + len..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.as_bytes().to_vec()));
+        }
+        MacroString { parts }
+    }
+
+    /// Whether the text references anything (so it must be expanded per transaction).
+    pub fn is_dynamic(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Var { .. }))
+    }
+
+    /// The text when it has no references.
+    pub fn literal(&self) -> Option<Cow<'_, [u8]>> {
+        match self.parts.as_slice() {
+            [] => Some(Cow::Borrowed(&[])),
+            [Part::Literal(l)] => Some(Cow::Borrowed(l)),
+            _ => None,
+        }
+    }
+
+    pub fn expand(&self, resolver: &dyn Resolver) -> Cow<'_, [u8]> {
+        if let Some(l) = self.literal() {
+            return l;
+        }
+        let mut out = Vec::new();
+        for p in &self.parts {
+            match p {
+                Part::Literal(l) => out.extend_from_slice(l),
+                Part::Var { collection, key } => {
+                    if let Some(v) = resolver.resolve(collection, key.as_deref()) {
+                        out.extend_from_slice(&v);
+                    }
+                }
+            }
+        }
+        Cow::Owned(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Tx;
+
+    impl Resolver for Tx {
+        fn resolve(&self, collection: &str, key: Option<&str>) -> Option<Vec<u8>> {
+            match (collection, key) {
+                ("TX", Some(k)) if k.eq_ignore_ascii_case("score") => Some(b"5".to_vec()),
+                ("MATCHED_VAR", None) => Some(b"x".to_vec()),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn expands_references() {
+        let m = MacroString::parse("+%{tx.score} on %{MATCHED_VAR}%{tx.none}!");
+        assert!(m.is_dynamic());
+        assert_eq!(m.expand(&Tx).as_ref(), b"+5 on x!");
+        let plain = MacroString::parse("GET HEAD %{unclosed");
+        assert_eq!(plain.literal().unwrap().as_ref(), b"GET HEAD %{unclosed");
+    }
+}

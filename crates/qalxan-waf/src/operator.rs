@@ -1,0 +1,597 @@
+//! Operators (`@rx`, `@pm`, `@eq`, ...): compiled once from a rule's text, then run on each
+//! value a rule inspects, with ModSecurity v2's semantics.
+//!
+//! `@rx` compiles on the linear-time `regex` crate (bytes, ASCII classes, `.` matching
+//! newlines, `$` only at the very end: PCRE's DOTALL and DOLLAR_ENDONLY as ModSecurity sets
+//! them). The few patterns it cannot take (lookaround, backreferences, `\Z`...) go to PCRE2,
+//! ModSecurity's own engine; [`RegexEngine`] tells which one a rule got. `@pm` runs on
+//! Aho-Corasick. `@detectSQLi`/`@detectXSS` use libinjectionrs, a Rust port of the
+//! libinjection library ModSecurity links.
+
+use crate::macros::{MacroString, Resolver};
+use crate::syntax::{Location, Operator, SyntaxError};
+use aho_corasick::AhoCorasick;
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::path::Path;
+
+/// Which engine runs a regular expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegexEngine {
+    /// The linear-time `regex` crate.
+    Linear,
+    /// PCRE2 (backtracking), for patterns that need it.
+    Pcre2,
+}
+
+/// A compiled regular expression on either engine.
+#[derive(Debug)]
+pub enum Regexp {
+    Linear(regex::bytes::Regex),
+    Pcre2(pcre2::bytes::Regex),
+}
+
+impl Regexp {
+    /// Compiles with ModSecurity's options, on the linear engine when the pattern allows.
+    pub fn new(pattern: &str) -> Result<Regexp, String> {
+        let linear = crate::pcre::translate(pattern).and_then(|translated| {
+            regex::bytes::RegexBuilder::new(&translated)
+                .unicode(false)
+                .dot_matches_new_line(true)
+                .size_limit(256 << 20)
+                .dfa_size_limit(64 << 20)
+                .build()
+                .ok()
+        });
+        match linear {
+            Some(re) => Ok(Regexp::Linear(re)),
+            None => pcre2::bytes::RegexBuilder::new()
+                .dotall(true)
+                .jit_if_available(true)
+                .build(pattern)
+                .map(Regexp::Pcre2)
+                .map_err(|e| format!("invalid regular expression: {e}")),
+        }
+    }
+
+    pub fn engine(&self) -> RegexEngine {
+        match self {
+            Regexp::Linear(_) => RegexEngine::Linear,
+            Regexp::Pcre2(_) => RegexEngine::Pcre2,
+        }
+    }
+
+    pub fn is_match(&self, input: &[u8]) -> bool {
+        match self {
+            Regexp::Linear(re) => re.is_match(input),
+            // A PCRE2 error (its match limit) counts as no match, as in ModSecurity.
+            Regexp::Pcre2(re) => re.is_match(input).unwrap_or(false),
+        }
+    }
+
+    /// The match and its groups (group 0 first), up to `max` of them.
+    pub fn captures(&self, input: &[u8], max: usize) -> Option<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        match self {
+            Regexp::Linear(re) => {
+                let caps = re.captures(input)?;
+                for g in caps.iter().take(max) {
+                    out.push(g.map(|m| m.as_bytes().to_vec()).unwrap_or_default());
+                }
+            }
+            Regexp::Pcre2(re) => {
+                let caps = re.captures(input).ok()??;
+                for i in 0..caps.len().min(max) {
+                    out.push(
+                        caps.get(i)
+                            .map(|m| m.as_bytes().to_vec())
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+/// A compiled operator.
+#[derive(Debug)]
+pub struct CompiledOperator {
+    pub negated: bool,
+    pub op: Op,
+}
+
+#[derive(Debug)]
+pub enum Op {
+    Rx(Regexp),
+    /// A pattern with macros, compiled when it runs.
+    RxDynamic(MacroString),
+    /// `@pm`/`@pmFromFile`: any of the phrases, case-insensitively.
+    Pm(Box<AhoCorasick>),
+    StrEq(MacroString),
+    StrMatch(MacroString),
+    Contains(MacroString),
+    ContainsWord(MacroString),
+    BeginsWith(MacroString),
+    EndsWith(MacroString),
+    Within(MacroString),
+    Eq(MacroString),
+    Ge(MacroString),
+    Gt(MacroString),
+    Le(MacroString),
+    Lt(MacroString),
+    IpMatch(Vec<IpNet>),
+    /// Bytes allowed by `@validateByteRange`.
+    ByteRange(Box<[bool; 256]>),
+    ValidateUrlEncoding,
+    ValidateUtf8Encoding,
+    DetectSqli,
+    DetectXss,
+    VerifyCc(Regexp),
+    Unconditional,
+    NoMatch,
+    /// An operator that needs something this deployment does not have (`@geoLookup` without a
+    /// GeoIP database, `@rbl` in an engine that does no network I/O): it never matches.
+    Unavailable(&'static str),
+}
+
+/// What an operator found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpMatch {
+    /// The values for TX:0..TX:9 when the rule captures.
+    pub captures: Vec<Vec<u8>>,
+}
+
+fn error(location: &Location, message: String) -> SyntaxError {
+    SyntaxError {
+        location: location.clone(),
+        message,
+    }
+}
+
+/// Reads phrase files for `@pmFromFile`: one phrase per line, `#` comments and blank lines
+/// skipped; relative names are relative to the rule file's folder.
+fn phrase_files(arg: &str, base: &Path, at: &Location) -> Result<Vec<String>, SyntaxError> {
+    let mut phrases = Vec::new();
+    for name in arg.split_whitespace() {
+        let path = if Path::new(name).is_absolute() {
+            Path::new(name).to_path_buf()
+        } else {
+            base.join(name)
+        };
+        let text = std::fs::read(&path).map_err(|e| {
+            error(
+                at,
+                format!("cannot read phrase file {}: {e}", path.display()),
+            )
+        })?;
+        for line in String::from_utf8_lossy(&text).lines() {
+            let line = line.trim();
+            if !line.is_empty() && !line.starts_with('#') {
+                phrases.push(line.to_owned());
+            }
+        }
+    }
+    Ok(phrases)
+}
+
+fn phrase_matcher(phrases: &[String], at: &Location) -> Result<Op, SyntaxError> {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(phrases)
+        .map(|ac| Op::Pm(Box::new(ac)))
+        .map_err(|e| error(at, format!("cannot build the phrase matcher: {e}")))
+}
+
+fn byte_ranges(arg: &str, at: &Location) -> Result<Box<[bool; 256]>, SyntaxError> {
+    let mut allowed = Box::new([false; 256]);
+    for part in arg.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || error(at, format!("'{part}' is not a byte or byte range (0-255)"));
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse::<u8>().map_err(|_| bad())?,
+                b.trim().parse::<u8>().map_err(|_| bad())?,
+            ),
+            None => {
+                let v = part.parse::<u8>().map_err(|_| bad())?;
+                (v, v)
+            }
+        };
+        if a > b {
+            return Err(bad());
+        }
+        for v in a..=b {
+            allowed[v as usize] = true;
+        }
+    }
+    Ok(allowed)
+}
+
+fn ip_list(
+    entries: impl Iterator<Item = String>,
+    at: &Location,
+) -> Result<Vec<IpNet>, SyntaxError> {
+    let mut nets = Vec::new();
+    for e in entries {
+        let e = e.trim();
+        if e.is_empty() || e.starts_with('#') {
+            continue;
+        }
+        let net = e
+            .parse::<IpNet>()
+            .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|_| error(at, format!("'{e}' is not an IP address or CIDR range")))?;
+        nets.push(net.trunc());
+    }
+    Ok(nets)
+}
+
+impl CompiledOperator {
+    /// Compiles `op`; files it names are looked up relative to `base` (the rule file's folder).
+    pub fn compile(op: &Operator, base: &Path) -> Result<CompiledOperator, SyntaxError> {
+        let at = &op.location;
+        let arg = op.argument.as_str();
+        let text = || MacroString::parse(arg);
+        let kind = match op.name {
+            "rx" => {
+                let m = MacroString::parse(arg);
+                if m.is_dynamic() {
+                    Op::RxDynamic(m)
+                } else {
+                    Op::Rx(Regexp::new(arg).map_err(|e| error(at, e))?)
+                }
+            }
+            "pm" => phrase_matcher(
+                &arg.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+                at,
+            )?,
+            "pmf" | "pmFromFile" => phrase_matcher(&phrase_files(arg, base, at)?, at)?,
+            "streq" => Op::StrEq(text()),
+            "strmatch" => Op::StrMatch(text()),
+            "contains" => Op::Contains(text()),
+            "containsWord" => Op::ContainsWord(text()),
+            "beginsWith" => Op::BeginsWith(text()),
+            "endsWith" => Op::EndsWith(text()),
+            "within" => Op::Within(text()),
+            "eq" => Op::Eq(text()),
+            "ge" => Op::Ge(text()),
+            "gt" => Op::Gt(text()),
+            "le" => Op::Le(text()),
+            "lt" => Op::Lt(text()),
+            "ipMatch" => Op::IpMatch(ip_list(arg.split(',').map(str::to_owned), at)?),
+            "ipMatchF" | "ipMatchFromFile" => {
+                let mut lines = Vec::new();
+                for name in arg.split_whitespace() {
+                    let path = base.join(name);
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| error(at, format!("cannot read {}: {e}", path.display())))?;
+                    lines.extend(text.lines().map(str::to_owned));
+                }
+                Op::IpMatch(ip_list(lines.into_iter(), at)?)
+            }
+            "validateByteRange" => Op::ByteRange(byte_ranges(arg, at)?),
+            "validateUrlEncoding" => Op::ValidateUrlEncoding,
+            "validateUtf8Encoding" => Op::ValidateUtf8Encoding,
+            "detectSQLi" => Op::DetectSqli,
+            "detectXSS" => Op::DetectXss,
+            "verifyCC" => Op::VerifyCc(Regexp::new(arg).map_err(|e| error(at, e))?),
+            "unconditionalMatch" => Op::Unconditional,
+            "noMatch" => Op::NoMatch,
+            "geoLookup" => Op::Unavailable("@geoLookup: no GeoIP database is configured"),
+            "rbl" => Op::Unavailable("@rbl: the engine does no DNS lookups"),
+            other => {
+                return Err(error(
+                    at,
+                    format!("operator @{other} is not supported by Qalxan"),
+                ));
+            }
+        };
+        Ok(CompiledOperator {
+            negated: op.negated,
+            op: kind,
+        })
+    }
+
+    /// Runs the operator on `input`, ignoring negation (the caller applies it). With
+    /// `capture`, the match carries the values for TX:0..TX:9.
+    pub fn run(&self, input: &[u8], capture: bool, macros: &dyn Resolver) -> Option<OpMatch> {
+        let hit = |b: bool| b.then(OpMatch::default);
+        match &self.op {
+            Op::Rx(re) => run_regex(re, input, capture),
+            Op::RxDynamic(m) => {
+                let pattern = String::from_utf8_lossy(&m.expand(macros)).into_owned();
+                run_regex(&Regexp::new(&pattern).ok()?, input, capture)
+            }
+            Op::Pm(ac) => ac.find(input).map(|m| OpMatch {
+                captures: if capture {
+                    vec![input[m.range()].to_vec()]
+                } else {
+                    Vec::new()
+                },
+            }),
+            Op::StrEq(p) => hit(input == p.expand(macros).as_ref()),
+            Op::StrMatch(p) | Op::Contains(p) => hit(contains(input, &p.expand(macros))),
+            Op::ContainsWord(p) => hit(contains_word(input, &p.expand(macros))),
+            Op::BeginsWith(p) => hit(input.starts_with(&p.expand(macros))),
+            Op::EndsWith(p) => hit(input.ends_with(&p.expand(macros))),
+            Op::Within(p) => hit(input.is_empty() || contains(&p.expand(macros), input)),
+            Op::Eq(p) => hit(atoi(input) == atoi(&p.expand(macros))),
+            Op::Ge(p) => hit(atoi(input) >= atoi(&p.expand(macros))),
+            Op::Gt(p) => hit(atoi(input) > atoi(&p.expand(macros))),
+            Op::Le(p) => hit(atoi(input) <= atoi(&p.expand(macros))),
+            Op::Lt(p) => hit(atoi(input) < atoi(&p.expand(macros))),
+            Op::IpMatch(nets) => {
+                let ip: IpAddr = std::str::from_utf8(input).ok()?.trim().parse().ok()?;
+                hit(nets.iter().any(|n| n.contains(&ip)))
+            }
+            Op::ByteRange(allowed) => {
+                let bad = input.iter().find(|&&b| !allowed[b as usize])?;
+                Some(OpMatch {
+                    captures: if capture {
+                        vec![vec![*bad]]
+                    } else {
+                        Vec::new()
+                    },
+                })
+            }
+            Op::ValidateUrlEncoding => hit(!valid_url_encoding(input)),
+            Op::ValidateUtf8Encoding => hit(std::str::from_utf8(input).is_err()),
+            Op::DetectSqli => {
+                let result = libinjectionrs::detect_sqli(input);
+                result.is_injection().then(|| OpMatch {
+                    captures: match (&result.fingerprint, capture) {
+                        (Some(f), true) => vec![f.to_string().into_bytes()],
+                        _ => Vec::new(),
+                    },
+                })
+            }
+            Op::DetectXss => hit(libinjectionrs::detect_xss(input).is_injection()),
+            Op::VerifyCc(re) => {
+                let m = re.captures(input, 1)?;
+                let digits: Vec<u8> = m
+                    .first()?
+                    .iter()
+                    .filter(|b| b.is_ascii_digit())
+                    .map(|b| b - b'0')
+                    .collect();
+                hit(luhn(&digits))
+            }
+            Op::Unconditional => hit(true),
+            Op::NoMatch | Op::Unavailable(_) => None,
+        }
+    }
+}
+
+fn run_regex(re: &Regexp, input: &[u8], capture: bool) -> Option<OpMatch> {
+    if capture {
+        re.captures(input, 10).map(|captures| OpMatch { captures })
+    } else {
+        re.is_match(input).then(OpMatch::default)
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || memchr_find(haystack, needle).is_some()
+}
+
+fn memchr_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(haystack, needle)
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Whether `word` occurs with no word character on either side.
+fn contains_word(haystack: &[u8], word: &[u8]) -> bool {
+    if word.is_empty() {
+        return true;
+    }
+    let mut from = 0;
+    while let Some(i) = haystack.get(from..).and_then(|h| memchr_find(h, word)) {
+        let start = from + i;
+        let end = start + word.len();
+        let before = start == 0 || !is_word(haystack[start - 1]);
+        let after = end == haystack.len() || !is_word(haystack[end]);
+        if before && after {
+            return true;
+        }
+        from = start + 1;
+    }
+    false
+}
+
+/// C's `atoi`: leading whitespace, a sign, digits; anything else ends the number (saturating
+/// where C would overflow).
+fn atoi(s: &[u8]) -> i64 {
+    let mut i = 0;
+    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+        i += 1;
+    }
+    let negative = match s.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let mut n: i64 = 0;
+    while let Some(d) = s.get(i).filter(|d| d.is_ascii_digit()) {
+        n = n.saturating_mul(10).saturating_add(i64::from(d - b'0'));
+        i += 1;
+    }
+    if negative {
+        -n
+    } else {
+        n
+    }
+}
+
+/// `validate_url_encoding`: every `%` must be followed by two hex digits.
+fn valid_url_encoding(input: &[u8]) -> bool {
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' {
+            if i + 2 >= input.len()
+                || !input[i + 1].is_ascii_hexdigit()
+                || !input[i + 2].is_ascii_hexdigit()
+            {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+fn luhn(digits: &[u8]) -> bool {
+    if digits.len() < 12 {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::macros::NoMacros;
+    use std::sync::Arc;
+
+    fn op(name: &'static str, arg: &str) -> CompiledOperator {
+        let o = Operator {
+            location: Location {
+                file: Arc::from(Path::new("t.conf")),
+                line: 1,
+                column: 1,
+            },
+            negated: false,
+            name,
+            argument: arg.to_owned(),
+        };
+        CompiledOperator::compile(&o, Path::new(".")).unwrap()
+    }
+
+    fn m(o: &CompiledOperator, input: &[u8]) -> bool {
+        o.run(input, false, &NoMacros).is_some()
+    }
+
+    #[test]
+    fn regexes_run_with_modsecurity_options() {
+        let rx = op("rx", r"^a.b$");
+        assert!(m(&rx, b"a\nb"), "DOTALL");
+        assert!(!m(&rx, b"a\nb\n"), "DOLLAR_ENDONLY");
+        assert!(m(&op("rx", r"(?i)select\s"), b"SeLeCt\t"));
+        assert!(m(&op("rx", r"\xff"), b"\xff"));
+        assert!(!m(&op("rx", r"\w"), "é".as_bytes()), "ASCII classes");
+        let caps = op("rx", r"(\d+)-(\d+)")
+            .run(b"x 12-34", true, &NoMacros)
+            .unwrap();
+        assert_eq!(
+            caps.captures,
+            [b"12-34".to_vec(), b"12".to_vec(), b"34".to_vec()]
+        );
+        // Lookbehind needs backtracking: PCRE2 takes it.
+        let lb = op("rx", r"(?<!&amp);|'");
+        assert!(matches!(&lb.op, Op::Rx(re) if re.engine() == RegexEngine::Pcre2));
+        assert!(m(&lb, b"a'b") && m(&lb, b"x;") && !m(&lb, b"&amp;"));
+    }
+
+    #[test]
+    fn phrases_ignore_case() {
+        let pm = op("pm", "nikto sqlmap");
+        assert!(m(&pm, b"Mozilla (SQLMap/1.0)"));
+        assert!(!m(&pm, b"curl"));
+        assert_eq!(
+            pm.run(b"x NIKTO", true, &NoMacros).unwrap().captures,
+            [b"NIKTO".to_vec()]
+        );
+    }
+
+    #[test]
+    fn strings_and_numbers() {
+        assert!(m(&op("streq", "GET"), b"GET") && !m(&op("streq", "GET"), b"get"));
+        assert!(m(&op("beginsWith", "/adm"), b"/admin"));
+        assert!(m(&op("endsWith", ".php"), b"/x.php"));
+        assert!(m(&op("contains", "..;"), b"/a/..;/b"));
+        assert!(
+            m(&op("containsWord", "select"), b"1 select x")
+                && !m(&op("containsWord", "select"), b"selection")
+        );
+        let within = op("within", "GET HEAD POST");
+        assert!(m(&within, b"HEAD") && m(&within, b"") && !m(&within, b"PUT"));
+        assert!(m(&op("eq", "0"), b"abc"), "atoi of text is 0");
+        assert!(m(&op("ge", "5"), b" 7x") && !m(&op("lt", "-1"), b"3"));
+        assert!(m(&op("gt", "2"), b"99999999999999999999999"));
+    }
+
+    #[test]
+    fn validators() {
+        let range = op("validateByteRange", "32-126, 9");
+        assert!(!m(&range, b"hello\tworld"));
+        assert!(m(&range, b"nul\0"));
+        let url = op("validateUrlEncoding", "");
+        assert!(!m(&url, b"a%20b") && m(&url, b"a%2") && m(&url, b"%zz"));
+        let utf8 = op("validateUtf8Encoding", "");
+        assert!(!m(&utf8, "héllo".as_bytes()) && m(&utf8, b"\xc0\xaf"));
+        let ip = op("ipMatch", "127.0.0.1,10.0.0.0/8,::1");
+        assert!(
+            m(&ip, b"10.1.2.3") && m(&ip, b"::1") && !m(&ip, b"192.168.0.1") && !m(&ip, b"nope")
+        );
+    }
+
+    #[test]
+    fn injections() {
+        let sqli = op("detectSQLi", "");
+        let hit = sqli.run(b"1' OR '1'='1", true, &NoMacros).unwrap();
+        assert!(!hit.captures.is_empty(), "the fingerprint is captured");
+        assert!(!m(&sqli, b"hello world"));
+        let xss = op("detectXSS", "");
+        assert!(m(&xss, b"<script>alert(1)</script>"));
+        assert!(!m(&xss, b"just text"));
+    }
+
+    #[test]
+    fn unsupported_operators_are_errors_with_a_place() {
+        let o = Operator {
+            location: Location {
+                file: Arc::from(Path::new("t.conf")),
+                line: 3,
+                column: 9,
+            },
+            negated: false,
+            name: "fuzzyHash",
+            argument: String::new(),
+        };
+        let e = CompiledOperator::compile(&o, Path::new(".")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.conf:3:9: operator @fuzzyHash is not supported by Qalxan"
+        );
+    }
+}
