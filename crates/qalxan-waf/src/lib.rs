@@ -7,6 +7,9 @@
 //! transaction the caller hands in. The crate does no network I/O and knows nothing of servers:
 //! the gateway feeds it transactions.
 
+pub mod body;
+pub mod compile;
+pub mod eval;
 pub mod load;
 pub mod macros;
 pub mod operator;
@@ -14,6 +17,8 @@ mod pcre;
 pub mod syntax;
 pub mod transform;
 
+pub use compile::{EngineMode, Plan};
+pub use eval::{Interruption, Request, Response, RuleMatch, Transaction};
 pub use load::{load, load_all, load_str, LoadErrors, LoadLimits};
 pub use syntax::{Directive, DirectiveKind, Location, RuleFile, SyntaxError};
 pub use transform::Transformation;

@@ -107,3 +107,28 @@ fn every_crs_operator_compiles() {
         "more patterns need backtracking than before: {pcre2:#?}"
     );
 }
+
+#[test]
+fn crs_compiles_into_a_plan() {
+    if !installed() {
+        return;
+    }
+    let set = load(Path::new(LOADER), &LoadLimits::default()).unwrap();
+    let plan = match qalxan_waf::Plan::compile(&set) {
+        Ok(p) => p,
+        Err(errors) => panic!(
+            "{}",
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    };
+    assert_eq!(plan.stats.rules, 790 + 10);
+    assert_eq!(
+        plan.rules().count(),
+        790 - 166 + 10,
+        "chain heads and SecActions"
+    );
+}

@@ -1,0 +1,896 @@
+//! From parsed directives to a [`Plan`]: the rules of each phase in order, with default actions
+//! merged in, chains linked, markers placed, removals and updates applied, operators compiled
+//! and every macro parsed. A plan is immutable; many threads evaluate one at once, and a new
+//! rule set means a new plan swapped in whole.
+
+use crate::macros::MacroString;
+use crate::operator::{CompiledOperator, Regexp};
+use crate::syntax::{
+    Action, DirectiveKind, IdRange, Location, RuleFile, RuleSelector, Selector, SyntaxError,
+    Variable,
+};
+use crate::transform::Transformation;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// Whether rules run and may interrupt transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineMode {
+    On,
+    Off,
+    DetectionOnly,
+}
+
+/// How the request body is parsed into variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyProcessor {
+    UrlEncoded,
+    Multipart,
+    Json,
+    Xml,
+}
+
+/// Engine settings from the `Sec...` configuration directives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub engine: EngineMode,
+    pub request_body_access: bool,
+    /// Largest request body inspected, files included.
+    pub request_body_limit: usize,
+    /// Largest request body without files.
+    pub request_body_no_files_limit: usize,
+    /// Past the limit: refuse the request (`Reject`) or inspect only the start.
+    pub request_body_limit_reject: bool,
+    pub response_body_access: bool,
+    pub response_body_limit: usize,
+    pub response_body_mime_types: Vec<String>,
+    pub argument_separator: u8,
+    pub arguments_limit: usize,
+    pub json_depth_limit: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            engine: EngineMode::On,
+            request_body_access: false,
+            request_body_limit: 13_107_200,
+            request_body_no_files_limit: 1_048_576,
+            request_body_limit_reject: true,
+            response_body_access: false,
+            response_body_limit: 524_288,
+            response_body_mime_types: vec!["text/plain".into(), "text/html".into()],
+            argument_separator: b'&',
+            arguments_limit: 1000,
+            json_depth_limit: 512,
+        }
+    }
+}
+
+/// What a rule does to the transaction when it matches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disruptive {
+    Pass,
+    Deny,
+    Drop,
+    /// `allow` (whole transaction), `allow:request` or `allow:phase`.
+    Allow(AllowScope),
+    Redirect(MacroString),
+    /// The phase's default disruptive action (`SecDefaultAction`).
+    Block,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowScope {
+    All,
+    Request,
+    Phase,
+}
+
+/// A variable a rule reads (or excludes).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub collection: &'static str,
+    pub selector: Option<TargetSelector>,
+    pub count: bool,
+    pub exclude: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum TargetSelector {
+    /// Lower-cased key.
+    Key(String),
+    Regex(std::sync::Arc<Regexp>),
+    XPath(String),
+}
+
+impl TargetSelector {
+    pub fn matches(&self, key: &str) -> bool {
+        match self {
+            TargetSelector::Key(k) => k.eq_ignore_ascii_case(key),
+            TargetSelector::Regex(re) => {
+                re.is_match(key.to_ascii_lowercase().as_bytes()) || re.is_match(key.as_bytes())
+            }
+            TargetSelector::XPath(_) => true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetVarOp {
+    Set(MacroString),
+    Add(MacroString),
+    Sub(MacroString),
+    Delete,
+}
+
+/// An action with an effect on the transaction, run in the order the rule lists them.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    SetVar {
+        collection: String,
+        key: MacroString,
+        op: SetVarOp,
+    },
+    ExpireVar {
+        collection: String,
+        key: MacroString,
+        seconds: MacroString,
+    },
+    InitCol {
+        collection: String,
+        key: MacroString,
+    },
+    SetEnv {
+        name: MacroString,
+        value: MacroString,
+    },
+    Ctl(Ctl),
+}
+
+/// Run-time changes to the engine for one transaction.
+#[derive(Debug, Clone)]
+pub enum Ctl {
+    RuleEngine(EngineMode),
+    RuleRemoveById(Vec<IdRange>),
+    RuleRemoveByTag(std::sync::Arc<Regexp>),
+    RuleRemoveTargetById(Vec<IdRange>, Target),
+    RuleRemoveTargetByTag(std::sync::Arc<Regexp>, Target),
+    RequestBodyProcessor(BodyProcessor),
+    RequestBodyAccess(bool),
+    RequestBodyLimit(usize),
+    ForceRequestBodyVariable(bool),
+    /// Audit-log settings: accepted, without effect on detection.
+    Audit,
+}
+
+/// A compiled rule (or `SecAction`, or one link of a chain).
+#[derive(Debug)]
+pub struct Rule {
+    /// 0 for chain links after the first.
+    pub id: u64,
+    pub phase: u8,
+    pub location: Location,
+    /// Empty for `SecAction`, which always matches.
+    pub targets: Vec<Target>,
+    pub operator: Option<CompiledOperator>,
+    pub transformations: Vec<Transformation>,
+    pub disruptive: Disruptive,
+    pub status: Option<u16>,
+    pub log: bool,
+    pub capture: bool,
+    pub multi_match: bool,
+    pub msg: Option<MacroString>,
+    pub logdata: Option<MacroString>,
+    pub severity: Option<u8>,
+    pub tags: Vec<String>,
+    pub skip: u32,
+    pub skip_after: Option<String>,
+    pub effects: Vec<Effect>,
+    pub chain: Option<Box<Rule>>,
+}
+
+impl Rule {
+    pub fn has_tag(&self, re: &Regexp) -> bool {
+        self.tags.iter().any(|t| re.is_match(t.as_bytes()))
+    }
+
+    pub fn msg_text(&self) -> Option<String> {
+        self.msg.as_ref().and_then(|m| {
+            m.literal()
+                .map(|l| String::from_utf8_lossy(&l).into_owned())
+        })
+    }
+}
+
+/// An entry of a phase: a rule, or a marker `skipAfter` jumps to.
+#[derive(Debug)]
+pub enum Entry {
+    Rule(Box<Rule>),
+    Marker(String),
+}
+
+/// Counts for logs and `qalxan waf check`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanStats {
+    pub rules: usize,
+    pub regex_linear: usize,
+    pub regex_pcre2: usize,
+}
+
+/// A compiled rule set, ready to evaluate transactions.
+#[derive(Debug)]
+pub struct Plan {
+    /// Entries of phases 1 to 5.
+    pub phases: [Vec<Entry>; 5],
+    pub settings: Settings,
+    pub stats: PlanStats,
+}
+
+fn err(location: &Location, message: impl Into<String>) -> SyntaxError {
+    SyntaxError {
+        location: location.clone(),
+        message: message.into(),
+    }
+}
+
+fn on_off(args: &[String], at: &Location) -> Result<bool, SyntaxError> {
+    match args.first().map(|a| a.to_ascii_lowercase()).as_deref() {
+        Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        _ => Err(err(at, "expected On or Off")),
+    }
+}
+
+fn number(args: &[String], at: &Location) -> Result<usize, SyntaxError> {
+    args.first()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| err(at, "expected a number"))
+}
+
+fn engine_mode(value: &str, at: &Location) -> Result<EngineMode, SyntaxError> {
+    match value.to_ascii_lowercase().as_str() {
+        "on" => Ok(EngineMode::On),
+        "off" => Ok(EngineMode::Off),
+        "detectiononly" => Ok(EngineMode::DetectionOnly),
+        _ => Err(err(
+            at,
+            format!("'{value}' is not On, Off or DetectionOnly"),
+        )),
+    }
+}
+
+fn phase_number(value: &str) -> u8 {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "request" => 2,
+        "response" => 4,
+        "logging" => 5,
+        n => n.parse().unwrap_or(2),
+    }
+}
+
+fn severity_number(value: &str) -> Option<u8> {
+    const NAMES: [&str; 8] = [
+        "EMERGENCY",
+        "ALERT",
+        "CRITICAL",
+        "ERROR",
+        "WARNING",
+        "NOTICE",
+        "INFO",
+        "DEBUG",
+    ];
+    let v = value.trim();
+    v.parse().ok().or_else(|| {
+        NAMES
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(v))
+            .map(|p| p as u8)
+    })
+}
+
+fn compile_target(v: &Variable) -> Result<Target, SyntaxError> {
+    let selector = match &v.selector {
+        None => None,
+        Some(Selector::Key(k)) => Some(TargetSelector::Key(k.to_ascii_lowercase())),
+        Some(Selector::Regex(r)) => Some(TargetSelector::Regex(std::sync::Arc::new(
+            Regexp::new(&format!("(?i){r}")).map_err(|e| err(&v.location, e))?,
+        ))),
+        Some(Selector::XPath(x)) => Some(TargetSelector::XPath(x.clone())),
+    };
+    Ok(Target {
+        collection: v.name,
+        selector,
+        count: v.count,
+        exclude: v.exclude,
+    })
+}
+
+/// `collection.key` as `setvar` and friends write it.
+fn split_var(spec: &str, at: &Location) -> Result<(String, MacroString), SyntaxError> {
+    let (collection, key) = spec.split_once('.').ok_or_else(|| {
+        err(
+            at,
+            format!("'{spec}' must be collection.name, e.g. tx.score"),
+        )
+    })?;
+    Ok((
+        collection.trim().to_ascii_uppercase(),
+        MacroString::parse(key.trim()),
+    ))
+}
+
+fn parse_ids(text: &str, at: &Location) -> Result<Vec<IdRange>, SyntaxError> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .map(|part| {
+            let bad = || err(at, format!("'{part}' is not a rule id or range"));
+            match part.split_once('-') {
+                Some((a, b)) => Ok(IdRange {
+                    first: a.parse().map_err(|_| bad())?,
+                    last: b.parse().map_err(|_| bad())?,
+                }),
+                None => {
+                    let id = part.parse().map_err(|_| bad())?;
+                    Ok(IdRange {
+                        first: id,
+                        last: id,
+                    })
+                }
+            }
+        })
+        .collect()
+}
+
+fn ctl_target(text: &str, at: &Location) -> Result<Target, SyntaxError> {
+    let vars = crate::syntax::parser::parse_variables_text(text, &|_| at.clone())?;
+    let first = vars
+        .first()
+        .ok_or_else(|| err(at, "ctl: no target given"))?;
+    compile_target(first)
+}
+
+fn tag_regex(text: &str, at: &Location) -> Result<std::sync::Arc<Regexp>, SyntaxError> {
+    Regexp::new(text)
+        .map(std::sync::Arc::new)
+        .map_err(|e| err(at, e))
+}
+
+fn compile_ctl(value: &str, at: &Location) -> Result<Ctl, SyntaxError> {
+    let (name, arg) = value
+        .split_once('=')
+        .ok_or_else(|| err(at, format!("ctl '{value}' must be name=value")))?;
+    let arg = arg.trim();
+    Ok(match name.trim().to_ascii_lowercase().as_str() {
+        "ruleengine" => Ctl::RuleEngine(engine_mode(arg, at)?),
+        "ruleremovebyid" => Ctl::RuleRemoveById(parse_ids(arg, at)?),
+        "ruleremovebytag" => Ctl::RuleRemoveByTag(tag_regex(arg, at)?),
+        "ruleremovetargetbyid" => {
+            let (ids, target) = arg
+                .split_once(';')
+                .ok_or_else(|| err(at, "ruleRemoveTargetById needs ID;TARGET"))?;
+            Ctl::RuleRemoveTargetById(parse_ids(ids, at)?, ctl_target(target, at)?)
+        }
+        "ruleremovetargetbytag" => {
+            let (tag, target) = arg
+                .split_once(';')
+                .ok_or_else(|| err(at, "ruleRemoveTargetByTag needs TAG;TARGET"))?;
+            Ctl::RuleRemoveTargetByTag(tag_regex(tag, at)?, ctl_target(target, at)?)
+        }
+        "requestbodyprocessor" => {
+            Ctl::RequestBodyProcessor(match arg.to_ascii_uppercase().as_str() {
+                "URLENCODED" => BodyProcessor::UrlEncoded,
+                "MULTIPART" => BodyProcessor::Multipart,
+                "JSON" => BodyProcessor::Json,
+                "XML" => BodyProcessor::Xml,
+                other => return Err(err(at, format!("unknown request body processor '{other}'"))),
+            })
+        }
+        "requestbodyaccess" => Ctl::RequestBodyAccess(on_off(&[arg.to_owned()], at)?),
+        "requestbodylimit" => Ctl::RequestBodyLimit(number(&[arg.to_owned()], at)?),
+        "forcerequestbodyvariable" => Ctl::ForceRequestBodyVariable(on_off(&[arg.to_owned()], at)?),
+        "auditengine" | "auditlogparts" => Ctl::Audit,
+        other => return Err(err(at, format!("ctl:{other} is not supported by Qalxan"))),
+    })
+}
+
+/// A rule's action list, before defaults are merged in.
+#[derive(Default)]
+struct ActionSet {
+    id: Option<u64>,
+    phase: Option<u8>,
+    disruptive: Option<Disruptive>,
+    status: Option<u16>,
+    log: Option<bool>,
+    capture: bool,
+    multi_match: bool,
+    chain: bool,
+    msg: Option<MacroString>,
+    logdata: Option<MacroString>,
+    severity: Option<u8>,
+    tags: Vec<String>,
+    /// `None` when the rule's own list starts with (or contains) `t:none`.
+    inherit_transformations: bool,
+    transformations: Vec<Transformation>,
+    skip: u32,
+    skip_after: Option<(String, Location)>,
+    effects: Vec<Effect>,
+}
+
+fn action_set(actions: &[Action]) -> Result<ActionSet, SyntaxError> {
+    let mut s = ActionSet {
+        inherit_transformations: true,
+        ..ActionSet::default()
+    };
+    for a in actions {
+        let at = &a.location;
+        let v = a.value.as_deref().unwrap_or("");
+        match a.name {
+            "id" => s.id = v.trim().parse().ok(),
+            "phase" => s.phase = Some(phase_number(v)),
+            "pass" => s.disruptive = Some(Disruptive::Pass),
+            "deny" => s.disruptive = Some(Disruptive::Deny),
+            "drop" => s.disruptive = Some(Disruptive::Drop),
+            "block" => s.disruptive = Some(Disruptive::Block),
+            "allow" => {
+                s.disruptive = Some(Disruptive::Allow(match v.to_ascii_lowercase().as_str() {
+                    "request" => AllowScope::Request,
+                    "phase" => AllowScope::Phase,
+                    _ => AllowScope::All,
+                }))
+            }
+            "redirect" => s.disruptive = Some(Disruptive::Redirect(MacroString::parse(v))),
+            "status" => s.status = v.trim().parse().ok(),
+            "log" => s.log = Some(true),
+            "nolog" => s.log = Some(false),
+            "capture" => s.capture = true,
+            "multiMatch" => s.multi_match = true,
+            "chain" => s.chain = true,
+            "msg" => s.msg = Some(MacroString::parse(v)),
+            "logdata" => s.logdata = Some(MacroString::parse(v)),
+            "severity" => s.severity = severity_number(v),
+            "tag" => s.tags.push(v.to_owned()),
+            "t" => match Transformation::from_name(v.trim()) {
+                Some(t) => s.transformations.push(t),
+                None if v.trim().eq_ignore_ascii_case("none") => {
+                    s.transformations.clear();
+                    s.inherit_transformations = false;
+                }
+                None => return Err(err(at, format!("unknown transformation '{v}'"))),
+            },
+            "skip" => s.skip = v.trim().parse().unwrap_or(0),
+            "skipAfter" => s.skip_after = Some((v.trim().to_owned(), at.clone())),
+            "setvar" => {
+                let v = v.trim();
+                let (spec, op) = if let Some(rest) = v.strip_prefix('!') {
+                    (rest, SetVarOp::Delete)
+                } else if let Some((spec, value)) = v.split_once('=') {
+                    let op = if let Some(n) = value.strip_prefix('+') {
+                        SetVarOp::Add(MacroString::parse(n))
+                    } else if let Some(n) = value.strip_prefix('-') {
+                        SetVarOp::Sub(MacroString::parse(n))
+                    } else {
+                        SetVarOp::Set(MacroString::parse(value))
+                    };
+                    (spec, op)
+                } else {
+                    (v, SetVarOp::Set(MacroString::parse("1")))
+                };
+                let (collection, key) = split_var(spec, at)?;
+                s.effects.push(Effect::SetVar {
+                    collection,
+                    key,
+                    op,
+                });
+            }
+            "expirevar" => {
+                let (spec, seconds) = v.split_once('=').unwrap_or((v, "0"));
+                let (collection, key) = split_var(spec, at)?;
+                s.effects.push(Effect::ExpireVar {
+                    collection,
+                    key,
+                    seconds: MacroString::parse(seconds),
+                });
+            }
+            "initcol" => {
+                let (collection, key) = v
+                    .split_once('=')
+                    .ok_or_else(|| err(at, "initcol needs collection=key"))?;
+                s.effects.push(Effect::InitCol {
+                    collection: collection.trim().to_ascii_uppercase(),
+                    key: MacroString::parse(key),
+                });
+            }
+            "setenv" => {
+                let (name, value) = v.split_once('=').unwrap_or((v, "1"));
+                s.effects.push(Effect::SetEnv {
+                    name: MacroString::parse(name),
+                    value: MacroString::parse(value),
+                });
+            }
+            "ctl" => s.effects.push(Effect::Ctl(compile_ctl(v, at)?)),
+            // Metadata and audit-log settings that do not change detection.
+            "ver"
+            | "rev"
+            | "maturity"
+            | "accuracy"
+            | "auditlog"
+            | "noauditlog"
+            | "sanitiseArg"
+            | "sanitiseMatched"
+            | "sanitiseMatchedBytes"
+            | "sanitiseRequestHeader"
+            | "sanitiseResponseHeader"
+            | "xmlns" => {}
+            other => {
+                return Err(err(
+                    at,
+                    format!("action '{other}' is not supported by Qalxan"),
+                ))
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// The defaults `SecDefaultAction` sets for one phase.
+#[derive(Clone)]
+struct Defaults {
+    disruptive: Disruptive,
+    log: bool,
+    status: Option<u16>,
+    transformations: Vec<Transformation>,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            disruptive: Disruptive::Pass,
+            log: true,
+            status: None,
+            transformations: Vec::new(),
+        }
+    }
+}
+
+impl Plan {
+    /// Compiles a loaded rule set. Every problem is reported, each at its place.
+    pub fn compile(file: &RuleFile) -> Result<Plan, Vec<SyntaxError>> {
+        let mut errors = Vec::new();
+        let mut settings = Settings::default();
+        let mut defaults: [Defaults; 5] = Default::default();
+        // Rules in definition order, each with its chain; markers interleaved.
+        let mut entries: Vec<(Option<Rule>, Option<String>)> = Vec::new();
+        // The links of a chain being read, head first.
+        let mut chain_stack: Vec<Rule> = Vec::new();
+        let mut ids: HashSet<u64> = HashSet::new();
+        let mut stats = PlanStats::default();
+
+        for d in &file.directives {
+            let base = d
+                .location
+                .file
+                .parent()
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            let result: Result<(), SyntaxError> = (|| {
+                match &d.kind {
+                    DirectiveKind::Rule(_) | DirectiveKind::Action(_) => {
+                        let (targets, operator, actions) = match &d.kind {
+                            DirectiveKind::Rule(r) => (
+                                r.variables
+                                    .iter()
+                                    .map(compile_target)
+                                    .collect::<Result<Vec<_>, _>>()?,
+                                Some(CompiledOperator::compile(&r.operator, &base)?),
+                                &r.actions,
+                            ),
+                            DirectiveKind::Action(a) => (Vec::new(), None, a),
+                            _ => unreachable!("matched above"),
+                        };
+                        if let Some(crate::operator::CompiledOperator {
+                            op: crate::operator::Op::Rx(re),
+                            ..
+                        }) = &operator
+                        {
+                            match re.engine() {
+                                crate::operator::RegexEngine::Linear => stats.regex_linear += 1,
+                                crate::operator::RegexEngine::Pcre2 => stats.regex_pcre2 += 1,
+                            }
+                        }
+                        let set = action_set(actions)?;
+                        let in_chain = !chain_stack.is_empty();
+                        let phase = if in_chain {
+                            chain_stack[0].phase
+                        } else {
+                            set.phase.unwrap_or(2)
+                        };
+                        if !(1..=5).contains(&phase) {
+                            return Err(err(&d.location, format!("phase {phase} does not exist")));
+                        }
+                        let def = &defaults[(phase - 1) as usize];
+                        let id = match (in_chain, set.id) {
+                            (false, Some(id)) => {
+                                if !ids.insert(id) {
+                                    return Err(err(
+                                        &d.location,
+                                        format!("another rule already has id {id}"),
+                                    ));
+                                }
+                                id
+                            }
+                            (false, None) => return Err(err(&d.location, "the rule has no id")),
+                            (true, _) => 0,
+                        };
+                        let mut transformations = if set.inherit_transformations {
+                            def.transformations.clone()
+                        } else {
+                            Vec::new()
+                        };
+                        transformations.extend(set.transformations);
+                        // `block` means the phase's default disruptive action.
+                        let disruptive = match set.disruptive {
+                            Some(Disruptive::Block) | None => def.disruptive.clone(),
+                            Some(other) => other,
+                        };
+                        let rule = Rule {
+                            id,
+                            phase,
+                            location: d.location.clone(),
+                            targets,
+                            operator,
+                            transformations,
+                            disruptive,
+                            status: set.status.or(def.status),
+                            log: set.log.unwrap_or(def.log),
+                            capture: set.capture,
+                            multi_match: set.multi_match,
+                            msg: set.msg,
+                            logdata: set.logdata,
+                            severity: set.severity,
+                            tags: set.tags,
+                            skip: set.skip,
+                            skip_after: set.skip_after.map(|(m, _)| m),
+                            effects: set.effects,
+                            chain: None,
+                        };
+                        stats.rules += 1;
+                        chain_stack.push(rule);
+                        if !set.chain {
+                            // Link the chain from its tail to its head.
+                            let mut tail: Option<Rule> = None;
+                            while let Some(mut link) = chain_stack.pop() {
+                                link.chain = tail.map(Box::new);
+                                tail = Some(link);
+                            }
+                            entries.push((tail, None));
+                        }
+                    }
+                    DirectiveKind::Marker(name) => entries.push((None, Some(name.clone()))),
+                    DirectiveKind::DefaultAction(actions) => {
+                        let set = action_set(actions)?;
+                        let phase = set.phase.unwrap_or(2);
+                        if !(1..=5).contains(&phase) {
+                            return Err(err(&d.location, format!("phase {phase} does not exist")));
+                        }
+                        defaults[(phase - 1) as usize] = Defaults {
+                            disruptive: match set.disruptive {
+                                Some(Disruptive::Block) | None => Disruptive::Pass,
+                                Some(other) => other,
+                            },
+                            log: set.log.unwrap_or(true),
+                            status: set.status,
+                            transformations: set.transformations,
+                        };
+                    }
+                    DirectiveKind::RemoveById(ranges) => {
+                        for (rule, _) in &mut entries {
+                            if rule
+                                .as_ref()
+                                .is_some_and(|r| ranges.iter().any(|x| x.contains(r.id)))
+                            {
+                                *rule = None;
+                            }
+                        }
+                    }
+                    DirectiveKind::RemoveByTag(tag) => {
+                        let re = tag_regex(tag, &d.location)?;
+                        for (rule, _) in &mut entries {
+                            if rule.as_ref().is_some_and(|r| r.has_tag(&re)) {
+                                *rule = None;
+                            }
+                        }
+                    }
+                    DirectiveKind::RemoveByMsg(msg) => {
+                        let re = tag_regex(msg, &d.location)?;
+                        for (rule, _) in &mut entries {
+                            if rule
+                                .as_ref()
+                                .and_then(Rule::msg_text)
+                                .is_some_and(|m| re.is_match(m.as_bytes()))
+                            {
+                                *rule = None;
+                            }
+                        }
+                    }
+                    DirectiveKind::UpdateTarget { which, targets, .. } => {
+                        let compiled = targets
+                            .iter()
+                            .map(compile_target)
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let tag_re = match which {
+                            RuleSelector::Tag(t) | RuleSelector::Msg(t) => {
+                                Some(tag_regex(t, &d.location)?)
+                            }
+                            RuleSelector::Ids(_) => None,
+                        };
+                        for rule in entries.iter_mut().filter_map(|(r, _)| r.as_mut()) {
+                            let hit = match which {
+                                RuleSelector::Ids(ranges) => {
+                                    ranges.iter().any(|x| x.contains(rule.id))
+                                }
+                                RuleSelector::Tag(_) => {
+                                    tag_re.as_ref().is_some_and(|re| rule.has_tag(re))
+                                }
+                                RuleSelector::Msg(_) => tag_re.as_ref().is_some_and(|re| {
+                                    rule.msg_text().is_some_and(|m| re.is_match(m.as_bytes()))
+                                }),
+                            };
+                            if hit {
+                                rule.targets.extend(compiled.iter().cloned());
+                            }
+                        }
+                    }
+                    DirectiveKind::UpdateAction { id, actions } => {
+                        let set = action_set(actions)?;
+                        if let Some(rule) = entries
+                            .iter_mut()
+                            .filter_map(|(r, _)| r.as_mut())
+                            .find(|r| r.id == *id)
+                        {
+                            if let Some(dis) = set.disruptive {
+                                rule.disruptive = dis;
+                            }
+                            if let Some(log) = set.log {
+                                rule.log = log;
+                            }
+                            if set.msg.is_some() {
+                                rule.msg = set.msg;
+                            }
+                            if set.severity.is_some() {
+                                rule.severity = set.severity;
+                            }
+                            if !set.tags.is_empty() {
+                                rule.tags = set.tags;
+                            }
+                            rule.effects.extend(set.effects);
+                        }
+                    }
+                    DirectiveKind::Setting { name, args } => {
+                        apply_setting(&mut settings, name, args, &d.location)?
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                errors.push(e);
+            }
+        }
+        if let Some(open) = chain_stack.first() {
+            errors.push(err(&open.location, "the rule's chain has no next rule"));
+        }
+
+        let mut phases: [Vec<Entry>; 5] = Default::default();
+        for (rule, marker) in entries {
+            match (rule, marker) {
+                (Some(rule), _) => {
+                    phases[(rule.phase - 1) as usize].push(Entry::Rule(Box::new(rule)))
+                }
+                (None, Some(name)) => {
+                    for p in &mut phases {
+                        p.push(Entry::Marker(name.clone()));
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        // Every skipAfter must find its marker in its phase.
+        for phase in &phases {
+            let markers: HashSet<&str> = phase
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Marker(m) => Some(m.as_str()),
+                    Entry::Rule(_) => None,
+                })
+                .collect();
+            for e in phase {
+                if let Entry::Rule(r) = e {
+                    if let Some(m) = &r.skip_after {
+                        if !markers.contains(m.as_str()) {
+                            errors.push(err(
+                                &r.location,
+                                format!("skipAfter: no SecMarker named '{m}'"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(Plan {
+                phases,
+                settings,
+                stats,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Index of the entry after marker `name` in `phase` (1-5).
+    pub fn marker_index(&self, phase: u8, name: &str) -> Option<usize> {
+        self.phases
+            .get((phase as usize).wrapping_sub(1))?
+            .iter()
+            .position(|e| matches!(e, Entry::Marker(m) if m == name))
+    }
+
+    /// All rules (chain heads) with their phase, for lookups by id.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.phases.iter().flatten().filter_map(|e| match e {
+            Entry::Rule(r) => Some(r.as_ref()),
+            Entry::Marker(_) => None,
+        })
+    }
+
+    /// Rule ids present, for checks.
+    pub fn ids(&self) -> HashMap<u64, u8> {
+        self.rules().map(|r| (r.id, r.phase)).collect()
+    }
+}
+
+fn apply_setting(
+    s: &mut Settings,
+    name: &str,
+    args: &[String],
+    at: &Location,
+) -> Result<(), SyntaxError> {
+    match name {
+        "SecRuleEngine" => s.engine = engine_mode(args.first().map_or("", String::as_str), at)?,
+        "SecRequestBodyAccess" => s.request_body_access = on_off(args, at)?,
+        "SecRequestBodyLimit" => s.request_body_limit = number(args, at)?,
+        "SecRequestBodyNoFilesLimit" => s.request_body_no_files_limit = number(args, at)?,
+        "SecRequestBodyLimitAction" => {
+            s.request_body_limit_reject = args
+                .first()
+                .is_some_and(|a| a.eq_ignore_ascii_case("reject"))
+        }
+        "SecResponseBodyAccess" => s.response_body_access = on_off(args, at)?,
+        "SecResponseBodyLimit" => s.response_body_limit = number(args, at)?,
+        "SecResponseBodyMimeType" => {
+            s.response_body_mime_types.extend(
+                args.iter()
+                    .flat_map(|a| a.split_whitespace())
+                    .map(str::to_ascii_lowercase),
+            );
+        }
+        "SecResponseBodyMimeTypesClear" => s.response_body_mime_types.clear(),
+        "SecArgumentSeparator" => {
+            s.argument_separator = *args
+                .first()
+                .and_then(|a| a.as_bytes().first())
+                .ok_or_else(|| err(at, "expected one character"))?
+        }
+        "SecArgumentsLimit" => s.arguments_limit = number(args, at)?,
+        "SecRequestBodyJsonDepthLimit" => s.json_depth_limit = number(args, at)?,
+        // Settings for logging, storage and features outside detection: accepted as they are.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Compiles rule text held in memory (tests, rules typed into a form).
+pub fn compile_str(text: &str, name: &Path) -> Result<Plan, Vec<SyntaxError>> {
+    let file = crate::load_str(text, name, &crate::LoadLimits::default()).map_err(|e| e.errors)?;
+    Plan::compile(&file)
+}

@@ -1,0 +1,981 @@
+//! Running a [`Plan`] over one HTTP transaction: the variables a request yields, the rules of
+//! each phase in order with ModSecurity v2's semantics, and the decision.
+//!
+//! Semantics kept from ModSecurity v2, which CRS 3.3 is tested against: a rule's
+//! non-disruptive actions (setvar, capture, ctl...) run once for every value that matches;
+//! a chain matches when every link does; `skipAfter` jumps to a marker of the current phase;
+//! DetectionOnly logs everything and interrupts nothing.
+
+use crate::body::{self, Pairs};
+use crate::compile::{
+    AllowScope, BodyProcessor, Ctl, Disruptive, Effect, EngineMode, Entry, Plan, Rule, SetVarOp,
+    Target, TargetSelector,
+};
+use crate::macros::Resolver;
+use crate::syntax::IdRange;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// An HTTP request as the gateway received it.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub method: Vec<u8>,
+    /// The request target as sent: `/path?query` (or an absolute URL).
+    pub uri: Vec<u8>,
+    /// e.g. `HTTP/1.1`
+    pub protocol: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+    pub remote_addr: String,
+    pub remote_port: u16,
+    pub server_addr: String,
+    pub server_port: u16,
+}
+
+/// An upstream's response, for phases 3 and 4.
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    pub status: u16,
+    pub protocol: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+/// One rule that matched and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleMatch {
+    pub id: u64,
+    pub phase: u8,
+    pub msg: String,
+    pub data: String,
+    pub severity: Option<u8>,
+    pub tags: Vec<String>,
+    /// What matched, e.g. `ARGS:q`.
+    pub variable: String,
+}
+
+/// Why a transaction was stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interruption {
+    pub status: u16,
+    pub rule_id: u64,
+    /// `deny`, `drop` or `redirect`.
+    pub action: &'static str,
+    pub redirect: Option<String>,
+}
+
+/// A transaction being evaluated. Create one per request, feed it the phases in order.
+pub struct Transaction<'p> {
+    plan: &'p Plan,
+    engine: EngineMode,
+    request_body_access: bool,
+    request_body_limit: usize,
+    body_processor: Option<BodyProcessor>,
+    force_body_variable: bool,
+    /// Single-valued variables by name.
+    single: HashMap<&'static str, Vec<u8>>,
+    args_get: Pairs,
+    args_post: Pairs,
+    headers: Pairs,
+    cookies: Pairs,
+    files: Pairs,
+    file_sizes: Pairs,
+    part_headers: Pairs,
+    xml: Vec<Vec<u8>>,
+    response_headers: Pairs,
+    tx: HashMap<String, Vec<u8>>,
+    collections: HashMap<String, HashMap<String, Vec<u8>>>,
+    env: HashMap<String, Vec<u8>>,
+    matched_var: (String, Vec<u8>),
+    matched_vars: Pairs,
+    removed_ids: Vec<IdRange>,
+    removed_tags: Vec<std::sync::Arc<crate::operator::Regexp>>,
+    removed_targets: Vec<(Vec<IdRange>, Target)>,
+    removed_targets_by_tag: Vec<(std::sync::Arc<crate::operator::Regexp>, Target)>,
+    pub matches: Vec<RuleMatch>,
+    pub interruption: Option<Interruption>,
+    allowed: bool,
+    started: std::time::Instant,
+}
+
+/// Lookups of `%{...}` macros in the transaction.
+impl Resolver for Transaction<'_> {
+    fn resolve(&self, collection: &str, key: Option<&str>) -> Option<Vec<u8>> {
+        let name = crate::syntax::names::lookup(crate::syntax::names::VARIABLES, collection)?;
+        let target = Target {
+            collection: name,
+            selector: key.map(|k| TargetSelector::Key(k.to_ascii_lowercase())),
+            count: false,
+            exclude: false,
+        };
+        let mut out = Vec::new();
+        self.collect(&target, &mut out);
+        out.into_iter().next().map(|(_, v)| v.into_owned())
+    }
+}
+
+fn pairs_matching<'a, 's>(
+    pairs: &'a Pairs,
+    sel: &'s Option<TargetSelector>,
+) -> impl Iterator<Item = &'a (String, Vec<u8>)> + use<'a, 's> {
+    pairs
+        .iter()
+        .filter(move |(k, _)| sel.as_ref().is_none_or(|s| s.matches(k)))
+}
+
+impl<'p> Transaction<'p> {
+    pub fn new(plan: &'p Plan) -> Transaction<'p> {
+        let s = &plan.settings;
+        Transaction {
+            plan,
+            engine: s.engine,
+            request_body_access: s.request_body_access,
+            request_body_limit: s.request_body_limit,
+            body_processor: None,
+            force_body_variable: false,
+            single: HashMap::new(),
+            args_get: Vec::new(),
+            args_post: Vec::new(),
+            headers: Vec::new(),
+            cookies: Vec::new(),
+            files: Vec::new(),
+            file_sizes: Vec::new(),
+            part_headers: Vec::new(),
+            xml: Vec::new(),
+            response_headers: Vec::new(),
+            tx: HashMap::new(),
+            collections: HashMap::new(),
+            env: HashMap::new(),
+            matched_var: (String::new(), Vec::new()),
+            matched_vars: Vec::new(),
+            removed_ids: Vec::new(),
+            removed_tags: Vec::new(),
+            removed_targets: Vec::new(),
+            removed_targets_by_tag: Vec::new(),
+            matches: Vec::new(),
+            interruption: None,
+            allowed: false,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Evaluates a whole request: headers (phase 1), body (phase 2), and the logging phase.
+    pub fn evaluate_request(plan: &'p Plan, request: &Request) -> Transaction<'p> {
+        let mut tx = Transaction::new(plan);
+        tx.process_request_headers(request);
+        tx.run_phase(1);
+        if tx.interruption.is_none() {
+            tx.process_request_body(request);
+            tx.run_phase(2);
+        }
+        tx
+    }
+
+    /// Phases 3 and 4 (response headers and body) and then the logging phase.
+    pub fn evaluate_response(&mut self, response: &Response) {
+        if self.interruption.is_none() {
+            self.single
+                .insert("RESPONSE_STATUS", response.status.to_string().into_bytes());
+            self.single
+                .insert("RESPONSE_PROTOCOL", response.protocol.clone());
+            self.response_headers = response.headers.clone();
+            self.run_phase(3);
+        }
+        if self.interruption.is_none() && self.plan.settings.response_body_access {
+            self.single.insert("RESPONSE_BODY", response.body.clone());
+            self.run_phase(4);
+        }
+    }
+
+    /// The logging phase; call once at the end.
+    pub fn finish(&mut self) {
+        let interrupted = self.interruption.take();
+        self.run_phase(5);
+        self.interruption = interrupted;
+    }
+
+    pub fn tx_value(&self, key: &str) -> Option<&[u8]> {
+        self.tx.get(&key.to_ascii_lowercase()).map(Vec::as_slice)
+    }
+
+    /// CRS's inbound anomaly score, if CRS computed one.
+    pub fn anomaly_score(&self) -> i64 {
+        self.tx_value("anomaly_score")
+            .or_else(|| self.tx_value("blocking_inbound_anomaly_score"))
+            .map(atoi)
+            .unwrap_or(0)
+    }
+
+    fn process_request_headers(&mut self, r: &Request) {
+        let uri = r.uri.clone();
+        // REQUEST_URI never holds a scheme or host, even for an absolute request target.
+        let local = match uri.windows(3).position(|w| w == b"://") {
+            Some(p) if uri.first() != Some(&b'/') => {
+                let after = &uri[p + 3..];
+                after
+                    .iter()
+                    .position(|&b| b == b'/')
+                    .map_or(b"/".to_vec(), |s| after[s..].to_vec())
+            }
+            _ => uri.clone(),
+        };
+        let (path, query) = match local.iter().position(|&b| b == b'?') {
+            Some(q) => (local[..q].to_vec(), Some(local[q + 1..].to_vec())),
+            None => (local.clone(), None),
+        };
+        let basename = path
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map_or(path.clone(), |i| path[i + 1..].to_vec());
+        let mut line = r.method.clone();
+        line.push(b' ');
+        line.extend_from_slice(&r.uri);
+        line.push(b' ');
+        line.extend_from_slice(&r.protocol);
+        let s = &mut self.single;
+        s.insert("REQUEST_METHOD", r.method.clone());
+        s.insert("REQUEST_URI_RAW", uri.clone());
+        s.insert("REQUEST_URI", local.clone());
+        s.insert("REQUEST_FILENAME", path.clone());
+        s.insert("PATH_INFO", Vec::new());
+        s.insert("REQUEST_BASENAME", basename);
+        s.insert("REQUEST_PROTOCOL", r.protocol.clone());
+        s.insert("REQUEST_LINE", line);
+        s.insert("REMOTE_ADDR", r.remote_addr.clone().into_bytes());
+        s.insert("REMOTE_HOST", r.remote_addr.clone().into_bytes());
+        s.insert("REMOTE_PORT", r.remote_port.to_string().into_bytes());
+        s.insert("SERVER_ADDR", r.server_addr.clone().into_bytes());
+        s.insert("SERVER_PORT", r.server_port.to_string().into_bytes());
+        s.insert("UNIQUE_ID", format!("{:x}", rand_id()).into_bytes());
+        s.insert("REQBODY_ERROR", b"0".to_vec());
+        s.insert("INBOUND_DATA_ERROR", b"0".to_vec());
+        s.insert("URLENCODED_ERROR", b"0".to_vec());
+        s.insert("MULTIPART_STRICT_ERROR", b"0".to_vec());
+        s.insert("MULTIPART_UNMATCHED_BOUNDARY", b"0".to_vec());
+        s.insert("HIGHEST_SEVERITY", b"255".to_vec());
+        if let Some(q) = &query {
+            s.insert("QUERY_STRING", q.clone());
+            let invalid = body::parse_urlencoded(
+                q,
+                self.plan.settings.argument_separator,
+                self.plan.settings.arguments_limit,
+                &mut self.args_get,
+            );
+            if invalid {
+                self.single.insert("URLENCODED_ERROR", b"1".to_vec());
+            }
+        } else {
+            self.single.insert("QUERY_STRING", Vec::new());
+        }
+        self.headers = r.headers.clone();
+        for (name, value) in &r.headers {
+            if name.eq_ignore_ascii_case("cookie") {
+                body::parse_cookies(value, &mut self.cookies);
+            }
+            if name.eq_ignore_ascii_case("host") {
+                self.single.insert("SERVER_NAME", value.clone());
+            }
+        }
+        let content_type = self
+            .header("content-type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        self.body_processor = if content_type.starts_with("application/x-www-form-urlencoded") {
+            Some(BodyProcessor::UrlEncoded)
+        } else if content_type.starts_with("multipart/form-data") {
+            Some(BodyProcessor::Multipart)
+        } else {
+            None
+        };
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    fn set_flag(&mut self, name: &'static str, on: bool) {
+        self.single
+            .insert(name, if on { b"1".to_vec() } else { b"0".to_vec() });
+    }
+
+    fn body_error(&mut self, message: String) {
+        self.single.insert("REQBODY_ERROR", b"1".to_vec());
+        self.single.insert("REQBODY_PROCESSOR_ERROR", b"1".to_vec());
+        self.single
+            .insert("REQBODY_ERROR_MSG", message.clone().into_bytes());
+        self.single
+            .insert("REQBODY_PROCESSOR_ERROR_MSG", message.into_bytes());
+    }
+
+    fn process_request_body(&mut self, r: &Request) {
+        self.single
+            .insert("REQUEST_BODY_LENGTH", r.body.len().to_string().into_bytes());
+        if !self.request_body_access || r.body.is_empty() {
+            return;
+        }
+        let limit = self.request_body_limit;
+        let body: &[u8] = if r.body.len() > limit {
+            self.set_flag("INBOUND_DATA_ERROR", true);
+            &r.body[..limit]
+        } else {
+            &r.body
+        };
+        let settings = &self.plan.settings;
+        let processor = self.body_processor;
+        let name = match processor {
+            Some(BodyProcessor::UrlEncoded) => "URLENCODED",
+            Some(BodyProcessor::Multipart) => "MULTIPART",
+            Some(BodyProcessor::Json) => "JSON",
+            Some(BodyProcessor::Xml) => "XML",
+            None => "",
+        };
+        self.single
+            .insert("REQBODY_PROCESSOR", name.as_bytes().to_vec());
+        if processor != Some(BodyProcessor::Multipart) || self.force_body_variable {
+            self.single.insert("REQUEST_BODY", body.to_vec());
+        }
+        match processor {
+            Some(BodyProcessor::UrlEncoded) => {
+                let invalid = body::parse_urlencoded(
+                    body,
+                    settings.argument_separator,
+                    settings.arguments_limit,
+                    &mut self.args_post,
+                );
+                if invalid {
+                    self.set_flag("URLENCODED_ERROR", true);
+                }
+            }
+            Some(BodyProcessor::Multipart) => {
+                let content_type = self.header("content-type").unwrap_or_default();
+                let m = body::parse_multipart(&content_type, body, settings.arguments_limit);
+                self.args_post = m.args.clone();
+                self.files = m
+                    .files
+                    .iter()
+                    .map(|(n, f)| (n.clone(), f.clone()))
+                    .collect();
+                self.file_sizes = m
+                    .file_sizes
+                    .iter()
+                    .map(|(n, s)| (n.clone(), s.to_string().into_bytes()))
+                    .collect();
+                self.part_headers = m.part_headers.clone();
+                let combined: usize = m.file_sizes.iter().map(|(_, s)| s).sum();
+                self.single
+                    .insert("FILES_COMBINED_SIZE", combined.to_string().into_bytes());
+                for (flag, on) in [
+                    ("MULTIPART_BOUNDARY_QUOTED", m.boundary_quoted),
+                    ("MULTIPART_BOUNDARY_WHITESPACE", m.boundary_whitespace),
+                    ("MULTIPART_DATA_BEFORE", m.data_before),
+                    ("MULTIPART_DATA_AFTER", m.data_after),
+                    ("MULTIPART_HEADER_FOLDING", m.header_folding),
+                    ("MULTIPART_LF_LINE", m.lf_line),
+                    ("MULTIPART_CRLF_LF_LINES", m.crlf_lf_lines),
+                    ("MULTIPART_MISSING_SEMICOLON", m.missing_semicolon),
+                    ("MULTIPART_INVALID_QUOTING", m.invalid_quoting),
+                    ("MULTIPART_INVALID_PART", m.invalid_part),
+                    ("MULTIPART_INVALID_HEADER_FOLDING", m.invalid_header_folding),
+                    ("MULTIPART_FILE_LIMIT_EXCEEDED", m.file_limit_exceeded),
+                    ("MULTIPART_UNMATCHED_BOUNDARY", m.unmatched_boundary),
+                    ("MULTIPART_STRICT_ERROR", m.strict_error()),
+                ] {
+                    self.set_flag(flag, on);
+                }
+                if let Some(e) = m.error {
+                    self.body_error(e);
+                }
+            }
+            Some(BodyProcessor::Json) => {
+                let mut args = Vec::new();
+                let result = body::parse_json(
+                    body,
+                    settings.json_depth_limit,
+                    settings.arguments_limit,
+                    &mut args,
+                );
+                self.args_post = args;
+                if let Err(e) = result {
+                    self.body_error(e);
+                }
+            }
+            Some(BodyProcessor::Xml) => match body::parse_xml(body, settings.json_depth_limit) {
+                Ok((text, _)) => self.xml = vec![text],
+                Err(e) => self.body_error(e),
+            },
+            None => {}
+        }
+        let combined: usize = self
+            .args_get
+            .iter()
+            .chain(&self.args_post)
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        self.single
+            .insert("ARGS_COMBINED_SIZE", combined.to_string().into_bytes());
+    }
+
+    /// Appends the (name, value) pairs `target` selects.
+    fn collect<'a>(&'a self, target: &Target, out: &mut Vec<(String, Cow<'a, [u8]>)>) {
+        let sel = &target.selector;
+        let c = target.collection;
+        let mut from_pairs = |prefix: &str, pairs: &'a Pairs, names: bool| {
+            for (k, v) in pairs_matching(pairs, sel) {
+                let value: Cow<'a, [u8]> = if names {
+                    Cow::Owned(k.as_bytes().to_vec())
+                } else {
+                    Cow::Borrowed(v)
+                };
+                out.push((format!("{prefix}:{k}"), value));
+            }
+        };
+        match c {
+            "ARGS" => {
+                from_pairs("ARGS", &self.args_get, false);
+                from_pairs("ARGS", &self.args_post, false);
+            }
+            "ARGS_GET" => from_pairs("ARGS_GET", &self.args_get, false),
+            "ARGS_POST" => from_pairs("ARGS_POST", &self.args_post, false),
+            "ARGS_NAMES" => {
+                from_pairs("ARGS_NAMES", &self.args_get, true);
+                from_pairs("ARGS_NAMES", &self.args_post, true);
+            }
+            "ARGS_GET_NAMES" => from_pairs("ARGS_GET_NAMES", &self.args_get, true),
+            "ARGS_POST_NAMES" => from_pairs("ARGS_POST_NAMES", &self.args_post, true),
+            "REQUEST_HEADERS" => from_pairs("REQUEST_HEADERS", &self.headers, false),
+            "REQUEST_HEADERS_NAMES" => from_pairs("REQUEST_HEADERS_NAMES", &self.headers, true),
+            "REQUEST_COOKIES" => from_pairs("REQUEST_COOKIES", &self.cookies, false),
+            "REQUEST_COOKIES_NAMES" => from_pairs("REQUEST_COOKIES_NAMES", &self.cookies, true),
+            "RESPONSE_HEADERS" => from_pairs("RESPONSE_HEADERS", &self.response_headers, false),
+            "RESPONSE_HEADERS_NAMES" => {
+                from_pairs("RESPONSE_HEADERS_NAMES", &self.response_headers, true)
+            }
+            "FILES" => from_pairs("FILES", &self.files, false),
+            "FILES_NAMES" => from_pairs("FILES_NAMES", &self.files, true),
+            "FILES_SIZES" => from_pairs("FILES_SIZES", &self.file_sizes, false),
+            "MULTIPART_PART_HEADERS" => {
+                from_pairs("MULTIPART_PART_HEADERS", &self.part_headers, false)
+            }
+            "MATCHED_VARS" => from_pairs("MATCHED_VARS", &self.matched_vars, false),
+            "MATCHED_VARS_NAMES" => {
+                for (k, _) in pairs_matching(&self.matched_vars, sel) {
+                    out.push((
+                        format!("MATCHED_VARS_NAMES:{k}"),
+                        Cow::Owned(k.as_bytes().to_vec()),
+                    ));
+                }
+            }
+            "XML" => {
+                for v in &self.xml {
+                    out.push(("XML".to_owned(), Cow::Borrowed(v)));
+                }
+            }
+            "TX" | "IP" | "GLOBAL" | "SESSION" | "USER" | "RESOURCE" | "ENV" => {
+                let map = match c {
+                    "TX" => Some(&self.tx),
+                    "ENV" => Some(&self.env),
+                    other => self.collections.get(other),
+                };
+                if let Some(map) = map {
+                    for (k, v) in map {
+                        if sel.as_ref().is_none_or(|s| s.matches(k)) {
+                            out.push((format!("{c}:{k}"), Cow::Borrowed(v)));
+                        }
+                    }
+                }
+            }
+            "MATCHED_VAR" => out.push(("MATCHED_VAR".into(), Cow::Borrowed(&self.matched_var.1))),
+            "MATCHED_VAR_NAME" => out.push((
+                "MATCHED_VAR_NAME".into(),
+                Cow::Owned(self.matched_var.0.clone().into_bytes()),
+            )),
+            "DURATION" => out.push((
+                "DURATION".into(),
+                Cow::Owned(self.started.elapsed().as_micros().to_string().into_bytes()),
+            )),
+            "TIME_EPOCH" => out.push((
+                "TIME_EPOCH".into(),
+                Cow::Owned(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0)
+                        .to_string()
+                        .into_bytes(),
+                ),
+            )),
+            other => {
+                if let Some(v) = self.single.get(other) {
+                    out.push((other.to_owned(), Cow::Borrowed(v)));
+                }
+            }
+        }
+    }
+
+    fn target_removed(&self, rule: &Rule, target: &Target, name: &str) -> bool {
+        let key = name.split_once(':').map(|(_, k)| k);
+        let hits = |t: &Target| {
+            t.collection == target.collection
+                && match (&t.selector, key) {
+                    (None, _) => true,
+                    (Some(s), Some(k)) => s.matches(k),
+                    (Some(_), None) => false,
+                }
+        };
+        self.removed_targets
+            .iter()
+            .any(|(ids, t)| ids.iter().any(|r| r.contains(rule.id)) && hits(t))
+            || self
+                .removed_targets_by_tag
+                .iter()
+                .any(|(re, t)| rule.has_tag(re) && hits(t))
+    }
+
+    /// The values a rule inspects: its targets minus its exclusions and run-time removals.
+    fn values<'a>(&'a self, rule: &Rule, head: &Rule) -> Vec<(String, Cow<'a, [u8]>)> {
+        let mut out = Vec::new();
+        for target in rule.targets.iter().filter(|t| !t.exclude) {
+            let mut found = Vec::new();
+            self.collect(target, &mut found);
+            found.retain(|(name, _)| {
+                let key = name.split_once(':').map(|(_, k)| k);
+                let excluded = rule.targets.iter().filter(|t| t.exclude).any(|x| {
+                    x.collection == target.collection
+                        && match (&x.selector, key) {
+                            (Some(s), Some(k)) => s.matches(k),
+                            _ => false,
+                        }
+                });
+                !excluded && !self.target_removed(head, target, name)
+            });
+            if target.count {
+                let name = match &target.selector {
+                    Some(TargetSelector::Key(k)) => format!("{}:{k}", target.collection),
+                    _ => target.collection.to_owned(),
+                };
+                out.push((name, Cow::Owned(found.len().to_string().into_bytes())));
+            } else {
+                out.extend(found);
+            }
+        }
+        out
+    }
+
+    fn rule_removed(&self, rule: &Rule) -> bool {
+        self.removed_ids.iter().any(|r| r.contains(rule.id))
+            || self.removed_tags.iter().any(|re| rule.has_tag(re))
+    }
+
+    /// Runs one phase's rules in order.
+    pub fn run_phase(&mut self, phase: u8) {
+        if self.engine == EngineMode::Off || (self.allowed && phase < 5) {
+            return;
+        }
+        let plan = self.plan;
+        let entries = &plan.phases[(phase - 1) as usize];
+        let mut i = 0;
+        while i < entries.len() {
+            let Entry::Rule(rule) = &entries[i] else {
+                i += 1;
+                continue;
+            };
+            i += 1;
+            if self.rule_removed(rule) {
+                continue;
+            }
+            if !self.eval_chain(rule) {
+                continue;
+            }
+            if self.apply_disruptive(rule, phase) {
+                return;
+            }
+            if let Some(marker) = &rule.skip_after {
+                match plan.marker_index(phase, marker) {
+                    Some(m) if m >= i => i = m + 1,
+                    _ => {}
+                }
+            } else if rule.skip > 0 {
+                let mut skipped = 0;
+                while skipped < rule.skip && i < entries.len() {
+                    if matches!(entries[i], Entry::Rule(_)) {
+                        skipped += 1;
+                    }
+                    i += 1;
+                }
+            }
+            if self.engine == EngineMode::Off {
+                return;
+            }
+        }
+    }
+
+    /// Evaluates a rule and its chain; returns whether the whole chain matched.
+    fn eval_chain(&mut self, head: &Rule) -> bool {
+        self.matched_vars.clear();
+        let mut link = head;
+        loop {
+            if !self.eval_rule(link, head) {
+                return false;
+            }
+            match &link.chain {
+                Some(next) => link = next,
+                None => break,
+            }
+        }
+        if head.log && head.id != 0 {
+            let msg = head
+                .msg
+                .as_ref()
+                .map(|m| String::from_utf8_lossy(&m.expand(self)).into_owned())
+                .unwrap_or_default();
+            let data = head
+                .logdata
+                .as_ref()
+                .map(|m| String::from_utf8_lossy(&m.expand(self)).into_owned())
+                .unwrap_or_default();
+            if let Some(sev) = head.severity {
+                let current = self
+                    .single
+                    .get("HIGHEST_SEVERITY")
+                    .map(|v| atoi(v))
+                    .unwrap_or(255);
+                if i64::from(sev) < current {
+                    self.single
+                        .insert("HIGHEST_SEVERITY", sev.to_string().into_bytes());
+                }
+            }
+            self.matches.push(RuleMatch {
+                id: head.id,
+                phase: head.phase,
+                msg,
+                data,
+                severity: head.severity,
+                tags: head.tags.clone(),
+                variable: self.matched_var.0.clone(),
+            });
+        }
+        true
+    }
+
+    /// Evaluates one link: its values through its transformations and operator; runs its
+    /// effects for every value that matches.
+    fn eval_rule(&mut self, rule: &Rule, head: &Rule) -> bool {
+        let Some(operator) = &rule.operator else {
+            // SecAction: always matches.
+            self.run_effects(rule);
+            return true;
+        };
+        let values: Vec<(String, Vec<u8>)> = self
+            .values(rule, head)
+            .into_iter()
+            .map(|(n, v)| (n, v.into_owned()))
+            .collect();
+        let mut any = false;
+        for (name, value) in values {
+            let candidates: Vec<Cow<[u8]>> = if rule.multi_match {
+                let mut c = vec![Cow::Borrowed(value.as_slice())];
+                let mut current = Cow::Borrowed(value.as_slice());
+                for t in &rule.transformations {
+                    current = Cow::Owned(t.apply(&current).into_owned());
+                    c.push(current.clone());
+                }
+                c
+            } else {
+                vec![crate::transform::apply_all(&rule.transformations, &value)]
+            };
+            for candidate in candidates {
+                let result = operator.run(&candidate, rule.capture && !operator.negated, self);
+                let matched = result.is_some() != operator.negated;
+                if !matched {
+                    continue;
+                }
+                any = true;
+                if rule.capture {
+                    if let Some(m) = &result {
+                        for i in 0..10 {
+                            match m.captures.get(i) {
+                                Some(c) => {
+                                    self.tx.insert(i.to_string(), c.clone());
+                                }
+                                None => {
+                                    self.tx.remove(&i.to_string());
+                                }
+                            }
+                        }
+                    }
+                }
+                self.matched_var = (name.clone(), candidate.to_vec());
+                self.matched_vars.push((name.clone(), candidate.to_vec()));
+                self.run_effects(rule);
+                if !rule.multi_match {
+                    break;
+                }
+            }
+        }
+        any
+    }
+
+    fn run_effects(&mut self, rule: &Rule) {
+        for effect in &rule.effects {
+            match effect {
+                Effect::SetVar {
+                    collection,
+                    key,
+                    op,
+                } => {
+                    let key = String::from_utf8_lossy(&key.expand(self)).to_ascii_lowercase();
+                    let new = match op {
+                        SetVarOp::Delete => None,
+                        SetVarOp::Set(v) => Some(v.expand(self).into_owned()),
+                        SetVarOp::Add(v) | SetVarOp::Sub(v) => {
+                            let delta = atoi(&v.expand(self));
+                            let current = self
+                                .collection(collection)
+                                .and_then(|m| m.get(&key))
+                                .map(|v| atoi(v))
+                                .unwrap_or(0);
+                            let n = if matches!(op, SetVarOp::Add(_)) {
+                                current.saturating_add(delta)
+                            } else {
+                                current.saturating_sub(delta)
+                            };
+                            Some(n.to_string().into_bytes())
+                        }
+                    };
+                    let map = self.collection_mut(collection);
+                    match new {
+                        Some(v) => {
+                            map.insert(key, v);
+                        }
+                        None => {
+                            map.remove(&key);
+                        }
+                    }
+                }
+                Effect::InitCol { collection, .. } => {
+                    self.collections.entry(collection.clone()).or_default();
+                }
+                // Persistent collections expire across transactions; within one, nothing expires.
+                Effect::ExpireVar { .. } => {}
+                Effect::SetEnv { name, value } => {
+                    let name = String::from_utf8_lossy(&name.expand(self)).into_owned();
+                    let value = value.expand(self).into_owned();
+                    self.env.insert(name, value);
+                }
+                Effect::Ctl(ctl) => self.apply_ctl(ctl),
+            }
+        }
+    }
+
+    fn collection(&self, name: &str) -> Option<&HashMap<String, Vec<u8>>> {
+        match name {
+            "TX" => Some(&self.tx),
+            "ENV" => Some(&self.env),
+            other => self.collections.get(other),
+        }
+    }
+
+    fn collection_mut(&mut self, name: &str) -> &mut HashMap<String, Vec<u8>> {
+        match name {
+            "TX" => &mut self.tx,
+            "ENV" => &mut self.env,
+            other => self.collections.entry(other.to_owned()).or_default(),
+        }
+    }
+
+    fn apply_ctl(&mut self, ctl: &Ctl) {
+        match ctl {
+            Ctl::RuleEngine(mode) => self.engine = *mode,
+            Ctl::RuleRemoveById(ids) => self.removed_ids.extend(ids.iter().copied()),
+            Ctl::RuleRemoveByTag(re) => self.removed_tags.push(re.clone()),
+            Ctl::RuleRemoveTargetById(ids, t) => {
+                self.removed_targets.push((ids.clone(), t.clone()))
+            }
+            Ctl::RuleRemoveTargetByTag(re, t) => {
+                self.removed_targets_by_tag.push((re.clone(), t.clone()))
+            }
+            Ctl::RequestBodyProcessor(p) => self.body_processor = Some(*p),
+            Ctl::RequestBodyAccess(on) => self.request_body_access = *on,
+            Ctl::RequestBodyLimit(n) => self.request_body_limit = *n,
+            Ctl::ForceRequestBodyVariable(on) => self.force_body_variable = *on,
+            Ctl::Audit => {}
+        }
+    }
+
+    /// Applies a matched rule's disruptive action; returns whether the phase stops.
+    fn apply_disruptive(&mut self, rule: &Rule, phase: u8) -> bool {
+        if self.engine != EngineMode::On {
+            return false;
+        }
+        let (action, status, redirect) = match &rule.disruptive {
+            Disruptive::Pass | Disruptive::Block => return false,
+            Disruptive::Allow(scope) => {
+                match scope {
+                    AllowScope::All => self.allowed = true,
+                    AllowScope::Request if phase <= 2 => self.allowed = true,
+                    _ => {}
+                }
+                return true;
+            }
+            Disruptive::Deny => ("deny", rule.status.unwrap_or(403), None),
+            Disruptive::Drop => ("drop", rule.status.unwrap_or(403), None),
+            Disruptive::Redirect(to) => (
+                "redirect",
+                rule.status
+                    .filter(|s| (300..400).contains(s))
+                    .unwrap_or(302),
+                Some(String::from_utf8_lossy(&to.expand(self)).into_owned()),
+            ),
+        };
+        self.interruption = Some(Interruption {
+            status,
+            rule_id: rule.id,
+            action,
+            redirect,
+        });
+        true
+    }
+}
+
+fn atoi(s: &[u8]) -> i64 {
+    let text = String::from_utf8_lossy(s);
+    let t = text.trim_start();
+    let (neg, digits) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let n = digits
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .fold(0i64, |n, d| {
+            n.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+        });
+    if neg {
+        -n
+    } else {
+        n
+    }
+}
+
+fn rand_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::compile_str;
+    use std::path::Path;
+
+    fn plan(rules: &str) -> Plan {
+        compile_str(rules, Path::new("t.conf")).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn get(uri: &str) -> Request {
+        Request {
+            method: b"GET".to_vec(),
+            uri: uri.as_bytes().to_vec(),
+            protocol: b"HTTP/1.1".to_vec(),
+            headers: vec![("Host".into(), b"localhost".to_vec())],
+            remote_addr: "192.0.2.1".into(),
+            ..Request::default()
+        }
+    }
+
+    fn ids(tx: &Transaction) -> Vec<u64> {
+        tx.matches.iter().map(|m| m.id).collect()
+    }
+
+    #[test]
+    fn args_are_decoded_and_transformed() {
+        let p = plan(
+            r#"SecRule ARGS "@rx <script" "id:1,phase:2,deny,t:none,t:lowercase,msg:'XSS in %{MATCHED_VAR_NAME}'"
+SecRule ARGS_NAMES "@streq token" "id:2,phase:1,pass,log""#,
+        );
+        let tx = Transaction::evaluate_request(&p, &get("/?q=%3CSCRIPT%3Ealert(1)&token=x"));
+        assert_eq!(ids(&tx), [2, 1]);
+        assert_eq!(tx.matches[1].msg, "XSS in ARGS:q");
+        let i = tx.interruption.as_ref().unwrap();
+        assert_eq!((i.status, i.rule_id), (403, 1));
+    }
+
+    #[test]
+    fn chains_setvar_skip_after_and_counting() {
+        let p = plan(
+            r#"SecAction "id:10,phase:1,pass,nolog,setvar:tx.score=0"
+SecRule REQUEST_METHOD "@streq GET" "id:11,phase:1,pass,nolog,chain"
+    SecRule &ARGS "@ge 2" "setvar:tx.score=+3"
+SecRule TX:SCORE "@lt 1" "id:12,phase:1,pass,nolog,skipAfter:END"
+SecRule ARGS "@rx ." "id:13,phase:1,pass,log,setvar:tx.score=+1"
+SecMarker END
+SecRule TX:score "@ge 5" "id:14,phase:1,deny,status:406,log""#,
+        );
+        let tx = Transaction::evaluate_request(&p, &get("/?a=1&b=2"));
+        assert_eq!(
+            tx.tx_value("score"),
+            Some(&b"5"[..]),
+            "3 + one per matching argument"
+        );
+        assert_eq!(ids(&tx), [13, 14]);
+        assert_eq!(tx.interruption.as_ref().unwrap().status, 406);
+        let tx = Transaction::evaluate_request(&p, &get("/?a=1"));
+        assert_eq!(tx.tx_value("score"), Some(&b"0"[..]));
+        assert!(ids(&tx).is_empty(), "rule 13 skipped");
+    }
+
+    #[test]
+    fn exclusions_and_ctl_removals() {
+        let p = plan(
+            r#"SecRule REQUEST_URI "@beginsWith /login" "id:1,phase:1,pass,nolog,ctl:ruleRemoveTargetById=3;ARGS:password"
+SecRule ARGS|!ARGS:safe "@contains bad" "id:2,phase:1,pass,log"
+SecRule ARGS "@contains bad" "id:3,phase:1,pass,log""#,
+        );
+        let tx = Transaction::evaluate_request(&p, &get("/login?safe=bad&password=bad"));
+        assert_eq!(ids(&tx), [2, 3]);
+        assert_eq!(
+            tx.matches[0].variable, "ARGS:password",
+            "!ARGS:safe excluded safe"
+        );
+        assert_eq!(
+            tx.matches[1].variable, "ARGS:safe",
+            "the ctl removed password from rule 3"
+        );
+    }
+
+    #[test]
+    fn detection_only_logs_without_interrupting() {
+        let p = plan("SecRuleEngine DetectionOnly\nSecRule ARGS \"@rx x\" \"id:1,phase:1,deny\"");
+        let tx = Transaction::evaluate_request(&p, &get("/?a=x"));
+        assert_eq!(ids(&tx), [1]);
+        assert!(tx.interruption.is_none());
+    }
+
+    #[test]
+    fn bodies_become_arguments() {
+        let p = plan(
+            r#"SecRequestBodyAccess On
+SecRule REQUEST_HEADERS:Content-Type "application/json" "id:1,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"
+SecRule ARGS:json.user.name "@streq admin" "id:2,phase:2,pass,log"
+SecRule REQBODY_ERROR "!@eq 0" "id:3,phase:2,pass,log""#,
+        );
+        let mut r = get("/api");
+        r.method = b"POST".to_vec();
+        r.headers
+            .push(("Content-Type".into(), b"application/json".to_vec()));
+        r.body = br#"{"user":{"name":"admin"}}"#.to_vec();
+        assert_eq!(ids(&Transaction::evaluate_request(&p, &r)), [2]);
+        r.body = b"{broken".to_vec();
+        assert_eq!(ids(&Transaction::evaluate_request(&p, &r)), [3]);
+    }
+}
