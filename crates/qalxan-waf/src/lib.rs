@@ -14,6 +14,7 @@ pub mod load;
 pub mod macros;
 pub mod operator;
 mod pcre;
+pub mod regression;
 pub mod syntax;
 pub mod transform;
 

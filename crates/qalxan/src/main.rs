@@ -72,6 +72,28 @@ enum WafCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run the OWASP CRS regression tests (YAML) against the engine, configured as CRS's own CI
+    /// (DetectionOnly, paranoia level 4); prints the failing test ids, then "N passed, M failed".
+    TestCrs {
+        /// CRS's folder: its rules are in RULES/rules/*.conf.
+        #[arg(long, default_value = "/usr/share/modsecurity-crs")]
+        rules: PathBuf,
+        /// crs-setup.conf [default: RULES/crs-setup.conf, else /etc/modsecurity/crs/crs-setup.conf]
+        #[arg(long)]
+        setup: Option<PathBuf>,
+        /// The folder of test YAML files.
+        #[arg(long)]
+        tests: PathBuf,
+        /// Fail (exit 1) when fewer tests pass than this.
+        #[arg(long, default_value_t = 0)]
+        min_passed: usize,
+        /// Print why each failing test failed.
+        #[arg(long)]
+        verbose: bool,
+        /// Run only the test with this title, showing its request and log.
+        #[arg(long)]
+        only: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -509,6 +531,51 @@ fn waf_command(cmd: WafCommand) -> Result<()> {
             }
             if failed > 0 {
                 bail!("{failed} error(s) in the rule files");
+            }
+            Ok(())
+        }
+        WafCommand::TestCrs {
+            rules,
+            setup,
+            tests,
+            min_passed,
+            verbose,
+            only,
+        } => {
+            let setup = setup.unwrap_or_else(|| {
+                let local = rules.join("crs-setup.conf");
+                if local.is_file() {
+                    local
+                } else {
+                    PathBuf::from("/etc/modsecurity/crs/crs-setup.conf")
+                }
+            });
+            let plan = qalxan_waf::regression::load_crs_for_tests(&setup, &rules.join("rules"))
+                .map_err(|errors| {
+                    anyhow::anyhow!(errors
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n"))
+                })?;
+            let outcomes = qalxan_waf::regression::run_dir(&plan, &tests, only.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let failed: Vec<_> = outcomes.iter().filter(|o| o.failure.is_some()).collect();
+            for f in &failed {
+                if verbose {
+                    println!(
+                        "FAILED {}: {}",
+                        f.title,
+                        f.failure.as_deref().unwrap_or_default()
+                    );
+                } else {
+                    println!("FAILED {}", f.title);
+                }
+            }
+            let passed = outcomes.len() - failed.len();
+            println!("{passed} passed, {} failed", failed.len());
+            if passed < min_passed {
+                bail!("{passed} tests passed, fewer than the floor of {min_passed}");
             }
             Ok(())
         }
