@@ -81,7 +81,9 @@ pub struct Transaction<'p> {
     files: Pairs,
     file_sizes: Pairs,
     part_headers: Pairs,
-    xml: Vec<Vec<u8>>,
+    /// The XML body's text (what `XML:/*` selects) and its attribute values (`XML://@*`).
+    xml_text: Option<Vec<u8>>,
+    xml_attributes: Vec<Vec<u8>>,
     response_headers: Pairs,
     tx: HashMap<String, Vec<u8>>,
     collections: HashMap<String, HashMap<String, Vec<u8>>>,
@@ -141,7 +143,8 @@ impl<'p> Transaction<'p> {
             files: Vec::new(),
             file_sizes: Vec::new(),
             part_headers: Vec::new(),
-            xml: Vec::new(),
+            xml_text: None,
+            xml_attributes: Vec::new(),
             response_headers: Vec::new(),
             tx: HashMap::new(),
             collections: HashMap::new(),
@@ -287,6 +290,22 @@ impl<'p> Transaction<'p> {
         } else {
             None
         };
+        self.set_processor(self.body_processor);
+    }
+
+    /// REQBODY_PROCESSOR names the processor from the headers on (empty when there is none),
+    /// so phase 1 rules can react to it.
+    fn set_processor(&mut self, processor: Option<BodyProcessor>) {
+        self.body_processor = processor;
+        let name = match processor {
+            Some(BodyProcessor::UrlEncoded) => "URLENCODED",
+            Some(BodyProcessor::Multipart) => "MULTIPART",
+            Some(BodyProcessor::Json) => "JSON",
+            Some(BodyProcessor::Xml) => "XML",
+            None => "",
+        };
+        self.single
+            .insert("REQBODY_PROCESSOR", name.as_bytes().to_vec());
     }
 
     fn header(&self, name: &str) -> Option<String> {
@@ -334,7 +353,9 @@ impl<'p> Transaction<'p> {
         };
         self.single
             .insert("REQBODY_PROCESSOR", name.as_bytes().to_vec());
-        if processor != Some(BodyProcessor::Multipart) || self.force_body_variable {
+        // As in ModSecurity v2: the raw body is a variable for URL-encoded bodies, or when a
+        // rule forces it (CRS does for bodies no processor reads).
+        if processor == Some(BodyProcessor::UrlEncoded) || self.force_body_variable {
             self.single.insert("REQUEST_BODY", body.to_vec());
         }
         match processor {
@@ -403,7 +424,10 @@ impl<'p> Transaction<'p> {
                 }
             }
             Some(BodyProcessor::Xml) => match body::parse_xml(body, settings.json_depth_limit) {
-                Ok((text, _)) => self.xml = vec![text],
+                Ok((text, attributes)) => {
+                    self.xml_text = Some(text);
+                    self.xml_attributes = attributes;
+                }
                 Err(e) => self.body_error(e),
             },
             None => {}
@@ -469,8 +493,14 @@ impl<'p> Transaction<'p> {
                 }
             }
             "XML" => {
-                for v in &self.xml {
-                    out.push(("XML".to_owned(), Cow::Borrowed(v)));
+                // The two XPath forms CRS uses: attribute values, or the document's text.
+                let attributes = matches!(sel, Some(TargetSelector::XPath(x)) if x.contains('@'));
+                if attributes {
+                    for v in &self.xml_attributes {
+                        out.push(("XML".to_owned(), Cow::Borrowed(v)));
+                    }
+                } else if let Some(text) = &self.xml_text {
+                    out.push(("XML".to_owned(), Cow::Borrowed(text)));
                 }
             }
             "TX" | "IP" | "GLOBAL" | "SESSION" | "USER" | "RESOURCE" | "ENV" => {
@@ -797,7 +827,7 @@ impl<'p> Transaction<'p> {
             Ctl::RuleRemoveTargetByTag(re, t) => {
                 self.removed_targets_by_tag.push((re.clone(), t.clone()))
             }
-            Ctl::RequestBodyProcessor(p) => self.body_processor = Some(*p),
+            Ctl::RequestBodyProcessor(p) => self.set_processor(Some(*p)),
             Ctl::RequestBodyAccess(on) => self.request_body_access = *on,
             Ctl::RequestBodyLimit(n) => self.request_body_limit = *n,
             Ctl::ForceRequestBodyVariable(on) => self.force_body_variable = *on,
