@@ -226,6 +226,8 @@ impl<'p> Transaction<'p> {
             Some(q) => (local[..q].to_vec(), Some(local[q + 1..].to_vec())),
             None => (local.clone(), None),
         };
+        // Apache hands ModSecurity the path percent-decoded (its r->uri); so do we.
+        let path = percent_decode(&path);
         let basename = path
             .iter()
             .rposition(|&b| b == b'/')
@@ -868,6 +870,27 @@ impl<'p> Transaction<'p> {
         });
         true
     }
+}
+
+/// `%XX` escapes decoded; `+` stays (it is a space only in query strings and forms).
+fn percent_decode(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && b[i + 1].is_ascii_hexdigit()
+            && b[i + 2].is_ascii_hexdigit()
+        {
+            let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+            out.push(hex(b[i + 1]) * 16 + hex(b[i + 2]));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn atoi(s: &[u8]) -> i64 {
