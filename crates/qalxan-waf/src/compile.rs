@@ -11,6 +11,7 @@ use crate::syntax::{
 };
 use crate::transform::Transformation;
 use std::collections::{HashMap, HashSet};
+
 use std::path::Path;
 
 /// Whether rules run and may interrupt transactions.
@@ -108,9 +109,7 @@ impl TargetSelector {
     pub fn matches(&self, key: &str) -> bool {
         match self {
             TargetSelector::Key(k) => k.eq_ignore_ascii_case(key),
-            TargetSelector::Regex(re) => {
-                re.is_match(key.to_ascii_lowercase().as_bytes()) || re.is_match(key.as_bytes())
-            }
+            TargetSelector::Regex(re) => re.is_match(key.as_bytes()),
             TargetSelector::XPath(_) => true,
         }
     }
@@ -175,6 +174,8 @@ pub struct Rule {
     pub targets: Vec<Target>,
     pub operator: Option<CompiledOperator>,
     pub transformations: Vec<Transformation>,
+    /// Identifies `transformations` among the plan's distinct chains (for caching results).
+    pub transform_id: u32,
     pub disruptive: Disruptive,
     pub status: Option<u16>,
     pub log: bool,
@@ -186,6 +187,8 @@ pub struct Rule {
     pub tags: Vec<String>,
     pub skip: u32,
     pub skip_after: Option<String>,
+    /// Where `skip_after` lands: the index of its marker in this rule's phase.
+    pub skip_to: Option<usize>,
     pub effects: Vec<Effect>,
     pub chain: Option<Box<Rule>>,
 }
@@ -565,6 +568,7 @@ impl Plan {
         let mut chain_stack: Vec<Rule> = Vec::new();
         let mut ids: HashSet<u64> = HashSet::new();
         let mut stats = PlanStats::default();
+        let mut chains: HashMap<Vec<Transformation>, u32> = HashMap::new();
 
         for d in &file.directives {
             let base = d
@@ -628,6 +632,9 @@ impl Plan {
                             Vec::new()
                         };
                         transformations.extend(set.transformations);
+                        let next_id = chains.len() as u32;
+                        let transform_id =
+                            *chains.entry(transformations.clone()).or_insert(next_id);
                         // `block` means the phase's default disruptive action.
                         let disruptive = match set.disruptive {
                             Some(Disruptive::Block) | None => def.disruptive.clone(),
@@ -640,6 +647,7 @@ impl Plan {
                             targets,
                             operator,
                             transformations,
+                            transform_id,
                             disruptive,
                             status: set.status.or(def.status),
                             log: set.log.unwrap_or(def.log),
@@ -651,6 +659,7 @@ impl Plan {
                             tags: set.tags,
                             skip: set.skip,
                             skip_after: set.skip_after.map(|(m, _)| m),
+                            skip_to: None,
                             effects: set.effects,
                             chain: None,
                         };
@@ -794,23 +803,29 @@ impl Plan {
                 (None, None) => {}
             }
         }
-        // Every skipAfter must find its marker in its phase.
-        for phase in &phases {
-            let markers: HashSet<&str> = phase
+        // Every skipAfter must find its marker in its phase; where it lands is fixed now.
+        for phase in &mut phases {
+            let markers: HashMap<String, usize> = phase
                 .iter()
-                .filter_map(|e| match e {
-                    Entry::Marker(m) => Some(m.as_str()),
+                .enumerate()
+                .filter_map(|(i, e)| match e {
+                    Entry::Marker(m) => Some((m.clone(), i)),
                     Entry::Rule(_) => None,
                 })
                 .collect();
-            for e in phase {
+            for (i, e) in phase.iter_mut().enumerate() {
                 if let Entry::Rule(r) = e {
                     if let Some(m) = &r.skip_after {
-                        if !markers.contains(m.as_str()) {
-                            errors.push(err(
+                        match markers.get(m) {
+                            Some(&at) if at > i => r.skip_to = Some(at),
+                            Some(_) => errors.push(err(
+                                &r.location,
+                                format!("skipAfter: SecMarker '{m}' comes before the rule"),
+                            )),
+                            None => errors.push(err(
                                 &r.location,
                                 format!("skipAfter: no SecMarker named '{m}'"),
-                            ));
+                            )),
                         }
                     }
                 }

@@ -13,8 +13,8 @@ use crate::compile::{
 };
 use crate::macros::Resolver;
 use crate::syntax::IdRange;
+use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 /// An HTTP request as the gateway received it.
 #[derive(Debug, Clone, Default)]
@@ -98,11 +98,72 @@ pub struct Transaction<'p> {
     pub interruption: Option<Interruption>,
     allowed: bool,
     started: std::time::Instant,
+    /// Transformed values by (address and length of the original, transformation chain).
+    transform_cache: std::cell::RefCell<HashMap<(usize, usize, u32), Vec<u8>>>,
 }
+
+/// A value a rule inspects, and where it came from.
+struct Item<'a> {
+    collection: &'static str,
+    key: Option<&'a str>,
+    value: Cow<'a, [u8]>,
+}
+
+impl Item<'_> {
+    /// The variable's name as ModSecurity writes it: `ARGS:q`, `REQUEST_URI`.
+    fn name(&self) -> String {
+        match self.key {
+            Some(k) => format!("{}:{k}", self.collection),
+            None => self.collection.to_owned(),
+        }
+    }
+}
+
+/// A value that matched, with what the operator captured.
+struct Found {
+    name: String,
+    value: Vec<u8>,
+    captures: Option<Vec<Vec<u8>>>,
+}
+
+/// Collections whose values are set once per transaction, so a transformed value can be
+/// cached by the address of the original.
+const CACHEABLE: &[&str] = &[
+    "ARGS",
+    "ARGS_GET",
+    "ARGS_POST",
+    "ARGS_NAMES",
+    "ARGS_GET_NAMES",
+    "ARGS_POST_NAMES",
+    "REQUEST_HEADERS",
+    "REQUEST_HEADERS_NAMES",
+    "REQUEST_COOKIES",
+    "REQUEST_COOKIES_NAMES",
+    "FILES",
+    "FILES_NAMES",
+    "REQUEST_FILENAME",
+    "REQUEST_BASENAME",
+    "REQUEST_URI",
+    "REQUEST_URI_RAW",
+    "REQUEST_LINE",
+    "QUERY_STRING",
+    "REQUEST_BODY",
+    "REQUEST_METHOD",
+    "REQUEST_PROTOCOL",
+    "XML",
+];
 
 /// Lookups of `%{...}` macros in the transaction.
 impl Resolver for Transaction<'_> {
     fn resolve(&self, collection: &str, key: Option<&str>) -> Option<Vec<u8>> {
+        if collection == "TX" {
+            // The common case, without building a target: keys are stored lower-cased.
+            let key = key?;
+            return match self.tx.get(key) {
+                Some(v) => Some(v.clone()),
+                None => self.tx.get(&key.to_ascii_lowercase()).cloned(),
+            };
+        }
         let name = crate::syntax::names::lookup(crate::syntax::names::VARIABLES, collection)?;
         let target = Target {
             collection: name,
@@ -112,7 +173,7 @@ impl Resolver for Transaction<'_> {
         };
         let mut out = Vec::new();
         self.collect(&target, &mut out);
-        out.into_iter().next().map(|(_, v)| v.into_owned())
+        out.into_iter().next().map(|item| item.value.into_owned())
     }
 }
 
@@ -135,7 +196,7 @@ impl<'p> Transaction<'p> {
             request_body_limit: s.request_body_limit,
             body_processor: None,
             force_body_variable: false,
-            single: HashMap::new(),
+            single: HashMap::default(),
             args_get: Vec::new(),
             args_post: Vec::new(),
             headers: Vec::new(),
@@ -146,9 +207,9 @@ impl<'p> Transaction<'p> {
             xml_text: None,
             xml_attributes: Vec::new(),
             response_headers: Vec::new(),
-            tx: HashMap::new(),
-            collections: HashMap::new(),
-            env: HashMap::new(),
+            tx: HashMap::default(),
+            collections: HashMap::default(),
+            env: HashMap::default(),
             matched_var: (String::new(), Vec::new()),
             matched_vars: Vec::new(),
             removed_ids: Vec::new(),
@@ -159,6 +220,7 @@ impl<'p> Transaction<'p> {
             interruption: None,
             allowed: false,
             started: std::time::Instant::now(),
+            transform_cache: std::cell::RefCell::new(HashMap::default()),
         }
     }
 
@@ -444,65 +506,60 @@ impl<'p> Transaction<'p> {
             .insert("ARGS_COMBINED_SIZE", combined.to_string().into_bytes());
     }
 
-    /// Appends the (name, value) pairs `target` selects.
-    fn collect<'a>(&'a self, target: &Target, out: &mut Vec<(String, Cow<'a, [u8]>)>) {
+    /// Appends the values `target` selects.
+    fn collect<'a>(&'a self, target: &Target, out: &mut Vec<Item<'a>>) {
         let sel = &target.selector;
         let c = target.collection;
-        let mut from_pairs = |prefix: &str, pairs: &'a Pairs, names: bool| {
+        let mut from_pairs = |pairs: &'a Pairs, names: bool| {
             for (k, v) in pairs_matching(pairs, sel) {
                 let value: Cow<'a, [u8]> = if names {
-                    Cow::Owned(k.as_bytes().to_vec())
+                    Cow::Borrowed(k.as_bytes())
                 } else {
                     Cow::Borrowed(v)
                 };
-                out.push((format!("{prefix}:{k}"), value));
+                out.push(Item {
+                    collection: c,
+                    key: Some(k),
+                    value,
+                });
             }
         };
         match c {
-            "ARGS" => {
-                from_pairs("ARGS", &self.args_get, false);
-                from_pairs("ARGS", &self.args_post, false);
+            "ARGS" | "ARGS_NAMES" => {
+                let names = c == "ARGS_NAMES";
+                from_pairs(&self.args_get, names);
+                from_pairs(&self.args_post, names);
             }
-            "ARGS_GET" => from_pairs("ARGS_GET", &self.args_get, false),
-            "ARGS_POST" => from_pairs("ARGS_POST", &self.args_post, false),
-            "ARGS_NAMES" => {
-                from_pairs("ARGS_NAMES", &self.args_get, true);
-                from_pairs("ARGS_NAMES", &self.args_post, true);
-            }
-            "ARGS_GET_NAMES" => from_pairs("ARGS_GET_NAMES", &self.args_get, true),
-            "ARGS_POST_NAMES" => from_pairs("ARGS_POST_NAMES", &self.args_post, true),
-            "REQUEST_HEADERS" => from_pairs("REQUEST_HEADERS", &self.headers, false),
-            "REQUEST_HEADERS_NAMES" => from_pairs("REQUEST_HEADERS_NAMES", &self.headers, true),
-            "REQUEST_COOKIES" => from_pairs("REQUEST_COOKIES", &self.cookies, false),
-            "REQUEST_COOKIES_NAMES" => from_pairs("REQUEST_COOKIES_NAMES", &self.cookies, true),
-            "RESPONSE_HEADERS" => from_pairs("RESPONSE_HEADERS", &self.response_headers, false),
-            "RESPONSE_HEADERS_NAMES" => {
-                from_pairs("RESPONSE_HEADERS_NAMES", &self.response_headers, true)
-            }
-            "FILES" => from_pairs("FILES", &self.files, false),
-            "FILES_NAMES" => from_pairs("FILES_NAMES", &self.files, true),
-            "FILES_SIZES" => from_pairs("FILES_SIZES", &self.file_sizes, false),
-            "MULTIPART_PART_HEADERS" => {
-                from_pairs("MULTIPART_PART_HEADERS", &self.part_headers, false)
-            }
-            "MATCHED_VARS" => from_pairs("MATCHED_VARS", &self.matched_vars, false),
-            "MATCHED_VARS_NAMES" => {
-                for (k, _) in pairs_matching(&self.matched_vars, sel) {
-                    out.push((
-                        format!("MATCHED_VARS_NAMES:{k}"),
-                        Cow::Owned(k.as_bytes().to_vec()),
-                    ));
-                }
-            }
+            "ARGS_GET" => from_pairs(&self.args_get, false),
+            "ARGS_POST" => from_pairs(&self.args_post, false),
+            "ARGS_GET_NAMES" => from_pairs(&self.args_get, true),
+            "ARGS_POST_NAMES" => from_pairs(&self.args_post, true),
+            "REQUEST_HEADERS" => from_pairs(&self.headers, false),
+            "REQUEST_HEADERS_NAMES" => from_pairs(&self.headers, true),
+            "REQUEST_COOKIES" => from_pairs(&self.cookies, false),
+            "REQUEST_COOKIES_NAMES" => from_pairs(&self.cookies, true),
+            "RESPONSE_HEADERS" => from_pairs(&self.response_headers, false),
+            "RESPONSE_HEADERS_NAMES" => from_pairs(&self.response_headers, true),
+            "FILES" => from_pairs(&self.files, false),
+            "FILES_NAMES" => from_pairs(&self.files, true),
+            "FILES_SIZES" => from_pairs(&self.file_sizes, false),
+            "MULTIPART_PART_HEADERS" => from_pairs(&self.part_headers, false),
+            "MATCHED_VARS" => from_pairs(&self.matched_vars, false),
+            "MATCHED_VARS_NAMES" => from_pairs(&self.matched_vars, true),
             "XML" => {
                 // The two XPath forms CRS uses: attribute values, or the document's text.
                 let attributes = matches!(sel, Some(TargetSelector::XPath(x)) if x.contains('@'));
-                if attributes {
-                    for v in &self.xml_attributes {
-                        out.push(("XML".to_owned(), Cow::Borrowed(v)));
-                    }
-                } else if let Some(text) = &self.xml_text {
-                    out.push(("XML".to_owned(), Cow::Borrowed(text)));
+                let values: &'a [Vec<u8>] = if attributes {
+                    &self.xml_attributes
+                } else {
+                    self.xml_text.as_slice()
+                };
+                for v in values {
+                    out.push(Item {
+                        collection: c,
+                        key: None,
+                        value: Cow::Borrowed(v),
+                    });
                 }
             }
             "TX" | "IP" | "GLOBAL" | "SESSION" | "USER" | "RESOURCE" | "ENV" => {
@@ -511,26 +568,50 @@ impl<'p> Transaction<'p> {
                     "ENV" => Some(&self.env),
                     other => self.collections.get(other),
                 };
-                if let Some(map) = map {
-                    for (k, v) in map {
-                        if sel.as_ref().is_none_or(|s| s.matches(k)) {
-                            out.push((format!("{c}:{k}"), Cow::Borrowed(v)));
+                let Some(map) = map else { return };
+                match sel {
+                    // Keys are stored lower-cased: a named key is one lookup.
+                    Some(TargetSelector::Key(k)) => {
+                        if let Some((k, v)) = map.get_key_value(k.as_str()) {
+                            out.push(Item {
+                                collection: c,
+                                key: Some(k),
+                                value: Cow::Borrowed(v),
+                            });
+                        }
+                    }
+                    _ => {
+                        for (k, v) in map {
+                            if sel.as_ref().is_none_or(|s| s.matches(k)) {
+                                out.push(Item {
+                                    collection: c,
+                                    key: Some(k),
+                                    value: Cow::Borrowed(v),
+                                });
+                            }
                         }
                     }
                 }
             }
-            "MATCHED_VAR" => out.push(("MATCHED_VAR".into(), Cow::Borrowed(&self.matched_var.1))),
-            "MATCHED_VAR_NAME" => out.push((
-                "MATCHED_VAR_NAME".into(),
-                Cow::Owned(self.matched_var.0.clone().into_bytes()),
-            )),
-            "DURATION" => out.push((
-                "DURATION".into(),
-                Cow::Owned(self.started.elapsed().as_micros().to_string().into_bytes()),
-            )),
-            "TIME_EPOCH" => out.push((
-                "TIME_EPOCH".into(),
-                Cow::Owned(
+            "MATCHED_VAR" => out.push(Item {
+                collection: c,
+                key: None,
+                value: Cow::Borrowed(&self.matched_var.1),
+            }),
+            "MATCHED_VAR_NAME" => out.push(Item {
+                collection: c,
+                key: None,
+                value: Cow::Borrowed(self.matched_var.0.as_bytes()),
+            }),
+            "DURATION" => out.push(Item {
+                collection: c,
+                key: None,
+                value: Cow::Owned(self.started.elapsed().as_micros().to_string().into_bytes()),
+            }),
+            "TIME_EPOCH" => out.push(Item {
+                collection: c,
+                key: None,
+                value: Cow::Owned(
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_secs())
@@ -538,17 +619,23 @@ impl<'p> Transaction<'p> {
                         .to_string()
                         .into_bytes(),
                 ),
-            )),
+            }),
             other => {
                 if let Some(v) = self.single.get(other) {
-                    out.push((other.to_owned(), Cow::Borrowed(v)));
+                    out.push(Item {
+                        collection: c,
+                        key: None,
+                        value: Cow::Borrowed(v),
+                    });
                 }
             }
         }
     }
 
-    fn target_removed(&self, rule: &Rule, target: &Target, name: &str) -> bool {
-        let key = name.split_once(':').map(|(_, k)| k);
+    fn target_removed(&self, rule: &Rule, target: &Target, key: Option<&str>) -> bool {
+        if self.removed_targets.is_empty() && self.removed_targets_by_tag.is_empty() {
+            return false;
+        }
         let hits = |t: &Target| {
             t.collection == target.collection
                 && match (&t.selector, key) {
@@ -567,30 +654,45 @@ impl<'p> Transaction<'p> {
     }
 
     /// The values a rule inspects: its targets minus its exclusions and run-time removals.
-    fn values<'a>(&'a self, rule: &Rule, head: &Rule) -> Vec<(String, Cow<'a, [u8]>)> {
+    fn values<'a>(&'a self, rule: &'a Rule, head: &Rule) -> Vec<Item<'a>> {
         let mut out = Vec::new();
+        let has_exclusions = rule.targets.iter().any(|t| t.exclude);
         for target in rule.targets.iter().filter(|t| !t.exclude) {
-            let mut found = Vec::new();
-            self.collect(target, &mut found);
-            found.retain(|(name, _)| {
-                let key = name.split_once(':').map(|(_, k)| k);
-                let excluded = rule.targets.iter().filter(|t| t.exclude).any(|x| {
-                    x.collection == target.collection
-                        && match (&x.selector, key) {
-                            (Some(s), Some(k)) => s.matches(k),
-                            _ => false,
-                        }
-                });
-                !excluded && !self.target_removed(head, target, name)
-            });
+            let start = out.len();
+            self.collect(target, &mut out);
+            if has_exclusions
+                || !self.removed_targets.is_empty()
+                || !self.removed_targets_by_tag.is_empty()
+            {
+                let mut kept = start;
+                for i in start..out.len() {
+                    let key = out[i].key;
+                    let excluded = rule.targets.iter().filter(|t| t.exclude).any(|x| {
+                        x.collection == target.collection
+                            && match (&x.selector, key) {
+                                (Some(s), Some(k)) => s.matches(k),
+                                _ => false,
+                            }
+                    });
+                    if !excluded && !self.target_removed(head, target, key) {
+                        out.swap(kept, i);
+                        kept += 1;
+                    }
+                }
+                out.truncate(kept);
+            }
             if target.count {
-                let name = match &target.selector {
-                    Some(TargetSelector::Key(k)) => format!("{}:{k}", target.collection),
-                    _ => target.collection.to_owned(),
+                let n = out.len() - start;
+                out.truncate(start);
+                let key = match &target.selector {
+                    Some(TargetSelector::Key(k)) => Some(k.as_str()),
+                    _ => None,
                 };
-                out.push((name, Cow::Owned(found.len().to_string().into_bytes())));
-            } else {
-                out.extend(found);
+                out.push(Item {
+                    collection: target.collection,
+                    key,
+                    value: Cow::Owned(n.to_string().into_bytes()),
+                });
             }
         }
         out
@@ -624,11 +726,8 @@ impl<'p> Transaction<'p> {
             if self.apply_disruptive(rule, phase) {
                 return;
             }
-            if let Some(marker) = &rule.skip_after {
-                match plan.marker_index(phase, marker) {
-                    Some(m) if m >= i => i = m + 1,
-                    _ => {}
-                }
+            if let Some(to) = rule.skip_to {
+                i = to + 1;
             } else if rule.skip > 0 {
                 let mut skipped = 0;
                 while skipped < rule.skip && i < entries.len() {
@@ -645,7 +744,7 @@ impl<'p> Transaction<'p> {
     }
 
     /// Evaluates a rule and its chain; returns whether the whole chain matched.
-    fn eval_chain(&mut self, head: &Rule) -> bool {
+    fn eval_chain(&mut self, head: &'p Rule) -> bool {
         self.matched_vars.clear();
         let mut link = head;
         loop {
@@ -693,61 +792,100 @@ impl<'p> Transaction<'p> {
     }
 
     /// Evaluates one link: its values through its transformations and operator; runs its
-    /// effects for every value that matches.
-    fn eval_rule(&mut self, rule: &Rule, head: &Rule) -> bool {
+    /// effects for every value that matches (after all values are read, so reading borrows
+    /// the transaction's data instead of copying it).
+    fn eval_rule(&mut self, rule: &'p Rule, head: &'p Rule) -> bool {
         let Some(operator) = &rule.operator else {
             // SecAction: always matches.
             self.run_effects(rule);
             return true;
         };
-        let values: Vec<(String, Vec<u8>)> = self
-            .values(rule, head)
-            .into_iter()
-            .map(|(n, v)| (n, v.into_owned()))
-            .collect();
-        let mut any = false;
-        for (name, value) in values {
-            let candidates: Vec<Cow<[u8]>> = if rule.multi_match {
-                let mut c = vec![Cow::Borrowed(value.as_slice())];
-                let mut current = Cow::Borrowed(value.as_slice());
-                for t in &rule.transformations {
-                    current = Cow::Owned(t.apply(&current).into_owned());
-                    c.push(current.clone());
-                }
-                c
-            } else {
-                vec![crate::transform::apply_all(&rule.transformations, &value)]
-            };
-            for candidate in candidates {
-                let result = operator.run(&candidate, rule.capture && !operator.negated, self);
-                let matched = result.is_some() != operator.negated;
-                if !matched {
+        let found = {
+            let items = self.values(rule, head);
+            let mut found: Vec<Found> = Vec::new();
+            for item in &items {
+                let candidates: Vec<Cow<[u8]>> = if rule.multi_match {
+                    let mut c = vec![Cow::Borrowed(item.value.as_ref())];
+                    let mut current: Cow<[u8]> = Cow::Borrowed(item.value.as_ref());
+                    for t in &rule.transformations {
+                        current = Cow::Owned(t.apply(&current).into_owned());
+                        c.push(current.clone());
+                    }
+                    c
+                } else {
+                    let value = self.transformed(item, rule);
+                    let result = operator.run(&value, rule.capture && !operator.negated, self);
+                    if result.is_some() != operator.negated {
+                        found.push(Found {
+                            name: item.name(),
+                            value: value.into_owned(),
+                            captures: result.map(|m| m.captures),
+                        });
+                    }
                     continue;
+                };
+                for candidate in candidates {
+                    let result = operator.run(&candidate, rule.capture && !operator.negated, self);
+                    if result.is_some() == operator.negated {
+                        continue;
+                    }
+                    found.push(Found {
+                        name: item.name(),
+                        value: candidate.into_owned(),
+                        captures: result.map(|m| m.captures),
+                    });
+                    if !rule.multi_match {
+                        break;
+                    }
                 }
-                any = true;
-                if rule.capture {
-                    if let Some(m) = &result {
-                        for i in 0..10 {
-                            match m.captures.get(i) {
-                                Some(c) => {
-                                    self.tx.insert(i.to_string(), c.clone());
-                                }
-                                None => {
-                                    self.tx.remove(&i.to_string());
-                                }
+            }
+            found
+        };
+        let any = !found.is_empty();
+        for f in found {
+            if rule.capture {
+                if let Some(captures) = &f.captures {
+                    for i in 0..10 {
+                        match captures.get(i) {
+                            Some(c) => {
+                                self.tx.insert(i.to_string(), c.clone());
+                            }
+                            None => {
+                                self.tx.remove(&i.to_string());
                             }
                         }
                     }
                 }
-                self.matched_var = (name.clone(), candidate.to_vec());
-                self.matched_vars.push((name.clone(), candidate.to_vec()));
-                self.run_effects(rule);
-                if !rule.multi_match {
-                    break;
-                }
             }
+            self.matched_vars.push((f.name.clone(), f.value.clone()));
+            self.matched_var = (f.name, f.value);
+            self.run_effects(rule);
         }
         any
+    }
+
+    /// A value after a rule's transformations, from the per-transaction cache when the value
+    /// cannot change during the transaction (request data, not TX and friends).
+    fn transformed<'a>(&'a self, item: &'a Item<'a>, rule: &Rule) -> Cow<'a, [u8]> {
+        if rule.transformations.is_empty() {
+            return Cow::Borrowed(item.value.as_ref());
+        }
+        let cacheable =
+            matches!(item.value, Cow::Borrowed(_)) && CACHEABLE.contains(&item.collection);
+        if !cacheable {
+            return crate::transform::apply_all(&rule.transformations, &item.value);
+        }
+        let key = (
+            item.value.as_ptr() as usize,
+            item.value.len(),
+            rule.transform_id,
+        );
+        if let Some(v) = self.transform_cache.borrow().get(&key) {
+            return Cow::Owned(v.clone());
+        }
+        let value = crate::transform::apply_all(&rule.transformations, &item.value).into_owned();
+        self.transform_cache.borrow_mut().insert(key, value.clone());
+        Cow::Owned(value)
     }
 
     fn run_effects(&mut self, rule: &Rule) {

@@ -365,10 +365,14 @@ impl CompiledOperator {
 }
 
 fn run_regex(re: &Regexp, input: &[u8], capture: bool) -> Option<OpMatch> {
+    // Most values do not match: find that out with the fast engine before capturing.
+    if !re.is_match(input) {
+        return None;
+    }
     if capture {
         re.captures(input, 10).map(|captures| OpMatch { captures })
     } else {
-        re.is_match(input).then(OpMatch::default)
+        Some(OpMatch::default())
     }
 }
 

@@ -28,6 +28,17 @@ setvar:tx.max_num_args=255,setvar:tx.max_file_size=64100,setvar:tx.combined_file
 /// Loads CRS as its tests expect it: base configuration, `setup` (crs-setup.conf), the test
 /// setup action, then `rules_dir/*.conf` in name order.
 pub fn load_crs_for_tests(setup: &Path, rules_dir: &Path) -> Result<Plan, Vec<SyntaxError>> {
+    load_crs(CRS_TEST_BASE, setup, CRS_TEST_SETUP, rules_dir)
+}
+
+/// Loads CRS from Debian's layout with configuration text of the caller's before the setup file
+/// (`before`) and between it and the rules (`after_setup`), e.g. a paranoia level.
+pub fn load_crs(
+    before: &str,
+    setup: &Path,
+    after_setup: &str,
+    rules_dir: &Path,
+) -> Result<Plan, Vec<SyntaxError>> {
     let limits = LoadLimits::default();
     let mut set = RuleFile::default();
     let mut add = |part: Result<RuleFile, crate::LoadErrors>| -> Result<(), Vec<SyntaxError>> {
@@ -37,14 +48,14 @@ pub fn load_crs_for_tests(setup: &Path, rules_dir: &Path) -> Result<Plan, Vec<Sy
         Ok(())
     };
     add(load_str(
-        CRS_TEST_BASE,
-        &rules_dir.join("qalxan-crs-test-base.conf"),
+        before,
+        &rules_dir.join("qalxan-before-setup.conf"),
         &limits,
     ))?;
     add(load(setup, &limits))?;
     add(load_str(
-        CRS_TEST_SETUP,
-        &rules_dir.join("qalxan-crs-test-setup.conf"),
+        after_setup,
+        &rules_dir.join("qalxan-after-setup.conf"),
         &limits,
     ))?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(rules_dir)
