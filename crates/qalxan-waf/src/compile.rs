@@ -88,10 +88,113 @@ pub enum AllowScope {
     Phase,
 }
 
+/// The collections the evaluator reads, resolved once from their names so evaluation
+/// dispatches on a number instead of comparing strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coll {
+    Args,
+    ArgsGet,
+    ArgsPost,
+    ArgsNames,
+    ArgsGetNames,
+    ArgsPostNames,
+    RequestHeaders,
+    RequestHeadersNames,
+    RequestCookies,
+    RequestCookiesNames,
+    ResponseHeaders,
+    ResponseHeadersNames,
+    Files,
+    FilesNames,
+    FilesSizes,
+    MultipartPartHeaders,
+    MatchedVars,
+    MatchedVarsNames,
+    Xml,
+    Tx,
+    Env,
+    /// IP, GLOBAL, SESSION, USER, RESOURCE: collections `initcol` opens.
+    Persistent,
+    MatchedVar,
+    MatchedVarName,
+    Duration,
+    TimeEpoch,
+    /// A variable with one value (REQUEST_URI, REMOTE_ADDR, ...).
+    Single,
+}
+
+impl Coll {
+    pub fn of(name: &str) -> Coll {
+        match name {
+            "ARGS" => Coll::Args,
+            "ARGS_GET" => Coll::ArgsGet,
+            "ARGS_POST" => Coll::ArgsPost,
+            "ARGS_NAMES" => Coll::ArgsNames,
+            "ARGS_GET_NAMES" => Coll::ArgsGetNames,
+            "ARGS_POST_NAMES" => Coll::ArgsPostNames,
+            "REQUEST_HEADERS" => Coll::RequestHeaders,
+            "REQUEST_HEADERS_NAMES" => Coll::RequestHeadersNames,
+            "REQUEST_COOKIES" => Coll::RequestCookies,
+            "REQUEST_COOKIES_NAMES" => Coll::RequestCookiesNames,
+            "RESPONSE_HEADERS" => Coll::ResponseHeaders,
+            "RESPONSE_HEADERS_NAMES" => Coll::ResponseHeadersNames,
+            "FILES" => Coll::Files,
+            "FILES_NAMES" => Coll::FilesNames,
+            "FILES_SIZES" => Coll::FilesSizes,
+            "MULTIPART_PART_HEADERS" => Coll::MultipartPartHeaders,
+            "MATCHED_VARS" => Coll::MatchedVars,
+            "MATCHED_VARS_NAMES" => Coll::MatchedVarsNames,
+            "XML" => Coll::Xml,
+            "TX" => Coll::Tx,
+            "ENV" => Coll::Env,
+            "IP" | "GLOBAL" | "SESSION" | "USER" | "RESOURCE" => Coll::Persistent,
+            "MATCHED_VAR" => Coll::MatchedVar,
+            "MATCHED_VAR_NAME" => Coll::MatchedVarName,
+            "DURATION" => Coll::Duration,
+            "TIME_EPOCH" => Coll::TimeEpoch,
+            _ => Coll::Single,
+        }
+    }
+
+    /// Whether the collection's values are set once per transaction (request data), so a
+    /// transformed value may be cached by the address of the original.
+    pub fn cacheable(self, name: &str) -> bool {
+        match self {
+            Coll::Args
+            | Coll::ArgsGet
+            | Coll::ArgsPost
+            | Coll::ArgsNames
+            | Coll::ArgsGetNames
+            | Coll::ArgsPostNames
+            | Coll::RequestHeaders
+            | Coll::RequestHeadersNames
+            | Coll::RequestCookies
+            | Coll::RequestCookiesNames
+            | Coll::Files
+            | Coll::FilesNames
+            | Coll::Xml => true,
+            Coll::Single => matches!(
+                name,
+                "REQUEST_FILENAME"
+                    | "REQUEST_BASENAME"
+                    | "REQUEST_URI"
+                    | "REQUEST_URI_RAW"
+                    | "REQUEST_LINE"
+                    | "QUERY_STRING"
+                    | "REQUEST_BODY"
+                    | "REQUEST_METHOD"
+                    | "REQUEST_PROTOCOL"
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// A variable a rule reads (or excludes).
 #[derive(Debug, Clone)]
 pub struct Target {
     pub collection: &'static str,
+    pub kind: Coll,
     pub selector: Option<TargetSelector>,
     pub count: bool,
     pub exclude: bool,
@@ -303,6 +406,7 @@ fn compile_target(v: &Variable) -> Result<Target, SyntaxError> {
     };
     Ok(Target {
         collection: v.name,
+        kind: Coll::of(v.name),
         selector,
         count: v.count,
         exclude: v.exclude,

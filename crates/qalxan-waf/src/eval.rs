@@ -99,14 +99,35 @@ pub struct Transaction<'p> {
     allowed: bool,
     started: std::time::Instant,
     /// Transformed values by (address and length of the original, transformation chain).
-    transform_cache: std::cell::RefCell<HashMap<(usize, usize, u32), Vec<u8>>>,
+    /// `None` when the chain leaves the value as it is.
+    transform_cache: std::cell::RefCell<HashMap<(usize, usize, u32), Option<std::rc::Rc<[u8]>>>>,
 }
 
 /// A value a rule inspects, and where it came from.
 struct Item<'a> {
     collection: &'static str,
+    cacheable: bool,
     key: Option<&'a str>,
     value: Cow<'a, [u8]>,
+}
+
+/// A value after transformations: the original, a shared cached result, or a fresh one.
+enum Transformed<'a> {
+    Borrowed(&'a [u8]),
+    Shared(std::rc::Rc<[u8]>),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Transformed<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Transformed::Borrowed(b) => b,
+            Transformed::Shared(r) => r,
+            Transformed::Owned(v) => v,
+        }
+    }
 }
 
 impl Item<'_> {
@@ -126,33 +147,6 @@ struct Found {
     captures: Option<Vec<Vec<u8>>>,
 }
 
-/// Collections whose values are set once per transaction, so a transformed value can be
-/// cached by the address of the original.
-const CACHEABLE: &[&str] = &[
-    "ARGS",
-    "ARGS_GET",
-    "ARGS_POST",
-    "ARGS_NAMES",
-    "ARGS_GET_NAMES",
-    "ARGS_POST_NAMES",
-    "REQUEST_HEADERS",
-    "REQUEST_HEADERS_NAMES",
-    "REQUEST_COOKIES",
-    "REQUEST_COOKIES_NAMES",
-    "FILES",
-    "FILES_NAMES",
-    "REQUEST_FILENAME",
-    "REQUEST_BASENAME",
-    "REQUEST_URI",
-    "REQUEST_URI_RAW",
-    "REQUEST_LINE",
-    "QUERY_STRING",
-    "REQUEST_BODY",
-    "REQUEST_METHOD",
-    "REQUEST_PROTOCOL",
-    "XML",
-];
-
 /// Lookups of `%{...}` macros in the transaction.
 impl Resolver for Transaction<'_> {
     fn resolve(&self, collection: &str, key: Option<&str>) -> Option<Vec<u8>> {
@@ -167,6 +161,7 @@ impl Resolver for Transaction<'_> {
         let name = crate::syntax::names::lookup(crate::syntax::names::VARIABLES, collection)?;
         let target = Target {
             collection: name,
+            kind: crate::compile::Coll::of(name),
             selector: key.map(|k| TargetSelector::Key(k.to_ascii_lowercase())),
             count: false,
             exclude: false,
@@ -175,6 +170,11 @@ impl Resolver for Transaction<'_> {
         self.collect(&target, &mut out);
         out.into_iter().next().map(|item| item.value.into_owned())
     }
+}
+
+/// Whether two targets name the same variable (single-valued ones share a kind).
+fn same_collection(a: &Target, b: &Target) -> bool {
+    a.kind == b.kind && (a.kind != crate::compile::Coll::Single || a.collection == b.collection)
 }
 
 fn pairs_matching<'a, 's>(
@@ -508,45 +508,45 @@ impl<'p> Transaction<'p> {
 
     /// Appends the values `target` selects.
     fn collect<'a>(&'a self, target: &Target, out: &mut Vec<Item<'a>>) {
+        use crate::compile::Coll;
         let sel = &target.selector;
         let c = target.collection;
+        let cacheable = target.kind.cacheable(c);
+        let item = |key: Option<&'a str>, value: Cow<'a, [u8]>| Item {
+            collection: c,
+            cacheable,
+            key,
+            value,
+        };
         let mut from_pairs = |pairs: &'a Pairs, names: bool| {
             for (k, v) in pairs_matching(pairs, sel) {
-                let value: Cow<'a, [u8]> = if names {
-                    Cow::Borrowed(k.as_bytes())
-                } else {
-                    Cow::Borrowed(v)
-                };
-                out.push(Item {
-                    collection: c,
-                    key: Some(k),
-                    value,
-                });
+                let value: &'a [u8] = if names { k.as_bytes() } else { v };
+                out.push(item(Some(k), Cow::Borrowed(value)));
             }
         };
-        match c {
-            "ARGS" | "ARGS_NAMES" => {
-                let names = c == "ARGS_NAMES";
+        match target.kind {
+            Coll::Args | Coll::ArgsNames => {
+                let names = target.kind == Coll::ArgsNames;
                 from_pairs(&self.args_get, names);
                 from_pairs(&self.args_post, names);
             }
-            "ARGS_GET" => from_pairs(&self.args_get, false),
-            "ARGS_POST" => from_pairs(&self.args_post, false),
-            "ARGS_GET_NAMES" => from_pairs(&self.args_get, true),
-            "ARGS_POST_NAMES" => from_pairs(&self.args_post, true),
-            "REQUEST_HEADERS" => from_pairs(&self.headers, false),
-            "REQUEST_HEADERS_NAMES" => from_pairs(&self.headers, true),
-            "REQUEST_COOKIES" => from_pairs(&self.cookies, false),
-            "REQUEST_COOKIES_NAMES" => from_pairs(&self.cookies, true),
-            "RESPONSE_HEADERS" => from_pairs(&self.response_headers, false),
-            "RESPONSE_HEADERS_NAMES" => from_pairs(&self.response_headers, true),
-            "FILES" => from_pairs(&self.files, false),
-            "FILES_NAMES" => from_pairs(&self.files, true),
-            "FILES_SIZES" => from_pairs(&self.file_sizes, false),
-            "MULTIPART_PART_HEADERS" => from_pairs(&self.part_headers, false),
-            "MATCHED_VARS" => from_pairs(&self.matched_vars, false),
-            "MATCHED_VARS_NAMES" => from_pairs(&self.matched_vars, true),
-            "XML" => {
+            Coll::ArgsGet => from_pairs(&self.args_get, false),
+            Coll::ArgsPost => from_pairs(&self.args_post, false),
+            Coll::ArgsGetNames => from_pairs(&self.args_get, true),
+            Coll::ArgsPostNames => from_pairs(&self.args_post, true),
+            Coll::RequestHeaders => from_pairs(&self.headers, false),
+            Coll::RequestHeadersNames => from_pairs(&self.headers, true),
+            Coll::RequestCookies => from_pairs(&self.cookies, false),
+            Coll::RequestCookiesNames => from_pairs(&self.cookies, true),
+            Coll::ResponseHeaders => from_pairs(&self.response_headers, false),
+            Coll::ResponseHeadersNames => from_pairs(&self.response_headers, true),
+            Coll::Files => from_pairs(&self.files, false),
+            Coll::FilesNames => from_pairs(&self.files, true),
+            Coll::FilesSizes => from_pairs(&self.file_sizes, false),
+            Coll::MultipartPartHeaders => from_pairs(&self.part_headers, false),
+            Coll::MatchedVars => from_pairs(&self.matched_vars, false),
+            Coll::MatchedVarsNames => from_pairs(&self.matched_vars, true),
+            Coll::Xml => {
                 // The two XPath forms CRS uses: attribute values, or the document's text.
                 let attributes = matches!(sel, Some(TargetSelector::XPath(x)) if x.contains('@'));
                 let values: &'a [Vec<u8>] = if attributes {
@@ -555,63 +555,41 @@ impl<'p> Transaction<'p> {
                     self.xml_text.as_slice()
                 };
                 for v in values {
-                    out.push(Item {
-                        collection: c,
-                        key: None,
-                        value: Cow::Borrowed(v),
-                    });
+                    out.push(item(None, Cow::Borrowed(v)));
                 }
             }
-            "TX" | "IP" | "GLOBAL" | "SESSION" | "USER" | "RESOURCE" | "ENV" => {
-                let map = match c {
-                    "TX" => Some(&self.tx),
-                    "ENV" => Some(&self.env),
-                    other => self.collections.get(other),
+            Coll::Tx | Coll::Env | Coll::Persistent => {
+                let map = match target.kind {
+                    Coll::Tx => Some(&self.tx),
+                    Coll::Env => Some(&self.env),
+                    _ => self.collections.get(c),
                 };
                 let Some(map) = map else { return };
                 match sel {
                     // Keys are stored lower-cased: a named key is one lookup.
                     Some(TargetSelector::Key(k)) => {
                         if let Some((k, v)) = map.get_key_value(k.as_str()) {
-                            out.push(Item {
-                                collection: c,
-                                key: Some(k),
-                                value: Cow::Borrowed(v),
-                            });
+                            out.push(item(Some(k), Cow::Borrowed(v)));
                         }
                     }
                     _ => {
                         for (k, v) in map {
                             if sel.as_ref().is_none_or(|s| s.matches(k)) {
-                                out.push(Item {
-                                    collection: c,
-                                    key: Some(k),
-                                    value: Cow::Borrowed(v),
-                                });
+                                out.push(item(Some(k), Cow::Borrowed(v)));
                             }
                         }
                     }
                 }
             }
-            "MATCHED_VAR" => out.push(Item {
-                collection: c,
-                key: None,
-                value: Cow::Borrowed(&self.matched_var.1),
-            }),
-            "MATCHED_VAR_NAME" => out.push(Item {
-                collection: c,
-                key: None,
-                value: Cow::Borrowed(self.matched_var.0.as_bytes()),
-            }),
-            "DURATION" => out.push(Item {
-                collection: c,
-                key: None,
-                value: Cow::Owned(self.started.elapsed().as_micros().to_string().into_bytes()),
-            }),
-            "TIME_EPOCH" => out.push(Item {
-                collection: c,
-                key: None,
-                value: Cow::Owned(
+            Coll::MatchedVar => out.push(item(None, Cow::Borrowed(&self.matched_var.1))),
+            Coll::MatchedVarName => out.push(item(None, Cow::Borrowed(self.matched_var.0.as_bytes()))),
+            Coll::Duration => out.push(item(
+                None,
+                Cow::Owned(self.started.elapsed().as_micros().to_string().into_bytes()),
+            )),
+            Coll::TimeEpoch => out.push(item(
+                None,
+                Cow::Owned(
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_secs())
@@ -619,14 +597,10 @@ impl<'p> Transaction<'p> {
                         .to_string()
                         .into_bytes(),
                 ),
-            }),
-            other => {
-                if let Some(v) = self.single.get(other) {
-                    out.push(Item {
-                        collection: c,
-                        key: None,
-                        value: Cow::Borrowed(v),
-                    });
+            )),
+            Coll::Single => {
+                if let Some(v) = self.single.get(c) {
+                    out.push(item(None, Cow::Borrowed(v)));
                 }
             }
         }
@@ -637,7 +611,7 @@ impl<'p> Transaction<'p> {
             return false;
         }
         let hits = |t: &Target| {
-            t.collection == target.collection
+            same_collection(t, target)
                 && match (&t.selector, key) {
                     (None, _) => true,
                     (Some(s), Some(k)) => s.matches(k),
@@ -668,7 +642,7 @@ impl<'p> Transaction<'p> {
                 for i in start..out.len() {
                     let key = out[i].key;
                     let excluded = rule.targets.iter().filter(|t| t.exclude).any(|x| {
-                        x.collection == target.collection
+                        same_collection(x, target)
                             && match (&x.selector, key) {
                                 (Some(s), Some(k)) => s.matches(k),
                                 _ => false,
@@ -690,6 +664,7 @@ impl<'p> Transaction<'p> {
                 };
                 out.push(Item {
                     collection: target.collection,
+                    cacheable: false,
                     key,
                     value: Cow::Owned(n.to_string().into_bytes()),
                 });
@@ -818,7 +793,7 @@ impl<'p> Transaction<'p> {
                     if result.is_some() != operator.negated {
                         found.push(Found {
                             name: item.name(),
-                            value: value.into_owned(),
+                            value: value.to_vec(),
                             captures: result.map(|m| m.captures),
                         });
                     }
@@ -866,26 +841,33 @@ impl<'p> Transaction<'p> {
 
     /// A value after a rule's transformations, from the per-transaction cache when the value
     /// cannot change during the transaction (request data, not TX and friends).
-    fn transformed<'a>(&'a self, item: &'a Item<'a>, rule: &Rule) -> Cow<'a, [u8]> {
+    fn transformed<'a>(&self, item: &'a Item<'a>, rule: &Rule) -> Transformed<'a> {
         if rule.transformations.is_empty() {
-            return Cow::Borrowed(item.value.as_ref());
+            return Transformed::Borrowed(item.value.as_ref());
         }
-        let cacheable =
-            matches!(item.value, Cow::Borrowed(_)) && CACHEABLE.contains(&item.collection);
-        if !cacheable {
-            return crate::transform::apply_all(&rule.transformations, &item.value);
+        if !(item.cacheable && matches!(item.value, Cow::Borrowed(_))) {
+            return match crate::transform::apply_all(&rule.transformations, &item.value) {
+                Cow::Borrowed(b) => Transformed::Borrowed(b),
+                Cow::Owned(v) => Transformed::Owned(v),
+            };
         }
-        let key = (
-            item.value.as_ptr() as usize,
-            item.value.len(),
-            rule.transform_id,
-        );
+        let key = (item.value.as_ptr() as usize, item.value.len(), rule.transform_id);
         if let Some(v) = self.transform_cache.borrow().get(&key) {
-            return Cow::Owned(v.clone());
+            return match v {
+                Some(shared) => Transformed::Shared(shared.clone()),
+                None => Transformed::Borrowed(item.value.as_ref()),
+            };
         }
-        let value = crate::transform::apply_all(&rule.transformations, &item.value).into_owned();
-        self.transform_cache.borrow_mut().insert(key, value.clone());
-        Cow::Owned(value)
+        let (entry, result) = match crate::transform::apply_all(&rule.transformations, &item.value) {
+            // Unchanged by the chain: remember that, not a copy.
+            Cow::Borrowed(b) => (None, Transformed::Borrowed(b)),
+            Cow::Owned(v) => {
+                let shared: std::rc::Rc<[u8]> = v.into();
+                (Some(shared.clone()), Transformed::Shared(shared))
+            }
+        };
+        self.transform_cache.borrow_mut().insert(key, entry);
+        result
     }
 
     fn run_effects(&mut self, rule: &Rule) {
