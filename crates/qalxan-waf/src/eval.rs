@@ -52,6 +52,9 @@ pub struct RuleMatch {
     pub tags: Vec<String>,
     /// What matched, e.g. `ARGS:q`.
     pub variable: String,
+    /// Where the rule is written.
+    pub file: String,
+    pub line: u32,
 }
 
 /// Why a transaction was stopped.
@@ -100,8 +103,11 @@ pub struct Transaction<'p> {
     started: std::time::Instant,
     /// Transformed values by (address and length of the original, transformation chain).
     /// `None` when the chain leaves the value as it is.
-    transform_cache: std::cell::RefCell<HashMap<(usize, usize, u32), Option<std::rc::Rc<[u8]>>>>,
+    transform_cache: std::cell::RefCell<TransformCache>,
 }
+
+/// Transformed values by (address and length of the original, transformation chain).
+type TransformCache = HashMap<(usize, usize, u32), Option<std::rc::Rc<[u8]>>>;
 
 /// A value a rule inspects, and where it came from.
 struct Item<'a> {
@@ -257,6 +263,19 @@ impl<'p> Transaction<'p> {
         let interrupted = self.interruption.take();
         self.run_phase(5);
         self.interruption = interrupted;
+    }
+
+    /// The engine mode in force (rules may have changed it with `ctl:ruleEngine`).
+    pub fn engine_mode(&self) -> EngineMode {
+        self.engine
+    }
+
+    /// The transaction's UNIQUE_ID.
+    pub fn unique_id(&self) -> String {
+        self.single
+            .get("UNIQUE_ID")
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
     }
 
     pub fn tx_value(&self, key: &str) -> Option<&[u8]> {
@@ -582,7 +601,9 @@ impl<'p> Transaction<'p> {
                 }
             }
             Coll::MatchedVar => out.push(item(None, Cow::Borrowed(&self.matched_var.1))),
-            Coll::MatchedVarName => out.push(item(None, Cow::Borrowed(self.matched_var.0.as_bytes()))),
+            Coll::MatchedVarName => {
+                out.push(item(None, Cow::Borrowed(self.matched_var.0.as_bytes())))
+            }
             Coll::Duration => out.push(item(
                 None,
                 Cow::Owned(self.started.elapsed().as_micros().to_string().into_bytes()),
@@ -761,6 +782,8 @@ impl<'p> Transaction<'p> {
                 severity: head.severity,
                 tags: head.tags.clone(),
                 variable: self.matched_var.0.clone(),
+                file: head.location.file.display().to_string(),
+                line: head.location.line,
             });
         }
         true
@@ -851,14 +874,19 @@ impl<'p> Transaction<'p> {
                 Cow::Owned(v) => Transformed::Owned(v),
             };
         }
-        let key = (item.value.as_ptr() as usize, item.value.len(), rule.transform_id);
+        let key = (
+            item.value.as_ptr() as usize,
+            item.value.len(),
+            rule.transform_id,
+        );
         if let Some(v) = self.transform_cache.borrow().get(&key) {
             return match v {
                 Some(shared) => Transformed::Shared(shared.clone()),
                 None => Transformed::Borrowed(item.value.as_ref()),
             };
         }
-        let (entry, result) = match crate::transform::apply_all(&rule.transformations, &item.value) {
+        let (entry, result) = match crate::transform::apply_all(&rule.transformations, &item.value)
+        {
             // Unchanged by the chain: remember that, not a copy.
             Cow::Borrowed(b) => (None, Transformed::Borrowed(b)),
             Cow::Owned(v) => {

@@ -7,6 +7,7 @@
 //! transaction the caller hands in. The crate does no network I/O and knows nothing of servers:
 //! the gateway feeds it transactions.
 
+pub mod audit;
 pub mod body;
 pub mod compile;
 pub mod eval;

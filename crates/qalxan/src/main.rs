@@ -72,6 +72,16 @@ enum WafCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Evaluate one HTTP request (JSON) against a rule set; prints the decision, the rules that
+    /// matched, the anomaly score and a ModSecurity JSON audit-log record.
+    Eval {
+        /// The rule file, e.g. a file that Includes crs-setup.conf and the CRS rules.
+        #[arg(long)]
+        rules: PathBuf,
+        /// {"method", "uri", "version", "headers": {name: value} or [[name, value]], "body",
+        /// "remote_addr"}; "-" reads standard input.
+        request: PathBuf,
+    },
     /// Run the OWASP CRS regression tests (YAML) against the engine, configured as CRS's own CI
     /// (DetectionOnly, paranoia level 4); prints the failing test ids, then "N passed, M failed".
     TestCrs {
@@ -534,6 +544,7 @@ fn waf_command(cmd: WafCommand) -> Result<()> {
             }
             Ok(())
         }
+        WafCommand::Eval { rules, request } => waf_eval(&rules, &request),
         WafCommand::TestCrs {
             rules,
             setup,
@@ -580,6 +591,110 @@ fn waf_command(cmd: WafCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvalRequest {
+    #[serde(default = "default_method")]
+    method: String,
+    uri: String,
+    #[serde(default = "default_version")]
+    version: String,
+    #[serde(default)]
+    headers: EvalHeaders,
+    #[serde(default)]
+    body: String,
+    #[serde(default = "default_addr")]
+    remote_addr: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum EvalHeaders {
+    Map(std::collections::BTreeMap<String, String>),
+    List(Vec<(String, String)>),
+}
+
+impl Default for EvalHeaders {
+    fn default() -> Self {
+        EvalHeaders::List(Vec::new())
+    }
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+fn default_version() -> String {
+    "HTTP/1.1".into()
+}
+
+fn default_addr() -> String {
+    "127.0.0.1".into()
+}
+
+fn waf_eval(rules: &std::path::Path, request: &std::path::Path) -> Result<()> {
+    use std::io::Read;
+    let set = qalxan_waf::load(rules, &qalxan_waf::LoadLimits::default())?;
+    let plan = qalxan_waf::Plan::compile(&set).map_err(|errors| {
+        anyhow::anyhow!(errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"))
+    })?;
+    let mut text = String::new();
+    if request.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)?;
+    } else {
+        text = std::fs::read_to_string(request)
+            .with_context(|| format!("reading {}", request.display()))?;
+    }
+    let input: EvalRequest = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a request", request.display()))?;
+    let headers = match input.headers {
+        EvalHeaders::Map(m) => m.into_iter().collect(),
+        EvalHeaders::List(l) => l,
+    };
+    let req = qalxan_waf::Request {
+        method: input.method.into_bytes(),
+        uri: input.uri.into_bytes(),
+        protocol: input.version.into_bytes(),
+        headers: headers
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect(),
+        body: input.body.into_bytes(),
+        remote_addr: input.remote_addr,
+        remote_port: 0,
+        server_addr: "127.0.0.1".into(),
+        server_port: 80,
+    };
+    let mut tx = qalxan_waf::Transaction::evaluate_request(&plan, &req);
+    tx.finish();
+    let status = tx.interruption.as_ref().map_or(200, |i| i.status);
+    let matched: Vec<_> = tx
+        .matches
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "id": m.id, "phase": m.phase, "msg": m.msg, "data": m.data,
+                "severity": m.severity, "tags": m.tags, "variable": m.variable
+            })
+        })
+        .collect();
+    let now = qalxan_core::format_rfc3339(qalxan_core::now_millis());
+    let out = serde_json::json!({
+        "decision": if tx.interruption.is_some() { "block" } else { "pass" },
+        "status": status,
+        "rule_id": tx.interruption.as_ref().map(|i| i.rule_id),
+        "anomaly_score": tx.anomaly_score(),
+        "matched": matched,
+        "audit_log": qalxan_waf::audit::record(&tx, &req, status, &tx.unique_id(), &now),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }
 
 async fn institution_command(store: &Store, cmd: InstitutionCommand) -> Result<()> {

@@ -500,3 +500,63 @@ fn waf_check_reports_every_error_with_its_place() {
         eprintln!("SKIPPED the CRS half: Debian's modsecurity-crs is not installed");
     }
 }
+
+#[test]
+fn waf_eval_gives_the_decision_and_an_audit_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.conf");
+    std::fs::write(
+        &rules,
+        "SecRuleEngine On\nSecRule ARGS \"@rx (?i)union\\s+select\" \"id:1001,phase:2,deny,status:403,t:urlDecodeUni,msg:'SQLi',logdata:'%{MATCHED_VAR}'\"\n",
+    )
+    .unwrap();
+    let request = dir.path().join("request.json");
+    std::fs::write(
+        &request,
+        r#"{"method":"GET","uri":"/?q=1%20UNION%20SELECT%20pw","headers":{"Host":"example.gov"}}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["waf", "eval", "--rules"])
+        .arg(&rules)
+        .arg(&request)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"], "block");
+    assert_eq!(v["status"], 403);
+    assert_eq!(v["rule_id"], 1001);
+    assert_eq!(v["matched"][0]["data"], "1 UNION SELECT pw");
+    let record = &v["audit_log"]["transaction"];
+    assert_eq!(record["request"]["uri"], "/?q=1%20UNION%20SELECT%20pw");
+    assert_eq!(record["messages"][0]["details"]["ruleId"], "1001");
+    assert_eq!(record["messages"][0]["details"]["lineNumber"], "2");
+
+    std::fs::write(
+        &request,
+        r#"{"uri":"/?q=hello","headers":{"Host":"example.gov"}}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["waf", "eval", "--rules"])
+        .arg(&rules)
+        .arg(&request)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"], "pass");
+
+    std::fs::write(&request, r#"{"uri":"/","colour":"blue"}"#).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["waf", "eval", "--rules"])
+        .arg(&rules)
+        .arg(&request)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown field `colour`"),
+        "{out:?}"
+    );
+}
