@@ -59,9 +59,45 @@ enum Command {
     Institution(InstitutionCommand),
     /// Print the effective configuration (file, environment and flags combined) as TOML.
     Config,
+    /// Run the filtering reverse proxy: the WAF in front of one web service.
+    Gateway(GatewayArgs),
     /// Web application firewall rules (SecLang, as the OWASP Core Rule Set writes them).
     #[command(subcommand)]
     Waf(WafCommand),
+}
+
+#[derive(Args)]
+struct GatewayArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// The web service to protect, e.g. http://127.0.0.1:9000
+    #[arg(long)]
+    upstream: String,
+    /// block, detect (log only) or off.
+    #[arg(long, default_value = "block")]
+    waf: qalxan_gateway::WafMode,
+    /// A rule file [default: Debian's OWASP CRS with /etc/modsecurity/crs/crs-setup.conf].
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// CRS paranoia level, 1 to 4.
+    #[arg(long, default_value_t = 1)]
+    paranoia: u8,
+    /// Bytes of each request body the WAF inspects; the rest streams through.
+    #[arg(long, default_value_t = 131_072)]
+    inspect_limit: usize,
+    /// The Qalxan server to report blocks to (with the sensor token in QALXAN_GATEWAY_TOKEN).
+    #[arg(long)]
+    server: Option<String>,
+    /// The institution this gateway protects, when its token is not tied to one.
+    #[arg(long)]
+    institution: Option<i64>,
+    /// JSON lines of every request.
+    #[arg(long)]
+    access_log: Option<PathBuf>,
+    /// ModSecurity-style JSON audit records of requests that matched rules.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -226,6 +262,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(_) => serve(config).await,
         Command::Waf(cmd) => waf_command(cmd),
+        Command::Gateway(args) => gateway(args).await,
         Command::Config => {
             let mut shown = config.clone();
             shown.database_url = qalxan_store::redact_url(&shown.database_url);
@@ -694,6 +731,60 @@ fn waf_eval(rules: &std::path::Path, request: &std::path::Path) -> Result<()> {
         "audit_log": qalxan_waf::audit::record(&tx, &req, status, &tx.unique_id(), &now),
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+async fn gateway(args: GatewayArgs) -> Result<()> {
+    let _log = logging::init_cli();
+    let upstream: qalxan_gateway::hyper_uri::Uri = args
+        .upstream
+        .parse()
+        .with_context(|| format!("--upstream '{}' is not a URL", args.upstream))?;
+    let server = match args.server {
+        Some(url) => {
+            let token = std::env::var("QALXAN_GATEWAY_TOKEN").context(
+                "--server needs the sensor token in the QALXAN_GATEWAY_TOKEN environment variable",
+            )?;
+            Some(qalxan_gateway::ServerLink {
+                url,
+                token,
+                institution_id: args.institution,
+            })
+        }
+        None => None,
+    };
+    let plan = match args.waf {
+        qalxan_gateway::WafMode::Off => None,
+        mode => {
+            let started = std::time::Instant::now();
+            let plan = qalxan_gateway::load_plan(args.rules.as_deref(), mode, args.paranoia)?;
+            eprintln!(
+                "WAF rules compiled: {} rules in {:.1} s",
+                plan.stats.rules,
+                started.elapsed().as_secs_f64()
+            );
+            Some(plan)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let config = qalxan_gateway::Config {
+        upstream: upstream.clone(),
+        waf: args.waf,
+        rules: args.rules,
+        paranoia: args.paranoia,
+        inspect_limit: args.inspect_limit,
+        server,
+        access_log: args.access_log,
+        audit_log: args.audit_log,
+    };
+    println!(
+        "Qalxan gateway on {}",
+        qalxan_gateway::describe(addr, &upstream)
+    );
+    qalxan_gateway::run(config, plan, listener, shutdown_signal()).await?;
     Ok(())
 }
 

