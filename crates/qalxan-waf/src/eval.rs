@@ -12,6 +12,7 @@ use crate::compile::{
     Target, TargetSelector,
 };
 use crate::macros::Resolver;
+use crate::operator::atoi;
 use crate::syntax::IdRange;
 use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
@@ -308,7 +309,7 @@ impl<'p> Transaction<'p> {
             None => (local.clone(), None),
         };
         // Apache hands ModSecurity the path percent-decoded (its r->uri); so do we.
-        let path = percent_decode(&path);
+        let path = crate::transform::percent_decode(&path);
         let basename = path
             .iter()
             .rposition(|&b| b == b'/')
@@ -427,15 +428,6 @@ impl<'p> Transaction<'p> {
         };
         let settings = &self.plan.settings;
         let processor = self.body_processor;
-        let name = match processor {
-            Some(BodyProcessor::UrlEncoded) => "URLENCODED",
-            Some(BodyProcessor::Multipart) => "MULTIPART",
-            Some(BodyProcessor::Json) => "JSON",
-            Some(BodyProcessor::Xml) => "XML",
-            None => "",
-        };
-        self.single
-            .insert("REQBODY_PROCESSOR", name.as_bytes().to_vec());
         // As in ModSecurity v2: the raw body is a variable for URL-encoded bodies, or when a
         // rule forces it (CRS does for bodies no processor reads).
         if processor == Some(BodyProcessor::UrlEncoded) || self.force_body_variable {
@@ -1017,47 +1009,6 @@ impl<'p> Transaction<'p> {
             redirect,
         });
         true
-    }
-}
-
-/// `%XX` escapes decoded; `+` stays (it is a space only in query strings and forms).
-fn percent_decode(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && b[i + 1].is_ascii_hexdigit()
-            && b[i + 2].is_ascii_hexdigit()
-        {
-            let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-            out.push(hex(b[i + 1]) * 16 + hex(b[i + 2]));
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn atoi(s: &[u8]) -> i64 {
-    let text = String::from_utf8_lossy(s);
-    let t = text.trim_start();
-    let (neg, digits) = match t.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, t.strip_prefix('+').unwrap_or(t)),
-    };
-    let n = digits
-        .bytes()
-        .take_while(u8::is_ascii_digit)
-        .fold(0i64, |n, d| {
-            n.saturating_mul(10).saturating_add(i64::from(d - b'0'))
-        });
-    if neg {
-        -n
-    } else {
-        n
     }
 }
 

@@ -409,7 +409,7 @@ fn contains_word(haystack: &[u8], word: &[u8]) -> bool {
 
 /// C's `atoi`: leading whitespace, a sign, digits; anything else ends the number (saturating
 /// where C would overflow).
-fn atoi(s: &[u8]) -> i64 {
+pub(crate) fn atoi(s: &[u8]) -> i64 {
     let mut i = 0;
     while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
         i += 1;

@@ -42,9 +42,7 @@ pub fn load_crs(
     let limits = LoadLimits::default();
     let mut set = RuleFile::default();
     let mut add = |part: Result<RuleFile, crate::LoadErrors>| -> Result<(), Vec<SyntaxError>> {
-        let part = part.map_err(|e| e.errors)?;
-        set.directives.extend(part.directives);
-        set.files.extend(part.files);
+        set.append(part.map_err(|e| e.errors)?);
         Ok(())
     };
     add(load_str(

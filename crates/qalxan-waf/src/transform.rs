@@ -136,14 +136,14 @@ impl Transformation {
             Uppercase => map_bytes(input, |b| b.to_ascii_uppercase()),
             UrlDecode => {
                 if input.iter().any(|&b| b == b'%' || b == b'+') {
-                    Cow::Owned(url_decode(input, false))
+                    Cow::Owned(url_decode(input, false, true))
                 } else {
                     Cow::Borrowed(input)
                 }
             }
             UrlDecodeUni => {
                 if input.iter().any(|&b| b == b'%' || b == b'+') {
-                    Cow::Owned(url_decode(input, true))
+                    Cow::Owned(url_decode(input, true, true))
                 } else {
                     Cow::Borrowed(input)
                 }
@@ -262,7 +262,7 @@ fn parity(b: u8, even: bool) -> u8 {
 /// `urldecode_nonstrict_inplace_ex` and, with `unicode`, `urldecode_uni_nonstrict_inplace_ex`
 /// (no code page map): invalid escapes stay as written, `+` is a space, `%uHHHH` keeps only its
 /// low byte, and full-width ASCII (`%uff01`..`%uff5e`) becomes ASCII.
-fn url_decode(input: &[u8], unicode: bool) -> Vec<u8> {
+fn url_decode(input: &[u8], unicode: bool, plus_is_space: bool) -> Vec<u8> {
     let n = input.len();
     let mut out = Vec::with_capacity(n);
     let mut i = 0;
@@ -295,7 +295,7 @@ fn url_decode(input: &[u8], unicode: bool) -> Vec<u8> {
                     i += 1;
                 }
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -306,6 +306,11 @@ fn url_decode(input: &[u8], unicode: bool) -> Vec<u8> {
         }
     }
     out
+}
+
+/// `%XX` escapes decoded, `+` kept: how a URL path (not a query or form) is decoded.
+pub(crate) fn percent_decode(input: &[u8]) -> Vec<u8> {
+    url_decode(input, false, false)
 }
 
 fn url_encode(input: &[u8]) -> Vec<u8> {

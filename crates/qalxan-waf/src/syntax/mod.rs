@@ -150,3 +150,11 @@ pub struct RuleFile {
     /// Every file read, in order.
     pub files: Vec<PathBuf>,
 }
+
+impl RuleFile {
+    /// Appends another rule set's directives after this one's, as if it were included here.
+    pub fn append(&mut self, other: RuleFile) {
+        self.directives.extend(other.directives);
+        self.files.extend(other.files);
+    }
+}
