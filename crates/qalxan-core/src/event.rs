@@ -27,6 +27,8 @@ named_enum!(
         IncidentClosed => "incident.closed",
         /// A person fell victim to an attack (an institution's employee or a citizen).
         VictimRecorded => "incident.victim",
+        /// The gateway banned a client address for a while (floods, repeated attacks).
+        AddressBanned => "gateway.banned",
     }
 );
 
@@ -42,6 +44,7 @@ impl EventKind {
             EventKind::IncidentOpened => "Incidents opened",
             EventKind::IncidentClosed => "Incidents closed",
             EventKind::VictimRecorded => "Victims",
+            EventKind::AddressBanned => "Addresses banned",
         }
     }
 }

@@ -54,6 +54,18 @@ impl EventSink {
         }
     }
 
+    /// Queues an event carrying a magnitude (a flood's peak in requests per second).
+    pub fn report_value(&self, kind: &str, severity: &str, value: i64, attributes: Value) {
+        let mut event =
+            json!({ "kind": kind, "severity": severity, "value": value, "attributes": attributes });
+        if let Some(id) = self.institution_id {
+            event["institution_id"] = json!(id);
+        }
+        if self.queue.try_send(event).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Events dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

@@ -9,11 +9,14 @@
 //!
 //! This is the first slice of the gateway issue: one site, one upstream, HTTP/1.1.
 
+mod admin;
 mod events;
+mod guard;
 mod logs;
 mod proxy;
 
 pub use events::{EventSink, ServerLink};
+pub use guard::{BanPolicy, Limits};
 
 /// The URI type the configuration uses, re-exported so callers need not depend on hyper.
 pub mod hyper_uri {
@@ -73,6 +76,10 @@ pub struct Config {
     pub access_log: Option<PathBuf>,
     /// ModSecurity-style JSON audit records of requests that matched rules.
     pub audit_log: Option<PathBuf>,
+    /// Rate, connection and ban limits per client address.
+    pub limits: Limits,
+    /// Bearer token for the admin listener; without one it answers loopback clients only.
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +136,7 @@ pub async fn run(
     config: Config,
     plan: Option<Plan>,
     listener: tokio::net::TcpListener,
+    admin: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let authority = config
@@ -149,6 +157,26 @@ pub async fn run(
         events,
         access,
         audit,
+        guard: guard::Guard::new(config.limits.clone()),
+        counters: admin::Counters::default(),
+    });
+    if let Some(admin_listener) = admin {
+        tokio::spawn(admin::serve(
+            admin_listener,
+            state.clone(),
+            config.admin_token.clone(),
+        ));
+    }
+    let sweeper = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            sweeper.guard.sweep(
+                std::time::Instant::now(),
+                std::time::Duration::from_secs(600),
+            );
+        }
     });
     proxy::serve(listener, state, shutdown).await
 }

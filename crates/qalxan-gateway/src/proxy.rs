@@ -21,6 +21,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -34,6 +35,8 @@ pub(crate) struct State {
     pub events: Option<EventSink>,
     pub access: JsonLines,
     pub audit: JsonLines,
+    pub guard: crate::guard::Guard,
+    pub counters: crate::admin::Counters,
 }
 
 type ResponseBody = BoxBody<Bytes, hyper::Error>;
@@ -144,18 +147,26 @@ pub(crate) async fn serve(
                         continue;
                     }
                 };
+                // Banned addresses and those over their connection cap are dropped before any
+                // byte is read.
+                if !state.guard.connect(peer.ip(), Instant::now()) {
+                    drop(stream);
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let service = service_fn(move |req| handle(req, state.clone(), peer));
+                let conn_state = state.clone();
+                let service = service_fn(move |req| handle(req, conn_state.clone(), peer));
                 let conn = hyper::server::conn::http1::Builder::new()
                     .header_read_timeout(Duration::from_secs(10))
                     .timer(hyper_util::rt::TokioTimer::new())
                     .serve_connection(TokioIo::new(stream), service);
                 let watched = graceful.watch(conn);
+                let state = state.clone();
                 tokio::spawn(async move {
                     if let Err(e) = watched.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    state.guard.disconnect(peer.ip());
                 });
             }
             () = &mut shutdown => break,
@@ -310,12 +321,70 @@ fn error_page(status: StatusCode, message: &str) -> Response<ResponseBody> {
     response
 }
 
+/// Reports a ban that just started: a flood (rate) is also a DDoS event with its peak rate.
+fn report_ban(state: &State, ban: crate::guard::BanStarted, reason: &str, now: Instant) {
+    tracing::warn!(ip = %ban.ip, reason, peak_rps = ban.peak_rps, "address banned");
+    state.counters.bans.fetch_add(1, Ordering::Relaxed);
+    let Some(events) = &state.events else { return };
+    let seconds = ban.until.saturating_duration_since(now).as_secs();
+    let attributes = json!({
+        "client_ip": ban.ip.to_string(), "reason": reason, "ban_seconds": seconds,
+        "strikes": ban.strikes, "peak_rps": ban.peak_rps,
+    });
+    events.report("gateway.banned", "high", attributes.clone());
+    if reason == "rate" {
+        events.report_value("ddos.detected", "high", ban.peak_rps as i64, attributes);
+    }
+}
+
+fn refusal(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    message: &str,
+) -> Response<ResponseBody> {
+    let mut response = error_page(status, message);
+    if let Some(wait) = retry_after {
+        let secs = wait.as_secs().max(1);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
 async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
     peer: SocketAddr,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
+    state.counters.requests.fetch_add(1, Ordering::Relaxed);
+    match state.guard.request(peer.ip(), started) {
+        (crate::guard::Admission::Allow, _) => {}
+        (crate::guard::Admission::Limited(wait), _) => {
+            state.counters.limited.fetch_add(1, Ordering::Relaxed);
+            return Ok(refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(wait),
+                "too many requests; slow down",
+            ));
+        }
+        (crate::guard::Admission::Banned(until), ban) => {
+            state
+                .counters
+                .banned_requests
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(ban) = ban {
+                report_ban(&state, ban, "rate", started);
+            }
+            let wait = until.saturating_duration_since(started);
+            return Ok(refusal(
+                StatusCode::FORBIDDEN,
+                Some(wait),
+                "this address is blocked for a while after too many requests or attacks",
+            ));
+        }
+    }
     let (mut parts, body) = req.into_parts();
     let inspecting = state.mode != WafMode::Off && state.plan.is_some();
     let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
@@ -354,6 +423,10 @@ async fn handle(
         .to_owned();
 
     let response = if let Some((status, rule_id)) = verdict.block {
+        state.counters.blocked.fetch_add(1, Ordering::Relaxed);
+        if let Some(ban) = state.guard.blocked(peer.ip(), Instant::now()) {
+            report_ban(&state, ban, "attacks", Instant::now());
+        }
         if let Some(events) = &state.events {
             let shown: String = uri.chars().take(1024).collect();
             events.report(
@@ -373,16 +446,18 @@ async fn handle(
             .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
         block_page(status, &verdict.reference, wants_json)
     } else {
-        forward(
-            &state,
-            &mut parts,
-            PrefixedBody {
-                prefix: Some(prefix),
-                rest,
-            },
-            peer,
-        )
-        .await
+        let body = PrefixedBody {
+            prefix: Some(prefix),
+            rest,
+        };
+        let response = forward(&state, &mut parts, body, peer).await;
+        let counter = if response.status() == StatusCode::BAD_GATEWAY {
+            &state.counters.upstream_errors
+        } else {
+            &state.counters.passed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        response
     };
 
     state.access.write(json!({

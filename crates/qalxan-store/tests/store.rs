@@ -268,7 +268,11 @@ async fn rollups_agree_with_the_raw_events() {
                 .await
                 .unwrap();
             assert_eq!(rolled.series, raw, "{period} scope {scope:?}");
-            assert!(rolled.series.iter().all(|s| s.total > 0), "{period}");
+            // The spread leaves every kind some events in the longer windows.
+            if period != Period::Day {
+                assert!(rolled.series.iter().all(|s| s.total > 0), "{period}");
+            }
+            assert!(rolled.series.iter().any(|s| s.total > 0), "{period}");
         }
     }
     assert_eq!(store.count_events().await.unwrap(), 2_000);

@@ -98,6 +98,28 @@ struct GatewayArgs {
     /// ModSecurity-style JSON audit records of requests that matched rules.
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// Requests per second allowed from one client address (token bucket; off by default).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Requests one client may send in a burst above the rate [default: twice the rate].
+    #[arg(long)]
+    burst: Option<f64>,
+    /// Connections one client address may hold open at once.
+    #[arg(long)]
+    max_conns_per_ip: Option<u32>,
+    /// Ban an address after this many strikes (requests over the rate, WAF blocks)...
+    #[arg(long)]
+    ban_after: Option<u32>,
+    /// ...within this many seconds...
+    #[arg(long, default_value_t = 60)]
+    ban_window: u64,
+    /// ...for this many seconds.
+    #[arg(long, default_value_t = 600)]
+    ban_for: u64,
+    /// Admin API (health, metrics, bans) address; token in QALXAN_GATEWAY_ADMIN_TOKEN, else
+    /// loopback clients only.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -770,6 +792,26 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let limits = qalxan_gateway::Limits {
+        rate: args.rate.map(|r| (r, args.burst.unwrap_or(r * 2.0))),
+        max_connections: args.max_conns_per_ip,
+        ban: args.ban_after.map(|strikes| qalxan_gateway::BanPolicy {
+            strikes,
+            window: std::time::Duration::from_secs(args.ban_window),
+            duration: std::time::Duration::from_secs(args.ban_for),
+        }),
+    };
+    let admin = match args.admin_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("admin listener on {addr}"))?,
+        ),
+        None => None,
+    };
+    if let Some(a) = &admin {
+        println!("Qalxan gateway admin API on http://{}/", a.local_addr()?);
+    }
     let config = qalxan_gateway::Config {
         upstream: upstream.clone(),
         waf: args.waf,
@@ -779,12 +821,16 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
         server,
         access_log: args.access_log,
         audit_log: args.audit_log,
+        limits,
+        admin_token: std::env::var("QALXAN_GATEWAY_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
     };
     println!(
         "Qalxan gateway on {}",
         qalxan_gateway::describe(addr, &upstream)
     );
-    qalxan_gateway::run(config, plan, listener, shutdown_signal()).await?;
+    qalxan_gateway::run(config, plan, listener, admin, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -41,9 +41,34 @@ async fn gateway(config: Config) -> String {
         config,
         plan,
         listener,
+        None,
         std::future::pending(),
     ));
     format!("http://{addr}")
+}
+
+/// A gateway with its admin API; returns (proxy URL, admin URL).
+async fn gateway_with_admin(config: Config) -> (String, String) {
+    let plan = match config.waf {
+        WafMode::Off => None,
+        mode => {
+            Some(qalxan_gateway::load_plan(config.rules.as_deref(), mode, config.paranoia).unwrap())
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let urls = (
+        format!("http://{}", listener.local_addr().unwrap()),
+        format!("http://{}", admin.local_addr().unwrap()),
+    );
+    tokio::spawn(qalxan_gateway::run(
+        config,
+        plan,
+        listener,
+        Some(admin),
+        std::future::pending(),
+    ));
+    urls
 }
 
 fn config(upstream: &str) -> Config {
@@ -56,6 +81,8 @@ fn config(upstream: &str) -> Config {
         server: None,
         access_log: None,
         audit_log: None,
+        limits: qalxan_gateway::Limits::default(),
+        admin_token: None,
     }
 }
 
@@ -346,4 +373,195 @@ async fn the_gateway_command_serves_and_unreachable_upstreams_answer_502() {
     .await;
     let r = client().get(format!("{nowhere}/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+}
+
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_flooding_client_is_limited_then_banned_while_others_are_served() {
+    let server = TestServer::start().await;
+    let token = server.token(Role::Sensor, None).await;
+    let up = upstream().await;
+    let (gw, admin) = gateway_with_admin(Config {
+        waf: WafMode::Off,
+        server: Some(ServerLink {
+            url: server.base.clone(),
+            token,
+            institution_id: None,
+        }),
+        limits: qalxan_gateway::Limits {
+            rate: Some((20.0, 20.0)),
+            max_connections: None,
+            ban: Some(qalxan_gateway::BanPolicy {
+                strikes: 40,
+                window: Duration::from_secs(60),
+                duration: Duration::from_secs(600),
+            }),
+        },
+        ..config(&up)
+    })
+    .await;
+
+    // A well-behaved client at 10 requests per second, from its own address.
+    let calm = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let c = client_from([127, 0, 0, 3]);
+            let mut ok = 0;
+            for _ in 0..30 {
+                if c.get(format!("{gw}/"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == StatusCode::OK)
+                {
+                    ok += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            ok
+        })
+    };
+    // A flood from another: 400 requests as fast as 8 connections go.
+    let mut flood = Vec::new();
+    for _ in 0..8 {
+        let gw = gw.clone();
+        flood.push(tokio::spawn(async move {
+            let c = client_from([127, 0, 0, 2]);
+            let mut statuses = Vec::new();
+            for _ in 0..50 {
+                match c.get(format!("{gw}/")).send().await {
+                    Ok(r) => statuses.push(r.status().as_u16()),
+                    Err(_) => statuses.push(0),
+                }
+            }
+            statuses
+        }));
+    }
+    let mut statuses = Vec::new();
+    for f in flood {
+        statuses.extend(f.await.unwrap());
+    }
+    let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
+    assert!(
+        count(200) <= 100,
+        "the flood got {} answers through",
+        count(200)
+    );
+    assert!(
+        count(429) > 0 && count(403) > 0,
+        "limited, then banned: {statuses:?}"
+    );
+    assert_eq!(
+        calm.await.unwrap(),
+        30,
+        "the other client kept being served"
+    );
+
+    let c = client();
+    let bans: Value = c
+        .get(format!("{admin}/bans"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bans[0]["ip"], "127.0.0.2", "{bans}");
+    let metrics = c
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("qalxan_gateway_bans_total 1"), "{metrics}");
+
+    // The server learns of the flood and the ban.
+    let analyst = server.api(&server.token(Role::Analyst, None).await);
+    let mut ddos = Value::Null;
+    for _ in 0..100 {
+        let (_, page) = analyst.get("/api/v1/events?kind=ddos.detected").await;
+        if page["items"].as_array().is_some_and(|i| !i.is_empty()) {
+            ddos = page["items"][0].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ddos["attributes"]["client_ip"], "127.0.0.2", "{ddos}");
+    assert!(
+        ddos["value"].as_i64().unwrap() >= 20,
+        "the peak rate: {ddos}"
+    );
+    let (_, banned) = analyst.get("/api/v1/events?kind=gateway.banned").await;
+    assert_eq!(banned["items"].as_array().unwrap().len(), 1);
+
+    // Lifting the ban lets the address back in.
+    let r = c
+        .delete(format!("{admin}/bans/127.0.0.2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = client_from([127, 0, 0, 2])
+        .get(format!("{gw}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .delete(format!("{admin}/bans/127.0.0.2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn repeated_attacks_earn_a_ban() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.conf");
+    std::fs::write(
+        &rules,
+        "SecRule ARGS \"@contains evil\" \"id:1,phase:2,deny\"\n",
+    )
+    .unwrap();
+    let up = upstream().await;
+    let gw = gateway(Config {
+        rules: Some(rules),
+        limits: qalxan_gateway::Limits {
+            ban: Some(qalxan_gateway::BanPolicy {
+                strikes: 3,
+                window: Duration::from_secs(60),
+                duration: Duration::from_secs(60),
+            }),
+            ..qalxan_gateway::Limits::default()
+        },
+        ..config(&up)
+    })
+    .await;
+    let attacker = client_from([127, 0, 0, 4]);
+    for _ in 0..3 {
+        let r = attacker.get(format!("{gw}/?q=evil")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(r.headers().contains_key("x-qalxan-reference"));
+    }
+    // Now even a harmless request from that address is refused, on a new connection too.
+    let r = client_from([127, 0, 0, 4])
+        .get(format!("{gw}/?q=fine"))
+        .send()
+        .await;
+    assert!(r.is_err() || r.unwrap().status() == StatusCode::FORBIDDEN);
+    let r = client_from([127, 0, 0, 5])
+        .get(format!("{gw}/?q=fine"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 }

@@ -1,0 +1,171 @@
+//! The gateway's own small HTTP API, on a separate listener: health, Prometheus metrics, and
+//! the list of banned addresses with a way to lift a ban. Callers need the admin token when
+//! one is configured; without one, only loopback clients are answered.
+
+use crate::proxy::State;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{header, Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Counters the data path increments and `/metrics` reports.
+#[derive(Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub passed: AtomicU64,
+    pub blocked: AtomicU64,
+    pub limited: AtomicU64,
+    pub banned_requests: AtomicU64,
+    pub bans: AtomicU64,
+    pub upstream_errors: AtomicU64,
+}
+
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+    token: Option<String>,
+) {
+    let token = Arc::new(token);
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                let token = token.clone();
+                async move { Ok::<_, Infallible>(answer(req, &state, token.as_deref(), peer)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+fn authorized(req: &Request<Incoming>, token: Option<&str>, peer: SocketAddr) -> bool {
+    match token {
+        None => peer.ip().is_loopback(),
+        Some(expected) => req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|sent| {
+                // Constant time: compare every byte whatever the first difference.
+                sent.len() == expected.len()
+                    && sent
+                        .bytes()
+                        .zip(expected.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0
+            }),
+    }
+}
+
+fn answer(
+    req: Request<Incoming>,
+    state: &State,
+    token: Option<&str>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    if path == "/healthz" {
+        return reply(StatusCode::OK, "text/plain", "ok\n".into());
+    }
+    if !authorized(&req, token, peer) {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            "text/plain",
+            "send the admin token as 'Authorization: Bearer ...'\n".into(),
+        );
+    }
+    let now = Instant::now();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/metrics") => {
+            reply(StatusCode::OK, "text/plain; version=0.0.4", metrics(state))
+        }
+        (&Method::GET, "/bans") => {
+            let bans: Vec<_> = state
+                .guard
+                .bans(now)
+                .into_iter()
+                .map(|(ip, until)| json!({"ip": ip.to_string(), "seconds_left": until.saturating_duration_since(now).as_secs()}))
+                .collect();
+            reply(StatusCode::OK, "application/json", json!(bans).to_string())
+        }
+        (&Method::DELETE, p) if p.starts_with("/bans/") => {
+            match p["/bans/".len()..].parse::<IpAddr>() {
+                Ok(ip) if state.guard.lift(ip) => {
+                    tracing::info!(%ip, "ban lifted");
+                    reply(StatusCode::NO_CONTENT, "text/plain", String::new())
+                }
+                Ok(_) => reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    "that address is not banned\n".into(),
+                ),
+                Err(_) => reply(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    "not an IP address\n".into(),
+                ),
+            }
+        }
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+fn metrics(state: &State) -> String {
+    let c = &state.counters;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let dropped = state.events.as_ref().map_or(0, |e| e.dropped());
+    format!(
+        "# HELP qalxan_gateway_requests_total Requests received, by outcome.\n\
+         # TYPE qalxan_gateway_requests_total counter\n\
+         qalxan_gateway_requests_total{{outcome=\"passed\"}} {}\n\
+         qalxan_gateway_requests_total{{outcome=\"blocked\"}} {}\n\
+         qalxan_gateway_requests_total{{outcome=\"rate_limited\"}} {}\n\
+         qalxan_gateway_requests_total{{outcome=\"banned\"}} {}\n\
+         # HELP qalxan_gateway_bans_total Addresses banned since start.\n\
+         # TYPE qalxan_gateway_bans_total counter\n\
+         qalxan_gateway_bans_total {}\n\
+         # HELP qalxan_gateway_banned Addresses banned now.\n\
+         # TYPE qalxan_gateway_banned gauge\n\
+         qalxan_gateway_banned {}\n\
+         # HELP qalxan_gateway_upstream_errors_total Requests the upstream did not answer.\n\
+         # TYPE qalxan_gateway_upstream_errors_total counter\n\
+         qalxan_gateway_upstream_errors_total {}\n\
+         # HELP qalxan_gateway_events_dropped_total Events not reported because the queue was full.\n\
+         # TYPE qalxan_gateway_events_dropped_total counter\n\
+         qalxan_gateway_events_dropped_total {}\n",
+        get(&c.passed),
+        get(&c.blocked),
+        get(&c.limited),
+        get(&c.banned_requests),
+        get(&c.bans),
+        state.guard.bans(Instant::now()).len(),
+        get(&c.upstream_errors),
+        dropped,
+    )
+}
