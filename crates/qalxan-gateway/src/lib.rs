@@ -80,6 +80,10 @@ pub struct Config {
     pub limits: Limits,
     /// Bearer token for the admin listener; without one it answers loopback clients only.
     pub admin_token: Option<String>,
+    /// Time a client has to send a request's headers (against slowloris).
+    pub header_timeout: std::time::Duration,
+    /// Time a client has to send the part of the body the WAF inspects (against slow POSTs).
+    pub body_timeout: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +162,8 @@ pub async fn run(
         access,
         audit,
         guard: guard::Guard::new(config.limits.clone()),
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
         counters: admin::Counters::default(),
     });
     if let Some(admin_listener) = admin {

@@ -37,6 +37,8 @@ pub(crate) struct State {
     pub audit: JsonLines,
     pub guard: crate::guard::Guard,
     pub counters: crate::admin::Counters,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
 }
 
 type ResponseBody = BoxBody<Bytes, hyper::Error>;
@@ -157,7 +159,7 @@ pub(crate) async fn serve(
                 let conn_state = state.clone();
                 let service = service_fn(move |req| handle(req, conn_state.clone(), peer));
                 let conn = hyper::server::conn::http1::Builder::new()
-                    .header_read_timeout(Duration::from_secs(10))
+                    .header_read_timeout(state.header_timeout)
                     .timer(hyper_util::rt::TokioTimer::new())
                     .serve_connection(TokioIo::new(stream), service);
                 let watched = graceful.watch(conn);
@@ -390,13 +392,20 @@ async fn handle(
     let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
         || parts.headers.contains_key(header::TRANSFER_ENCODING);
     let (prefix, rest) = if inspecting && has_body {
-        match read_prefix(body, state.inspect_limit).await {
-            Ok(read) => read,
-            Err(e) => {
+        match tokio::time::timeout(state.body_timeout, read_prefix(body, state.inspect_limit)).await
+        {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "reading the request body failed");
                 return Ok(error_page(
                     StatusCode::BAD_REQUEST,
                     "the request body could not be read",
+                ));
+            }
+            Err(_) => {
+                return Ok(error_page(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body came too slowly",
                 ));
             }
         }

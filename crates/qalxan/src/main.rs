@@ -120,6 +120,12 @@ struct GatewayArgs {
     /// loopback clients only.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// Seconds a client has to send its request headers.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a client has to send the inspected part of a request body.
+    #[arg(long, default_value_t = 30)]
+    body_timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -825,6 +831,8 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
         admin_token: std::env::var("QALXAN_GATEWAY_ADMIN_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
+        header_timeout: std::time::Duration::from_secs(args.header_timeout),
+        body_timeout: std::time::Duration::from_secs(args.body_timeout),
     };
     println!(
         "Qalxan gateway on {}",

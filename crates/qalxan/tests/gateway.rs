@@ -83,6 +83,8 @@ fn config(upstream: &str) -> Config {
         audit_log: None,
         limits: qalxan_gateway::Limits::default(),
         admin_token: None,
+        header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(30),
     }
 }
 
@@ -564,4 +566,61 @@ async fn repeated_attacks_earn_a_ban() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_do_not_stop_others() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.conf");
+    std::fs::write(
+        &rules,
+        "SecRule ARGS \"@contains evil\" \"id:1,phase:2,deny\"\n",
+    )
+    .unwrap();
+    let up = upstream().await;
+    let gw = gateway(Config {
+        rules: Some(rules),
+        header_timeout: Duration::from_secs(1),
+        body_timeout: Duration::from_secs(1),
+        ..config(&up)
+    })
+    .await;
+    let addr = gw.trim_start_matches("http://").to_owned();
+    // 500 slowloris connections: a request line and then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..500 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    // A normal client is served meanwhile.
+    for _ in 0..20 {
+        let r = client().get(format!("{gw}/?q=fine")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // After the timeout every slow connection has been closed by the gateway.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut closed = 0;
+    for mut s in slow {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            Ok(Ok(_)) => closed += 1, // an error response, then the close
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, 500);
+
+    // A slow POST: headers promise a body that trickles in too slowly.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\na=").await.unwrap();
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
