@@ -269,7 +269,7 @@ async fn rollups_agree_with_the_raw_events() {
                 .unwrap();
             assert_eq!(rolled.series, raw, "{period} scope {scope:?}");
             // The spread leaves every kind some events in the longer windows.
-            if period != Period::Day {
+            if *period != Period::Day {
                 assert!(rolled.series.iter().all(|s| s.total > 0), "{period}");
             }
             assert!(rolled.series.iter().any(|s| s.total > 0), "{period}");
