@@ -240,7 +240,8 @@ async fn rollups_agree_with_the_raw_events() {
     // A deterministic spread over 40 days (some before the window), three owners, all kinds.
     for i in 0..2_000i64 {
         let at = now - (i * 7_919 * 1_000) % (40 * 24 * HOUR_MS);
-        let inst = [Some(a), Some(b), None][(i % 3) as usize];
+        // Each kind cycles through the owners, whatever the number of kinds.
+        let inst = [Some(a), Some(b), None][((i / kinds.len() as i64) % 3) as usize];
         let mut e = event(
             kinds[(i % kinds.len() as i64) as usize],
             at,
