@@ -5,6 +5,7 @@
 
 mod config;
 mod logging;
+mod scan_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -64,6 +65,11 @@ enum Command {
     /// Web application firewall rules (SecLang, as the OWASP Core Rule Set writes them).
     #[command(subcommand)]
     Waf(WafCommand),
+    /// Scan files and folders with ClamAV signatures (clamscan's interface).
+    Scan(scan_cmd::ScanArgs),
+    /// List, restore or delete quarantined files.
+    #[command(subcommand)]
+    Quarantine(scan_cmd::QuarantineCommand),
 }
 
 #[derive(Args)]
@@ -257,6 +263,16 @@ enum InstitutionCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Scanning is synchronous and parallel on its own threads; its exit codes are clamscan's.
+    if let Command::Scan(args) = cli.command {
+        return match scan_cmd::scan(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -290,6 +306,8 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(_) => serve(config).await,
         Command::Waf(cmd) => waf_command(cmd),
+        Command::Scan(_) => unreachable!("handled before the runtime starts"),
+        Command::Quarantine(cmd) => scan_cmd::quarantine(cmd),
         Command::Gateway(args) => gateway(args).await,
         Command::Config => {
             let mut shown = config.clone();

@@ -1,0 +1,523 @@
+//! Scanning: each layer of a file (the file itself, then everything unpacked from it,
+//! recursively) is checked against the hash and body signatures, within limits on depth,
+//! sizes, file count and time.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use md5::Digest;
+use serde::Serialize;
+
+use crate::filetype::{self, FileType};
+use crate::formats::{self, Child, Flow};
+use crate::pe::{self, PeInfo};
+use crate::sigs::{Database, HashSet3, NameId, Owner};
+
+/// Bounds on the work one scan may do, as ClamAV's `--max-*` options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// Containers nested deeper than this are not opened (`--max-recursion`).
+    pub max_depth: u32,
+    /// Files unpacked from one scanned file (`--max-files`).
+    pub max_files: u32,
+    /// A file (or unpacked member) larger than this is not scanned (`--max-filesize`).
+    pub max_file_size: u64,
+    /// Bytes unpacked and scanned for one file in all (`--max-scansize`).
+    pub max_scan_size: u64,
+    /// Wall-clock time for one file (`--max-scantime`).
+    pub max_time: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 17,
+            max_files: 10_000,
+            max_file_size: 100 << 20,
+            max_scan_size: 400 << 20,
+            max_time: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanOptions {
+    pub limits: Limits,
+    /// Report every matching signature, not only the first (`--allmatch`).
+    pub all_match: bool,
+    /// Report a file whose scan stopped at a limit as `Heuristics.Limits.Exceeded.*`.
+    pub alert_exceeds_max: bool,
+    /// Passwords tried on encrypted archives.
+    pub passwords: Vec<String>,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            limits: Limits::default(),
+            all_match: false,
+            alert_exceeds_max: true,
+            passwords: vec!["infected".into()],
+        }
+    }
+}
+
+/// One signature match, and where in the file it was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Detection {
+    pub name: String,
+    /// Members leading from the scanned file to the layer that matched (empty: the file itself).
+    pub location: Vec<String>,
+}
+
+/// What scanning one file found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    pub detections: Vec<Detection>,
+    /// Damaged or unreadable containers met on the way (the rest was still scanned).
+    pub warnings: Vec<String>,
+    /// Bytes scanned across all layers.
+    pub scanned_bytes: u64,
+    /// Layers scanned (the file and everything unpacked from it).
+    pub layers: u32,
+}
+
+impl Outcome {
+    pub fn is_infected(&self) -> bool {
+        !self.detections.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A scanner: a database plus options; cheap to clone, shared across threads.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    db: Arc<Database>,
+    options: Arc<ScanOptions>,
+}
+
+impl Scanner {
+    pub fn new(db: Arc<Database>, options: ScanOptions) -> Self {
+        Scanner {
+            db,
+            options: Arc::new(options),
+        }
+    }
+
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    pub fn options(&self) -> &ScanOptions {
+        &self.options
+    }
+
+    /// Scans a file on disk. Files over the size limit are not read (like ClamAV, they are
+    /// reported only with `alert_exceeds_max`).
+    pub fn scan_path(&self, path: &Path) -> Result<Outcome, ScanError> {
+        let io = |source| ScanError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len > self.options.limits.max_file_size {
+            let mut outcome = Outcome::default();
+            if self.options.alert_exceeds_max {
+                outcome.detections.push(Detection {
+                    name: "Heuristics.Limits.Exceeded.MaxFileSize".into(),
+                    location: Vec::new(),
+                });
+            }
+            return Ok(outcome);
+        }
+        let mut data = Vec::with_capacity(len as usize);
+        file.take(self.options.limits.max_file_size + 1)
+            .read_to_end(&mut data)
+            .map_err(io)?;
+        Ok(self.scan_bytes(&data))
+    }
+
+    /// Scans a buffer (an upload, a clamd stream).
+    pub fn scan_bytes(&self, data: &[u8]) -> Outcome {
+        let mut ctx = Ctx {
+            db: &self.db,
+            options: &self.options,
+            outcome: Outcome::default(),
+            files: 0,
+            deadline: Instant::now() + self.options.limits.max_time,
+            stopped: false,
+            location: Vec::new(),
+            limits_hit: Vec::new(),
+        };
+        ctx.layer(data, 0);
+        ctx.finish()
+    }
+}
+
+struct Ctx<'a> {
+    db: &'a Database,
+    options: &'a ScanOptions,
+    outcome: Outcome,
+    files: u32,
+    deadline: Instant,
+    /// Set once a detection ends the scan (without all-match) or a global limit is hit.
+    stopped: bool,
+    location: Vec<String>,
+    /// Limits met on the way, as the names they are reported under.
+    limits_hit: Vec<String>,
+}
+
+/// Layer digests, computed only when some table could match.
+struct Digests {
+    md5: Option<[u8; 16]>,
+    sha1: Option<[u8; 20]>,
+    sha256: Option<[u8; 32]>,
+}
+
+impl Digests {
+    fn compute(data: &[u8], tables: &[&HashSet3]) -> Self {
+        let size = data.len() as u64;
+        let want_md5 = tables.iter().any(|t| t.md5.wants(size));
+        let want_sha1 = tables.iter().any(|t| t.sha1.wants(size));
+        let want_sha256 = tables.iter().any(|t| t.sha256.wants(size));
+        Digests {
+            md5: want_md5.then(|| md5::Md5::digest(data).into()),
+            sha1: want_sha1.then(|| sha1::Sha1::digest(data).into()),
+            sha256: want_sha256.then(|| sha2::Sha256::digest(data).into()),
+        }
+    }
+
+    fn lookup(&self, table: &HashSet3, size: u64) -> Option<NameId> {
+        self.lookup_all(table, size).next()
+    }
+
+    /// Every kind of digest can match its own signature; all-match reports each.
+    fn lookup_all<'t>(&self, table: &'t HashSet3, size: u64) -> impl Iterator<Item = NameId> + 't {
+        let md5 = self.md5.and_then(|d| table.md5.get(size, &d));
+        let sha1 = self.sha1.and_then(|d| table.sha1.get(size, &d));
+        let sha256 = self.sha256.and_then(|d| table.sha256.get(size, &d));
+        md5.into_iter().chain(sha1).chain(sha256)
+    }
+}
+
+impl Ctx<'_> {
+    fn detect(&mut self, name: String) {
+        if !self.options.all_match && !self.outcome.detections.is_empty() {
+            return;
+        }
+        self.outcome.detections.push(Detection {
+            name,
+            location: self.location.clone(),
+        });
+        if !self.options.all_match {
+            self.stopped = true;
+        }
+    }
+
+    fn detect_id(&mut self, id: NameId) {
+        if let Some(name) = self.db.display_name(id) {
+            self.detect(name);
+        }
+    }
+
+    /// A limit was hit. Reported only if no signature matched: a real detection says more.
+    fn limit(&mut self, which: &str) {
+        let name = format!("Heuristics.Limits.Exceeded.{which}");
+        if !self.limits_hit.contains(&name) {
+            self.limits_hit.push(name);
+        }
+    }
+
+    fn finish(mut self) -> Outcome {
+        if self.outcome.detections.is_empty() && self.options.alert_exceeds_max {
+            let keep = if self.options.all_match {
+                self.limits_hit.len()
+            } else {
+                1
+            };
+            for name in self.limits_hit.into_iter().take(keep) {
+                self.outcome.detections.push(Detection {
+                    name,
+                    location: Vec::new(),
+                });
+            }
+        }
+        self.outcome
+    }
+
+    fn layer(&mut self, data: &[u8], depth: u32) {
+        if self.stopped {
+            return;
+        }
+        if Instant::now() > self.deadline {
+            self.limit("MaxScanTime");
+            self.stopped = true;
+            return;
+        }
+        self.outcome.layers += 1;
+        self.outcome.scanned_bytes += data.len() as u64;
+        if self.outcome.scanned_bytes > self.options.limits.max_scan_size {
+            self.limit("MaxScanSize");
+            self.stopped = true;
+            return;
+        }
+        let db = self.db;
+        let size = data.len() as u64;
+
+        let digests = Digests::compute(data, &[&db.hashes, &db.allow]);
+        if digests.lookup(&db.allow, size).is_some() {
+            // On the allow list: trusted, with everything inside it.
+            return;
+        }
+        for id in digests.lookup_all(&db.hashes, size) {
+            self.detect_id(id);
+            if self.stopped {
+                return;
+            }
+        }
+
+        let ftype = filetype::detect(data);
+        let pe = if ftype == FileType::Pe {
+            pe::parse(data)
+        } else {
+            None
+        };
+        if let Some(pe) = &pe {
+            self.section_hashes(data, pe);
+            if self.stopped {
+                return;
+            }
+        }
+        self.body(data, ftype, pe.as_ref());
+        if self.stopped {
+            return;
+        }
+
+        if depth >= self.options.limits.max_depth {
+            if formats::is_container(ftype) {
+                self.limit("MaxRecursion");
+            }
+            return;
+        }
+        let limits = self.options.limits;
+        let passwords = self.options.passwords.clone();
+        let mut on_child = |child: Child| -> Flow {
+            if self.stopped {
+                return Flow::Stop;
+            }
+            self.files += 1;
+            if self.files > limits.max_files {
+                self.limit("MaxFiles");
+                self.stopped = true;
+                return Flow::Stop;
+            }
+            if child.exceeded {
+                self.limit("MaxFileSize");
+                return Flow::Continue;
+            }
+            self.location.push(child.name);
+            self.layer(&child.data, depth + 1);
+            self.location.pop();
+            if self.stopped {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        };
+        let ctx = formats::Context {
+            max_size: limits.max_file_size,
+            passwords: &passwords,
+        };
+        if let Err(e) = formats::children(ftype, data, &ctx, &mut on_child) {
+            let at = if self.location.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", self.location.join("/"))
+            };
+            self.outcome
+                .warnings
+                .push(format!("{at}{}: {e}", ftype.name()));
+        }
+    }
+
+    fn section_hashes(&mut self, data: &[u8], pe: &PeInfo) {
+        if self.db.sections.is_empty() {
+            return;
+        }
+        for s in &pe.sections {
+            let (start, end) = (s.raw_offset as usize, (s.raw_offset + s.raw_size) as usize);
+            let Some(bytes) = data.get(start..end) else {
+                continue;
+            };
+            let d = Digests::compute(bytes, &[&self.db.sections]);
+            if let Some(id) = d.lookup(&self.db.sections, s.raw_size) {
+                self.detect_id(id);
+                if self.stopped {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn body(&mut self, data: &[u8], ftype: FileType, pe: Option<&PeInfo>) {
+        let db = self.db;
+        let len = data.len() as u64;
+        let mut found_bodies: Vec<NameId> = Vec::new();
+        let mut counts: rustc_hash::FxHashMap<u32, Vec<u32>> = Default::default();
+        let mut last_start: rustc_hash::FxHashMap<u32, usize> = Default::default();
+        let mut memos: rustc_hash::FxHashMap<u32, crate::sigs::pattern::Memo> = Default::default();
+        let all_match = self.options.all_match;
+        let mut stop = false;
+
+        let mut consider =
+            |pid: u32, anchor_pos: usize, found_bodies: &mut Vec<NameId>, stop: &mut bool| {
+                let p = &db.patterns[pid as usize];
+                if !ftype.is_target(p.target) {
+                    return;
+                }
+                if let Owner::Body { name } = p.owner {
+                    if found_bodies.contains(&name) {
+                        return;
+                    }
+                }
+                let Some(range) = p.offset.resolve(len, pe) else {
+                    return;
+                };
+                let mut hit = None;
+                let memo = memos.entry(pid).or_default();
+                p.pattern
+                    .verify_at(data, anchor_pos, range, memo, &mut |start| {
+                        if p.fullword && !is_word_boundary(data, start) {
+                            return true;
+                        }
+                        hit = Some(start);
+                        false
+                    });
+                let Some(start) = hit else { return };
+                match p.owner {
+                    Owner::Body { name } => {
+                        found_bodies.push(name);
+                        if !all_match && db.display_name(name).is_some() {
+                            *stop = true;
+                        }
+                    }
+                    Owner::Logical { sig, sub } => {
+                        if last_start.get(&pid) == Some(&start) {
+                            return;
+                        }
+                        last_start.insert(pid, start);
+                        let lsig = &db.logicals[sig as usize];
+                        let c = counts
+                            .entry(sig)
+                            .or_insert_with(|| vec![0; lsig.subsigs as usize]);
+                        c[sub as usize] += 1;
+                    }
+                }
+            };
+
+        for anchors in [&db.anchors, &db.anchors_nocase].into_iter().flatten() {
+            for m in anchors.automaton.find_overlapping_iter(data) {
+                for &pid in &anchors.owners[m.pattern().as_usize()] {
+                    consider(pid, m.start(), &mut found_bodies, &mut stop);
+                    if stop {
+                        break;
+                    }
+                }
+                if stop {
+                    break;
+                }
+            }
+            if stop {
+                break;
+            }
+        }
+        if !stop {
+            for &pid in &db.unanchored {
+                let p = &db.patterns[pid as usize];
+                if !ftype.is_target(p.target) {
+                    continue;
+                }
+                let Some((lo, hi)) = p.offset.resolve(len, pe) else {
+                    continue;
+                };
+                let hi = hi.min(len);
+                let mut pos = lo;
+                while pos <= hi {
+                    if p.pattern.matches_at(data, pos as usize) {
+                        match p.owner {
+                            Owner::Body { name } => {
+                                if !found_bodies.contains(&name) {
+                                    found_bodies.push(name);
+                                }
+                                break;
+                            }
+                            Owner::Logical { sig, sub } => {
+                                let lsig = &db.logicals[sig as usize];
+                                let c = counts
+                                    .entry(sig)
+                                    .or_insert_with(|| vec![0; lsig.subsigs as usize]);
+                                c[sub as usize] += 1;
+                            }
+                        }
+                    }
+                    pos += 1;
+                }
+            }
+        }
+        for name in found_bodies {
+            self.detect_id(name);
+            if self.stopped {
+                return;
+            }
+        }
+        let mut sigs: Vec<(&u32, &Vec<u32>)> = counts.iter().collect();
+        sigs.sort_by_key(|(s, _)| **s);
+        for (&sig, c) in sigs {
+            let lsig = &db.logicals[sig as usize];
+            if !ftype.is_target(lsig.desc.target.unwrap_or(crate::filetype::Target::Any)) {
+                continue;
+            }
+            if lsig
+                .desc
+                .file_size
+                .is_some_and(|(lo, hi)| len < lo || len > hi)
+            {
+                continue;
+            }
+            if let Some((lo, hi)) = lsig.desc.sections {
+                let n = pe.map_or(0, |p| p.sections.len() as u64);
+                if pe.is_none() || n < lo || n > hi {
+                    continue;
+                }
+            }
+            if let Some((lo, hi)) = lsig.desc.entry_point {
+                match pe.and_then(|p| p.entry_offset) {
+                    Some(ep) if ep >= lo && ep <= hi => {}
+                    _ => continue,
+                }
+            }
+            if lsig.expr.eval(c) {
+                self.detect_id(lsig.name);
+                if self.stopped {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn is_word_boundary(data: &[u8], start: usize) -> bool {
+    start == 0 || !data[start - 1].is_ascii_alphanumeric()
+}

@@ -1,0 +1,891 @@
+//! Signature databases in ClamAV's formats, loaded into one immutable [`Database`].
+//!
+//! Hash signatures (`.hdb .hsb .mdb .msb`, allow lists `.fp .sfp`) go into hash maps keyed by
+//! (size, digest); body signatures (`.ndb`) and the subsignatures of logical signatures (`.ldb`)
+//! into one Aho-Corasick automaton over each pattern's anchor. `.cvd`/`.cld` containers are
+//! opened and their members loaded as if they were files. A malformed line is an error that
+//! names the file and line; under `lenient` it is skipped and counted instead. A valid line
+//! using a feature this engine does not implement is always skipped and counted
+//! ([`LoadReport::unsupported`]), so official databases load.
+
+pub mod logical;
+pub mod offset;
+pub mod pattern;
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use aho_corasick::AhoCorasick;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::filetype::Target;
+use logical::{Expr, TargetDesc};
+use offset::Offset;
+use pattern::{Modifiers, Pattern};
+
+/// The functionality level this engine claims (ClamAV 1.4's is 210): signatures that need a
+/// newer engine are skipped, as ClamAV skips them.
+pub const FLEVEL: u32 = 210;
+
+/// The EICAR anti-virus test file, detected without any database.
+const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: PathBuf,
+    /// 1-based line, or 0 when the error concerns the whole file.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// What a load did, for the CLI's summary and the daemon's logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub files: usize,
+    pub hash_signatures: usize,
+    pub body_signatures: usize,
+    pub logical_signatures: usize,
+    pub allow_entries: usize,
+    pub ignored_names: usize,
+    /// Valid signatures using features this engine does not implement (skipped).
+    pub unsupported: usize,
+    /// Malformed lines skipped under `lenient`.
+    pub skipped_malformed: usize,
+    /// Signatures for a newer engine (their minimum functionality level is above ours).
+    pub skipped_flevel: usize,
+    /// Database files of kinds this engine does not read (e.g. `.cbc` bytecode), skipped.
+    pub skipped_files: Vec<String>,
+    /// The first few skipped lines with their reasons.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    pub lenient: bool,
+    /// Load potentially-unwanted-application databases (`.hdu .ndu .ldu ...`).
+    pub pua: bool,
+}
+
+/// Signature names in one arena: a million hash signatures must not cost a million allocations.
+#[derive(Debug, Default)]
+struct Names {
+    text: String,
+    spans: Vec<(u32, u32, bool)>,
+}
+
+pub type NameId = u32;
+
+impl Names {
+    fn add(&mut self, name: &str, official: bool) -> NameId {
+        let start = self.text.len() as u32;
+        self.text.push_str(name);
+        self.spans.push((start, name.len() as u32, official));
+        (self.spans.len() - 1) as NameId
+    }
+
+    fn get(&self, id: NameId) -> (&str, bool) {
+        let (start, len, official) = self.spans[id as usize];
+        (&self.text[start as usize..(start + len) as usize], official)
+    }
+}
+
+/// Digests of one kind, keyed by (size, digest) with a side table for `*` sizes.
+#[derive(Debug)]
+pub(crate) struct HashTable<const N: usize> {
+    exact: FxHashMap<(u64, [u8; N]), NameId>,
+    any_size: FxHashMap<[u8; N], NameId>,
+    sizes: FxHashSet<u64>,
+}
+
+impl<const N: usize> Default for HashTable<N> {
+    fn default() -> Self {
+        Self {
+            exact: FxHashMap::default(),
+            any_size: FxHashMap::default(),
+            sizes: FxHashSet::default(),
+        }
+    }
+}
+
+impl<const N: usize> HashTable<N> {
+    fn insert(&mut self, size: Option<u64>, digest: [u8; N], name: NameId) {
+        match size {
+            Some(s) => {
+                self.exact.entry((s, digest)).or_insert(name);
+                self.sizes.insert(s);
+            }
+            None => {
+                self.any_size.entry(digest).or_insert(name);
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.any_size.is_empty()
+    }
+
+    /// Whether a file of `size` bytes could match, before paying for its digest.
+    pub(crate) fn wants(&self, size: u64) -> bool {
+        !self.any_size.is_empty() || self.sizes.contains(&size)
+    }
+
+    pub(crate) fn get(&self, size: u64, digest: &[u8; N]) -> Option<NameId> {
+        self.exact
+            .get(&(size, *digest))
+            .or_else(|| self.any_size.get(digest))
+            .copied()
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct HashSet3 {
+    pub md5: HashTable<16>,
+    pub sha1: HashTable<20>,
+    pub sha256: HashTable<32>,
+}
+
+impl HashSet3 {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.md5.is_empty() && self.sha1.is_empty() && self.sha256.is_empty()
+    }
+}
+
+/// Who a pattern belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    Body { name: NameId },
+    Logical { sig: u32, sub: u32 },
+}
+
+#[derive(Debug)]
+pub(crate) struct PatternSig {
+    pub owner: Owner,
+    pub target: Target,
+    pub offset: Offset,
+    pub pattern: Pattern,
+    pub fullword: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct LogicalSig {
+    pub name: NameId,
+    pub desc: TargetDesc,
+    pub expr: Expr,
+    pub subsigs: u32,
+}
+
+/// The compiled body-pattern matcher: anchors of all patterns, case-sensitive and not.
+#[derive(Debug)]
+pub(crate) struct Anchors {
+    pub automaton: AhoCorasick,
+    /// For each automaton pattern: the patterns whose anchor it is, with the anchor's element index.
+    pub owners: Vec<Vec<u32>>,
+}
+
+/// An immutable, loaded signature set, shared by every scanning thread.
+#[derive(Debug)]
+pub struct Database {
+    names: Names,
+    pub(crate) hashes: HashSet3,
+    /// PE section hashes (`.mdb` / `.msb`).
+    pub(crate) sections: HashSet3,
+    pub(crate) allow: HashSet3,
+    pub(crate) patterns: Vec<PatternSig>,
+    pub(crate) logicals: Vec<LogicalSig>,
+    pub(crate) anchors: Option<Anchors>,
+    pub(crate) anchors_nocase: Option<Anchors>,
+    /// Patterns with no fixed byte run to anchor on; tried at every allowed offset.
+    pub(crate) unanchored: Vec<u32>,
+    ignored: FxHashSet<String>,
+    report: LoadReport,
+}
+
+impl Database {
+    /// The built-in signatures alone (EICAR).
+    pub fn builtin() -> Self {
+        let mut b = Builder::new(LoadOptions::default());
+        b.add_builtin();
+        b.finish()
+    }
+
+    /// Loads files and folders (their database files, not recursing) on top of the built-ins.
+    pub fn load(paths: &[PathBuf], options: LoadOptions) -> Result<Self, LoadError> {
+        let mut b = Builder::new(options);
+        b.add_builtin();
+        for p in paths {
+            b.add_path(p)?;
+        }
+        Ok(b.finish())
+    }
+
+    pub fn report(&self) -> &LoadReport {
+        &self.report
+    }
+
+    /// The signature count, as ClamAV reports "Known viruses".
+    pub fn signature_count(&self) -> usize {
+        let r = &self.report;
+        r.hash_signatures + r.body_signatures + r.logical_signatures
+    }
+
+    /// The name shown to users: ClamAV marks names from unsigned databases `.UNOFFICIAL`.
+    pub(crate) fn display_name(&self, id: NameId) -> Option<String> {
+        let (name, official) = self.names.get(id);
+        if self.ignored.contains(name) {
+            return None;
+        }
+        Some(if official {
+            name.to_string()
+        } else {
+            format!("{name}.UNOFFICIAL")
+        })
+    }
+}
+
+/// Collects signatures, then [`Builder::finish`] compiles the matchers.
+pub struct Builder {
+    options: LoadOptions,
+    names: Names,
+    hashes: HashSet3,
+    sections: HashSet3,
+    allow: HashSet3,
+    patterns: Vec<PatternSig>,
+    logicals: Vec<LogicalSig>,
+    ignored: FxHashSet<String>,
+    report: LoadReport,
+}
+
+/// The database kinds by file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Hdb,
+    Hsb,
+    Mdb,
+    Msb,
+    Ndb,
+    Ldb,
+    Fp,
+    Sfp,
+    Ign,
+    Container,
+}
+
+fn kind_of(ext: &str, pua: bool) -> Option<Kind> {
+    Some(match ext {
+        "hdb" => Kind::Hdb,
+        "hsb" => Kind::Hsb,
+        "mdb" => Kind::Mdb,
+        "msb" => Kind::Msb,
+        "ndb" => Kind::Ndb,
+        "ldb" => Kind::Ldb,
+        "hdu" if pua => Kind::Hdb,
+        "hsu" if pua => Kind::Hsb,
+        "mdu" if pua => Kind::Mdb,
+        "msu" if pua => Kind::Msb,
+        "ndu" if pua => Kind::Ndb,
+        "ldu" if pua => Kind::Ldb,
+        "fp" => Kind::Fp,
+        "sfp" => Kind::Sfp,
+        "ign" | "ign2" => Kind::Ign,
+        "cvd" | "cld" | "cud" => Kind::Container,
+        _ => return None,
+    })
+}
+
+/// Extensions a ClamAV database folder holds that this engine knowingly does not read.
+const KNOWN_UNREAD: &[&str] = &[
+    "info", "cfg", "ftm", "cdb", "crb", "idb", "pdb", "gdb", "wdb", "cbc", "imp", "hdu", "hsu",
+    "mdu", "msu", "ndu", "ldu", "cat", "crt", "dat", "zmd", "rmd", "db", "sign", "pwdb",
+];
+
+fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Builder {
+    pub fn new(options: LoadOptions) -> Self {
+        Builder {
+            options,
+            names: Names::default(),
+            hashes: HashSet3::default(),
+            sections: HashSet3::default(),
+            allow: HashSet3::default(),
+            patterns: Vec::new(),
+            logicals: Vec::new(),
+            ignored: FxHashSet::default(),
+            report: LoadReport::default(),
+        }
+    }
+
+    fn add_builtin(&mut self) {
+        let hex: String = EICAR.bytes().map(|b| format!("{b:02x}")).collect();
+        let name = self.names.add("Eicar-Test-Signature", true);
+        if let Ok(pattern) = Pattern::parse(&hex) {
+            self.patterns.push(PatternSig {
+                owner: Owner::Body { name },
+                target: Target::Any,
+                offset: Offset::At {
+                    anchor: offset::Anchor::Start,
+                    delta: 0,
+                    shift: 0,
+                },
+                pattern,
+                fullword: false,
+            });
+            self.report.body_signatures += 1;
+        }
+    }
+
+    /// Loads a database file, or every database file in a folder (sorted by name).
+    pub fn add_path(&mut self, path: &Path) -> Result<(), LoadError> {
+        let whole = |message: String| LoadError {
+            file: path.to_path_buf(),
+            line: 0,
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| whole(e.to_string()))?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| whole(e.to_string()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            entries.sort();
+            for entry in entries {
+                let ext = entry
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if kind_of(&ext, self.options.pua).is_some() || ext == "yar" || ext == "yara" {
+                    self.add_path(&entry)?;
+                } else if KNOWN_UNREAD.contains(&ext.as_str()) {
+                    self.report.skipped_files.push(entry.display().to_string());
+                }
+            }
+            return Ok(());
+        }
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let Some(kind) = kind_of(&ext, self.options.pua) else {
+            return Err(whole(format!(
+                "not a signature database this engine reads (.{ext})"
+            )));
+        };
+        let bytes = std::fs::read(path).map_err(|e| whole(e.to_string()))?;
+        if kind == Kind::Container {
+            return self.add_container(path, &bytes);
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        self.add_text(path, kind, &text, false)
+    }
+
+    /// Loads a `.cvd`/`.cld`: a 512-byte header, then a (gzipped) tar of database files.
+    fn add_container(&mut self, path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+        let whole = |message: String| LoadError {
+            file: path.to_path_buf(),
+            line: 0,
+            message,
+        };
+        if bytes.len() < 512 || !bytes.starts_with(b"ClamAV-VDB:") {
+            return Err(whole(
+                "not a ClamAV database container (no ClamAV-VDB header)".into(),
+            ));
+        }
+        let header = String::from_utf8_lossy(&bytes[..512]);
+        let fields: Vec<&str> = header.trim_end().split(':').collect();
+        let body = &bytes[512..];
+        if let Some(md5_hex) = fields.get(5).filter(|f| f.len() == 32) {
+            use md5::Digest;
+            let digest = md5::Md5::digest(body);
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            // .cld files are rewritten after incremental updates and keep no valid digest.
+            if !path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("cld"))
+                && !hex.eq_ignore_ascii_case(md5_hex)
+            {
+                return Err(whole(format!(
+                    "the archive's MD5 {hex} does not match the header's {md5_hex}: file damaged"
+                )));
+            }
+        }
+        let reader: Box<dyn Read + '_> = if body.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::GzDecoder::new(body))
+        } else {
+            Box::new(body)
+        };
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive
+            .entries()
+            .map_err(|e| whole(format!("bad archive: {e}")))?;
+        self.report.files += 1;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| whole(format!("bad archive: {e}")))?;
+            let name = entry
+                .path()
+                .map(|p| p.to_string_lossy().into_owned())
+                .map_err(|e| whole(format!("bad archive: {e}")))?;
+            let ext = name
+                .rsplit_once('.')
+                .map(|(_, e)| e.to_ascii_lowercase())
+                .unwrap_or_default();
+            let member = path.join(&name);
+            match kind_of(&ext, self.options.pua) {
+                Some(Kind::Container) | None => {
+                    self.report.skipped_files.push(member.display().to_string());
+                }
+                Some(kind) => {
+                    let mut buf = Vec::new();
+                    entry
+                        .read_to_end(&mut buf)
+                        .map_err(|e| whole(format!("bad archive member {name}: {e}")))?;
+                    let text = String::from_utf8_lossy(&buf);
+                    self.add_text(&member, kind, &text, true)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads database text of a known kind; `official` names come from signed containers.
+    fn add_text(
+        &mut self,
+        path: &Path,
+        kind: Kind,
+        text: &str,
+        official: bool,
+    ) -> Result<(), LoadError> {
+        self.report.files += 1;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match self.add_line(kind, line, official) {
+                Ok(()) => {}
+                Err(LineError::Unsupported(why)) => {
+                    self.report.unsupported += 1;
+                    self.warn(path, i + 1, &why);
+                }
+                Err(LineError::Flevel) => self.report.skipped_flevel += 1,
+                Err(LineError::Malformed(message)) => {
+                    if self.options.lenient {
+                        self.report.skipped_malformed += 1;
+                        self.warn(path, i + 1, &message);
+                    } else {
+                        return Err(LoadError {
+                            file: path.to_path_buf(),
+                            line: i + 1,
+                            message,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn warn(&mut self, path: &Path, line: usize, why: &str) {
+        if self.report.warnings.len() < 20 {
+            self.report
+                .warnings
+                .push(format!("{}:{line}: {why}", path.display()));
+        }
+    }
+
+    fn add_line(&mut self, kind: Kind, line: &str, official: bool) -> Result<(), LineError> {
+        match kind {
+            Kind::Hdb | Kind::Hsb | Kind::Fp | Kind::Sfp => self.add_hash(kind, line, official),
+            Kind::Mdb | Kind::Msb => self.add_section_hash(line, official),
+            Kind::Ndb => self.add_body(line, official),
+            Kind::Ldb => self.add_logical(line, official),
+            Kind::Ign => {
+                let name = line.split(':').next().unwrap_or(line).trim();
+                self.ignored.insert(name.to_string());
+                self.report.ignored_names += 1;
+                Ok(())
+            }
+            Kind::Container => Err(LineError::Malformed("containers hold no lines".into())),
+        }
+    }
+
+    fn add_hash(&mut self, kind: Kind, line: &str, official: bool) -> Result<(), LineError> {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() < 3 {
+            return Err(LineError::Malformed(format!(
+                "expected HASH:SIZE:NAME, got {} field(s)",
+                f.len()
+            )));
+        }
+        check_flevel(f.get(3).copied(), f.get(4).copied())?;
+        let size = parse_size(f[1])?;
+        if size.is_none() && f.get(3).is_none() {
+            // ClamAV only accepts `*` sizes from signatures that declare a functionality level
+            // that knows them (73 or later).
+            return Err(LineError::Malformed(
+                "a '*' size needs a minimum functionality level field (73)".into(),
+            ));
+        }
+        let name = f[2];
+        if name.is_empty() {
+            return Err(LineError::Malformed("empty signature name".into()));
+        }
+        let allow = matches!(kind, Kind::Fp | Kind::Sfp);
+        let id = self.names.add(name, official);
+        let table = if allow {
+            &mut self.allow
+        } else {
+            &mut self.hashes
+        };
+        insert_digest(table, f[0], size, id)?;
+        if allow {
+            self.report.allow_entries += 1;
+        } else {
+            self.report.hash_signatures += 1;
+        }
+        Ok(())
+    }
+
+    fn add_section_hash(&mut self, line: &str, official: bool) -> Result<(), LineError> {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() < 3 {
+            return Err(LineError::Malformed(format!(
+                "expected SECTIONSIZE:HASH:NAME, got {} field(s)",
+                f.len()
+            )));
+        }
+        check_flevel(f.get(3).copied(), f.get(4).copied())?;
+        let size = parse_size(f[0])?;
+        let id = self.names.add(f[2], official);
+        insert_digest(&mut self.sections, f[1], size, id)?;
+        self.report.hash_signatures += 1;
+        Ok(())
+    }
+
+    fn add_body(&mut self, line: &str, official: bool) -> Result<(), LineError> {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() < 4 {
+            return Err(LineError::Malformed(format!(
+                "expected NAME:TARGET:OFFSET:HEX, got {} field(s)",
+                f.len()
+            )));
+        }
+        check_flevel(f.get(4).copied(), f.get(5).copied())?;
+        let target_n: u32 = f[1]
+            .parse()
+            .map_err(|_| LineError::Malformed(format!("bad target type {:?}", f[1])))?;
+        let target = Target::from_number(target_n)
+            .ok_or_else(|| LineError::Malformed(format!("unknown target type {target_n}")))?;
+        let offset = Offset::parse(f[2]).map_err(LineError::Malformed)?;
+        let pattern = parse_pattern(f[3], Modifiers::default())?;
+        let name = self.names.add(f[0], official);
+        self.patterns.push(PatternSig {
+            owner: Owner::Body { name },
+            target,
+            offset,
+            pattern,
+            fullword: false,
+        });
+        self.report.body_signatures += 1;
+        Ok(())
+    }
+
+    fn add_logical(&mut self, line: &str, official: bool) -> Result<(), LineError> {
+        let f: Vec<&str> = line.split(';').collect();
+        if f.len() < 4 {
+            return Err(LineError::Malformed(format!(
+                "expected NAME;TARGETDESC;EXPRESSION;SUBSIG..., got {} field(s)",
+                f.len()
+            )));
+        }
+        let desc = TargetDesc::parse(f[1]).map_err(LineError::Malformed)?;
+        if let Some((lo, hi)) = desc.engine {
+            if FLEVEL < lo || FLEVEL > hi {
+                return Err(LineError::Flevel);
+            }
+        }
+        let subs = &f[3..];
+        if subs.len() > 64 {
+            return Err(LineError::Malformed(format!(
+                "{} subsignatures; at most 64",
+                subs.len()
+            )));
+        }
+        let expr = logical::parse_expr(f[2], subs.len()).map_err(LineError::Malformed)?;
+        let mut parsed = Vec::with_capacity(subs.len());
+        for (i, sub) in subs.iter().enumerate() {
+            parsed.push(parse_subsig(sub).map_err(|e| e.within(&format!("subsignature {i}")))?);
+        }
+        let sig = self.logicals.len() as u32;
+        let name = self.names.add(f[0], official);
+        let target = desc.target.unwrap_or(Target::Any);
+        for (i, (offset, pattern, fullword)) in parsed.into_iter().enumerate() {
+            self.patterns.push(PatternSig {
+                owner: Owner::Logical { sig, sub: i as u32 },
+                target,
+                offset,
+                pattern,
+                fullword,
+            });
+        }
+        self.logicals.push(LogicalSig {
+            name,
+            desc,
+            expr,
+            subsigs: subs.len() as u32,
+        });
+        self.report.logical_signatures += 1;
+        Ok(())
+    }
+
+    /// Compiles the matchers.
+    pub fn finish(self) -> Database {
+        let mut sensitive = AnchorSet::default();
+        let mut nocase = AnchorSet::default();
+        let mut unanchored = Vec::new();
+        for (i, p) in self.patterns.iter().enumerate() {
+            let Some(anchor) = p.pattern.anchor_bytes() else {
+                unanchored.push(i as u32);
+                continue;
+            };
+            let nocase_anchor = p.pattern.nocase
+                && p.pattern.anchor.is_some_and(|(s, l)| {
+                    p.pattern.elems[s..s + l]
+                        .iter()
+                        .any(|e| matches!(e, pattern::Elem::Byte { nocase: true, .. }))
+                });
+            let set = if nocase_anchor {
+                &mut nocase
+            } else {
+                &mut sensitive
+            };
+            let idx = *set.2.entry(anchor.clone()).or_insert_with(|| {
+                set.0.push(anchor);
+                set.1.push(Vec::new());
+                set.0.len() - 1
+            });
+            set.1[idx].push(i as u32);
+        }
+        let build =
+            |(pats, owners, _): (Vec<Vec<u8>>, Vec<Vec<u32>>, _), ci: bool| -> Option<Anchors> {
+                if pats.is_empty() {
+                    return None;
+                }
+                let automaton = AhoCorasick::builder()
+                    .ascii_case_insensitive(ci)
+                    .build(&pats)
+                    .ok()?;
+                Some(Anchors { automaton, owners })
+            };
+        Database {
+            anchors: build(sensitive, false),
+            anchors_nocase: build(nocase, true),
+            unanchored,
+            names: self.names,
+            hashes: self.hashes,
+            sections: self.sections,
+            allow: self.allow,
+            patterns: self.patterns,
+            logicals: self.logicals,
+            ignored: self.ignored,
+            report: self.report,
+        }
+    }
+}
+
+/// Anchors being collected: the literals, the patterns per literal, and a literal's index.
+type AnchorSet = (Vec<Vec<u8>>, Vec<Vec<u32>>, FxHashMap<Vec<u8>, usize>);
+
+enum LineError {
+    Malformed(String),
+    Unsupported(String),
+    Flevel,
+}
+
+impl LineError {
+    fn within(self, what: &str) -> Self {
+        match self {
+            LineError::Malformed(m) => LineError::Malformed(format!("{what}: {m}")),
+            LineError::Unsupported(m) => LineError::Unsupported(format!("{what}: {m}")),
+            LineError::Flevel => LineError::Flevel,
+        }
+    }
+}
+
+fn check_flevel(min: Option<&str>, max: Option<&str>) -> Result<(), LineError> {
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .map_err(|_| LineError::Malformed(format!("bad functionality level {s:?}")))
+    };
+    if let Some(min) = min.filter(|s| !s.is_empty()) {
+        if parse(min)? > FLEVEL {
+            return Err(LineError::Flevel);
+        }
+    }
+    if let Some(max) = max.filter(|s| !s.is_empty()) {
+        if parse(max)? < FLEVEL {
+            return Err(LineError::Flevel);
+        }
+    }
+    Ok(())
+}
+
+fn parse_size(s: &str) -> Result<Option<u64>, LineError> {
+    if s == "*" {
+        return Ok(None);
+    }
+    s.parse::<u64>()
+        .map(Some)
+        .map_err(|_| LineError::Malformed(format!("bad size {s:?}")))
+}
+
+fn insert_digest(
+    table: &mut HashSet3,
+    hex: &str,
+    size: Option<u64>,
+    id: NameId,
+) -> Result<(), LineError> {
+    let bad = || {
+        LineError::Malformed(format!(
+            "bad hash {hex:?} (expected 32, 40 or 64 hex digits)"
+        ))
+    };
+    match hex.len() {
+        32 => table.md5.insert(size, decode_hex(hex).ok_or_else(bad)?, id),
+        40 => table
+            .sha1
+            .insert(size, decode_hex(hex).ok_or_else(bad)?, id),
+        64 => table
+            .sha256
+            .insert(size, decode_hex(hex).ok_or_else(bad)?, id),
+        _ => return Err(bad()),
+    }
+    Ok(())
+}
+
+fn parse_pattern(hex: &str, modifiers: Modifiers) -> Result<Pattern, LineError> {
+    Pattern::parse_with(hex, modifiers).map_err(|e| {
+        if e.message.contains("not supported") {
+            LineError::Unsupported(format!("pattern {e}"))
+        } else {
+            LineError::Malformed(format!("pattern {e}"))
+        }
+    })
+}
+
+/// `[OFFSET:]HEX[::MODIFIERS]`; PCRE and byte-compare subsignatures are not implemented.
+fn parse_subsig(s: &str) -> Result<(Offset, Pattern, bool), LineError> {
+    if s.contains('/') {
+        return Err(LineError::Unsupported(
+            "PCRE subsignatures are not supported yet".into(),
+        ));
+    }
+    if s.contains('#') {
+        return Err(LineError::Unsupported(
+            "byte-compare subsignatures are not supported yet".into(),
+        ));
+    }
+    let (body, modifiers) = match s.split_once("::") {
+        Some((b, m)) => (b, Modifiers::parse(m).map_err(LineError::Malformed)?),
+        None => (s, Modifiers::default()),
+    };
+    let (offset, hex) = match body.rsplit_once(':') {
+        Some((o, h)) => (Offset::parse(o).map_err(LineError::Malformed)?, h),
+        None => (Offset::Any, body),
+    };
+    if modifiers.wide && modifiers.ascii {
+        return Err(LineError::Unsupported(
+            "'wa' (both widths) is not supported yet".into(),
+        ));
+    }
+    Ok((offset, parse_pattern(hex, modifiers)?, modifiers.fullword))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(kind: Kind, text: &str) -> Result<Database, LoadError> {
+        let mut b = Builder::new(LoadOptions::default());
+        b.add_text(Path::new("test.db"), kind, text, false)?;
+        Ok(b.finish())
+    }
+
+    #[test]
+    fn hash_lines() {
+        let db = load_str(
+            Kind::Hsb,
+            "# comment\n62dd70f5e7530e0239901ac186f1f9ae39292561:544:A.Sha1\naa15bcf478d165efd2065190eb473bcb:*:B:73\n",
+        )
+        .expect("loads");
+        assert_eq!(db.report().hash_signatures, 2);
+        let e = load_str(Kind::Hdb, "ok:1\n").expect_err("too few fields");
+        assert_eq!((e.line, e.file.as_path()), (1, Path::new("test.db")));
+        let e = load_str(Kind::Hdb, "aa15bcf478d165efd2065190eb473bcb:5:A\nzz:5:B\n")
+            .expect_err("bad hash");
+        assert_eq!(e.line, 2);
+        assert!(e.to_string().starts_with("test.db:2: bad hash"), "{e}");
+        assert!(load_str(Kind::Hdb, "aa15bcf478d165efd2065190eb473bcb:*:B\n").is_err());
+    }
+
+    #[test]
+    fn lenient_skips_and_counts() {
+        let mut b = Builder::new(LoadOptions {
+            lenient: true,
+            ..Default::default()
+        });
+        b.add_text(
+            Path::new("x.ndb"),
+            Kind::Ndb,
+            "A:0:*:4142\nB:0:*:41zz\nC:0:*:4142:999\n",
+            false,
+        )
+        .expect("lenient");
+        let db = b.finish();
+        assert_eq!(db.report().body_signatures, 1);
+        assert_eq!(db.report().skipped_malformed, 1);
+        assert_eq!(db.report().skipped_flevel, 1);
+    }
+
+    #[test]
+    fn logical_lines() {
+        let db = load_str(
+            Kind::Ldb,
+            "L;Engine:51-255,Target:1;0&1;4142;EOF-10:4344::i\n",
+        )
+        .expect("loads");
+        assert_eq!(db.report().logical_signatures, 1);
+        assert_eq!(db.patterns.len(), 2);
+        let e = load_str(Kind::Ldb, "L;Target:0;0&2;4142;4344\n").expect_err("bad subsig ref");
+        assert!(e.message.contains("does not exist"), "{e}");
+        let db = load_str(Kind::Ldb, "L;Target:0;0;aa/x/\n").expect("pcre skipped");
+        assert_eq!(db.report().unsupported, 1);
+        let db = load_str(Kind::Ldb, "L;Engine:250-255,Target:0;0;4142\n").expect("flevel");
+        assert_eq!(db.report().skipped_flevel, 1);
+    }
+}

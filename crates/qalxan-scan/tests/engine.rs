@@ -1,0 +1,243 @@
+//! The engine end to end on files built here: EICAR in nested archives, decompression bombs,
+//! damaged archives, allow and ignore lists.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use qalxan_scan::{Database, Limits, LoadOptions, ScanOptions, Scanner};
+
+const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+fn zip_of(members: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+        for (name, data) in members {
+            w.start_file(*name, opts).expect("start member");
+            w.write_all(data).expect("write member");
+        }
+        w.finish().expect("finish zip");
+    }
+    buf.into_inner()
+}
+
+fn scanner(options: ScanOptions) -> Scanner {
+    Scanner::new(Arc::new(Database::builtin()), options)
+}
+
+fn names(o: &qalxan_scan::Outcome) -> Vec<String> {
+    o.detections.iter().map(|d| d.name.clone()).collect()
+}
+
+#[test]
+fn eicar_plain_and_in_zip_in_zip() {
+    let s = scanner(ScanOptions::default());
+    assert_eq!(names(&s.scan_bytes(EICAR)), vec!["Eicar-Test-Signature"]);
+    let inner = zip_of(&[("eicar.com", EICAR)], zip::CompressionMethod::Deflated);
+    let outer = zip_of(
+        &[("readme.txt", b"hello"), ("inner.zip", &inner)],
+        zip::CompressionMethod::Deflated,
+    );
+    let o = s.scan_bytes(&outer);
+    assert_eq!(names(&o), vec!["Eicar-Test-Signature"]);
+    assert_eq!(o.detections[0].location, vec!["inner.zip", "eicar.com"]);
+    assert!(!s.scan_bytes(b"just some text").is_infected());
+    // EICAR must start the file: the same bytes later on are not the test file.
+    let mut shifted = b"xx".to_vec();
+    shifted.extend_from_slice(EICAR);
+    assert!(!s.scan_bytes(&shifted).is_infected());
+}
+
+#[test]
+fn a_zip_bomb_stops_at_the_limits() {
+    let zeros = vec![0u8; 64 << 20];
+    let bomb = zip_of(&[("zeros.bin", &zeros)], zip::CompressionMethod::Deflated);
+    assert!(
+        bomb.len() < 1 << 20,
+        "the bomb compresses: {} bytes",
+        bomb.len()
+    );
+    let s = scanner(ScanOptions {
+        limits: Limits {
+            max_file_size: 8 << 20,
+            ..Limits::default()
+        },
+        ..ScanOptions::default()
+    });
+    let o = s.scan_bytes(&bomb);
+    assert_eq!(names(&o), vec!["Heuristics.Limits.Exceeded.MaxFileSize"]);
+    assert!(
+        o.scanned_bytes < 16 << 20,
+        "scanned {} bytes",
+        o.scanned_bytes
+    );
+
+    // Nesting deeper than allowed: reported, and the scan ends.
+    let mut nested = zip_of(&[("clean.txt", b"clean")], zip::CompressionMethod::Deflated);
+    for i in 0..8 {
+        nested = zip_of(
+            &[(&format!("level{i}.zip"), &nested)],
+            zip::CompressionMethod::Deflated,
+        );
+    }
+    let s = scanner(ScanOptions {
+        limits: Limits {
+            max_depth: 4,
+            ..Limits::default()
+        },
+        ..ScanOptions::default()
+    });
+    assert_eq!(
+        names(&s.scan_bytes(&nested)),
+        vec!["Heuristics.Limits.Exceeded.MaxRecursion"]
+    );
+    let quiet = scanner(ScanOptions {
+        limits: Limits {
+            max_depth: 4,
+            ..Limits::default()
+        },
+        alert_exceeds_max: false,
+        ..ScanOptions::default()
+    });
+    assert!(!quiet.scan_bytes(&nested).is_infected());
+
+    // Too many members.
+    let many: Vec<(String, Vec<u8>)> = (0..50).map(|i| (format!("f{i}"), vec![b'a'; 10])).collect();
+    let refs: Vec<(&str, &[u8])> = many
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let wide = zip_of(&refs, zip::CompressionMethod::Stored);
+    let s = scanner(ScanOptions {
+        limits: Limits {
+            max_files: 10,
+            ..Limits::default()
+        },
+        ..ScanOptions::default()
+    });
+    assert_eq!(
+        names(&s.scan_bytes(&wide)),
+        vec!["Heuristics.Limits.Exceeded.MaxFiles"]
+    );
+}
+
+#[test]
+fn a_truncated_archive_is_reported_not_crashed_on() {
+    let s = scanner(ScanOptions::default());
+    let z = zip_of(
+        &[("a.txt", b"aaaa"), ("eicar.com", EICAR)],
+        zip::CompressionMethod::Stored,
+    );
+    // Cut inside the central directory: the local headers still lead to the members.
+    let cut = &z[..z.len() - 30];
+    let o = s.scan_bytes(cut);
+    assert_eq!(names(&o), vec!["Eicar-Test-Signature"]);
+    assert!(!o.warnings.is_empty(), "the damage is reported");
+    // Every prefix of a deflated archive and of a gzip: no panic, and a warning for the cut.
+    let z = zip_of(&[("eicar.com", EICAR)], zip::CompressionMethod::Deflated);
+    for n in 0..z.len() {
+        let _ = s.scan_bytes(&z[..n]);
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&vec![7u8; 100_000]).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let o = s.scan_bytes(&gz[..gz.len() / 2]);
+    assert!(
+        o.warnings.iter().any(|w| w.contains("gzip")),
+        "{:?}",
+        o.warnings
+    );
+}
+
+#[test]
+fn allow_and_ignore_lists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let md5 = {
+        use md5::Digest;
+        let d = md5::Md5::digest(EICAR);
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let ndb = dir.path().join("t.ndb");
+    std::fs::write(&ndb, "Test.Hello:0:*:68656c6c6f\n").expect("write");
+    let db = Database::load(std::slice::from_ref(&ndb), LoadOptions::default()).expect("loads");
+    let s = Scanner::new(Arc::new(db), ScanOptions::default());
+    assert_eq!(
+        names(&s.scan_bytes(b"say hello")),
+        vec!["Test.Hello.UNOFFICIAL"]
+    );
+
+    let fp = dir.path().join("t.fp");
+    std::fs::write(&fp, format!("{md5}:{}:Eicar.Allowed\n", EICAR.len())).expect("write");
+    let ign = dir.path().join("t.ign2");
+    std::fs::write(&ign, "Test.Hello\n").expect("write");
+    let db = Database::load(&[ndb, fp, ign], LoadOptions::default()).expect("loads");
+    let s = Scanner::new(Arc::new(db), ScanOptions::default());
+    assert!(!s.scan_bytes(EICAR).is_infected(), "allow-listed by hash");
+    assert!(!s.scan_bytes(b"say hello").is_infected(), "name ignored");
+}
+
+#[test]
+fn malformed_databases_name_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("bad.ndb");
+    std::fs::write(&p, "Good:0:*:4142\nBad:0:*:41{2\n").expect("write");
+    let e =
+        Database::load(std::slice::from_ref(&p), LoadOptions::default()).expect_err("malformed");
+    assert_eq!(e.line, 2);
+    assert!(e.to_string().contains("bad.ndb:2:"), "{e}");
+    let db = Database::load(
+        &[p],
+        LoadOptions {
+            lenient: true,
+            ..Default::default()
+        },
+    )
+    .expect("lenient");
+    assert_eq!(db.report().skipped_malformed, 1);
+    let unknown = dir.path().join("x.abc");
+    std::fs::write(&unknown, "").expect("write");
+    assert!(Database::load(&[unknown], LoadOptions::default()).is_err());
+}
+
+#[test]
+fn cvd_containers_load_as_official() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tar = tar::Builder::new(Vec::new());
+    let body = b"Official.Test:0:*:6f6666696369616c\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(body.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "test.ndb", &body[..]).expect("tar");
+    let tar = tar.into_inner().expect("tar");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).expect("gz");
+    let gz = gz.finish().expect("gz");
+    let md5 = {
+        use md5::Digest;
+        md5::Md5::digest(&gz)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let mut header =
+        format!("ClamAV-VDB:01 Jan 2026 00-00 +0000:1:1:90:{md5}:sig:qalxan:0").into_bytes();
+    header.resize(512, b' ');
+    let mut cvd = header.clone();
+    cvd.extend_from_slice(&gz);
+    let path = dir.path().join("test.cvd");
+    std::fs::write(&path, &cvd).expect("write");
+    let db = Database::load(std::slice::from_ref(&path), LoadOptions::default()).expect("loads");
+    let s = Scanner::new(Arc::new(db), ScanOptions::default());
+    assert_eq!(
+        names(&s.scan_bytes(b"an official thing")),
+        vec!["Official.Test"]
+    );
+    // A damaged body is refused.
+    let n = cvd.len();
+    cvd[n - 5] ^= 0xff;
+    std::fs::write(&path, &cvd).expect("write");
+    let e = Database::load(&[path], LoadOptions::default()).expect_err("damaged");
+    assert!(e.message.contains("MD5"), "{e}");
+}
