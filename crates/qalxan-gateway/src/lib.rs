@@ -10,13 +10,12 @@
 //! This is the first slice of the gateway issue: one site, one upstream, HTTP/1.1.
 
 mod admin;
-mod events;
 mod guard;
 mod logs;
 mod proxy;
 
-pub use events::{EventSink, ServerLink};
 pub use guard::{BanPolicy, Limits};
+pub use qalxan_client::{EventSink, ServerLink};
 
 /// The URI type the configuration uses, re-exported so callers need not depend on hyper.
 pub mod hyper_uri {

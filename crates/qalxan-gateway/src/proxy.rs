@@ -1,6 +1,5 @@
 //! The data path: accept, read, inspect, block or forward, stream back, log.
 
-use crate::events::EventSink;
 use crate::logs::JsonLines;
 use crate::WafMode;
 use bytes::{Bytes, BytesMut};
@@ -15,6 +14,7 @@ use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use qalxan_client::EventSink;
 use qalxan_waf::{Plan, Transaction};
 use serde_json::{json, Value};
 use std::convert::Infallible;

@@ -33,6 +33,11 @@ pub struct Config {
     pub login_max_failures_per_ip: u32,
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
+    /// ClamAV signature files or folders for `POST /api/v1/scan`; empty: ClamAV's
+    /// /var/lib/clamav when it exists (the built-in EICAR signature always).
+    pub scan_databases: Vec<PathBuf>,
+    /// Largest file accepted by `POST /api/v1/scan`, in bytes.
+    pub scan_max_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +76,8 @@ impl Default for Config {
             login_max_failures_per_account: 5,
             login_max_failures_per_ip: 20,
             trusted_proxies: Vec::new(),
+            scan_databases: Vec::new(),
+            scan_max_bytes: 25 * 1024 * 1024,
         }
     }
 }
@@ -90,12 +97,27 @@ impl Config {
         "login_max_failures_per_account",
         "login_max_failures_per_ip",
         "trusted_proxies",
+        "scan_databases",
+        "scan_max_bytes",
     ];
 
     /// The database to use: the configured URL, or SQLite in the data folder.
     pub fn database_url(&self) -> Option<&str> {
         let url = self.database_url.trim();
         (!url.is_empty()).then_some(url)
+    }
+
+    /// The signature databases the server's scanner loads.
+    pub fn scan_database_paths(&self) -> Vec<PathBuf> {
+        if !self.scan_databases.is_empty() {
+            return self.scan_databases.clone();
+        }
+        let clamav = PathBuf::from("/var/lib/clamav");
+        if clamav.is_dir() {
+            vec![clamav]
+        } else {
+            Vec::new()
+        }
     }
 
     pub fn secure_cookies(&self) -> bool {

@@ -40,12 +40,15 @@ struct Inner {
     config: Config,
     metrics: metrics::Metrics,
     trusted_proxies: Vec<IpNet>,
+    scanner: qalxan_scan::Scanner,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("trusted_proxies: '{0}' is not an IP address or CIDR range")]
     TrustedProxy(String),
+    #[error("scan_databases: {0}")]
+    Signatures(#[from] qalxan_scan::LoadError),
 }
 
 impl AppState {
@@ -55,12 +58,15 @@ impl AppState {
             .iter()
             .map(|p| parse_ip_range(p).ok_or_else(|| SetupError::TrustedProxy(p.clone())))
             .collect::<Result<_, _>>()?;
+        let db = qalxan_scan::Database::load(&config.scan_database_paths(), Default::default())?;
+        let scanner = qalxan_scan::Scanner::new(Arc::new(db), Default::default());
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
                 config,
                 metrics: metrics::Metrics::new(),
                 trusted_proxies,
+                scanner,
             }),
         })
     }
@@ -71,6 +77,10 @@ impl AppState {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub fn scanner(&self) -> &qalxan_scan::Scanner {
+        &self.inner.scanner
     }
 
     fn metrics(&self) -> &metrics::Metrics {
@@ -113,7 +123,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
-        .nest("/api/v1", api::router())
+        .nest("/api/v1", api::router(state.config()))
         .merge(pages::router())
         .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(

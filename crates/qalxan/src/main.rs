@@ -67,6 +67,8 @@ enum Command {
     Waf(WafCommand),
     /// Scan files and folders with ClamAV signatures (clamscan's interface).
     Scan(scan_cmd::ScanArgs),
+    /// Run a clamd-compatible scanning daemon (for clamdscan and INSTREAM clients).
+    Clamd(scan_cmd::ClamdArgs),
     /// List, restore or delete quarantined files.
     #[command(subcommand)]
     Quarantine(scan_cmd::QuarantineCommand),
@@ -308,6 +310,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Waf(cmd) => waf_command(cmd),
         Command::Scan(_) => unreachable!("handled before the runtime starts"),
         Command::Quarantine(cmd) => scan_cmd::quarantine(cmd),
+        Command::Clamd(args) => {
+            let _log = logging::init_cli();
+            scan_cmd::clamd(args).await
+        }
         Command::Gateway(args) => gateway(args).await,
         Command::Config => {
             let mut shown = config.clone();

@@ -54,6 +54,38 @@ impl DbArgs {
     }
 }
 
+/// Where detections are reported (the dashboard's "infected files stopped").
+#[derive(Args, Clone)]
+pub struct ReportArgs {
+    /// Qalxan server to report detections to, e.g. https://cert.example; the sensor token is
+    /// read from QALXAN_SCANNER_TOKEN.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// The institution whose files these are, when the token is not tied to one.
+    #[arg(long)]
+    institution: Option<i64>,
+}
+
+impl ReportArgs {
+    fn link(&self) -> Result<Option<qalxan_client::ServerLink>> {
+        let Some(url) = &self.server else {
+            return Ok(None);
+        };
+        let token = std::env::var("QALXAN_SCANNER_TOKEN").context(
+            "--server needs the sensor token in the QALXAN_SCANNER_TOKEN environment variable",
+        )?;
+        Ok(Some(qalxan_client::ServerLink {
+            url: url.clone(),
+            token,
+            institution_id: self.institution,
+        }))
+    }
+}
+
+fn infected_event(file: &str, signature: &str, scanner: &str) -> serde_json::Value {
+    serde_json::json!({ "file": file, "signature": signature, "scanner": scanner })
+}
+
 #[derive(Args, Clone)]
 pub struct LimitArgs {
     /// Report every matching signature, not only the first.
@@ -127,6 +159,8 @@ pub struct ScanArgs {
     /// Scanning threads [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    report: ReportArgs,
     /// Files and folders to scan.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -185,6 +219,8 @@ pub fn scan(args: ScanArgs) -> Result<u8> {
         ),
         None => None,
     };
+    let link = args.report.link()?;
+    let mut reported: Vec<(String, String)> = Vec::new();
     let mut dirs = 0;
     let items = collect(&args.paths, args.recursive, &mut dirs);
     let progress = (!args.json && std::io::stderr().is_terminal() && items.len() > 1).then(|| {
@@ -254,6 +290,9 @@ pub fn scan(args: ScanArgs) -> Result<u8> {
                     let mut quarantined = None;
                     if o.is_infected() {
                         infected += 1;
+                        if link.is_some() {
+                            reported.push((shown.clone(), o.detections[0].name.clone()));
+                        }
                         if let Some(q) = &quarantine {
                             match q.store(path, &o.detections[0].name) {
                                 Ok(entry) => quarantined = Some(entry.id),
@@ -334,6 +373,29 @@ pub fn scan(args: ScanArgs) -> Result<u8> {
         writeln!(out, "Time: {:.3} sec", t.as_secs_f64())?;
     }
     out.flush()?;
+    drop(out);
+    if let Some(link) = link {
+        if !reported.is_empty() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the reporting runtime")?;
+            let sent = runtime.block_on(async {
+                let sink = qalxan_client::EventSink::start(link);
+                for (file, name) in &reported {
+                    sink.report(
+                        "scan.infected",
+                        "high",
+                        infected_event(file, name, "qalxan scan"),
+                    );
+                }
+                sink.flush(Duration::from_secs(30)).await
+            });
+            if let Err(e) = sent {
+                eprintln!("warning: detections not reported: {e}");
+            }
+        }
+    }
     Ok(if errors > 0 {
         2
     } else if infected > 0 {
@@ -341,6 +403,79 @@ pub fn scan(args: ScanArgs) -> Result<u8> {
     } else {
         0
     })
+}
+
+#[derive(Args)]
+pub struct ClamdArgs {
+    /// TCP address to listen on [default: 127.0.0.1:3310 when no --socket is given].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Unix socket to listen on (needed for FILDES).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Largest INSTREAM accepted, in bytes (clamd's StreamMaxLength).
+    #[arg(long, default_value_t = 25 << 20)]
+    stream_max: u64,
+    /// Seconds to wait for a command or a stream chunk.
+    #[arg(long, default_value_t = 120)]
+    read_timeout: u64,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+/// Runs `qalxan clamd` until SHUTDOWN or Ctrl-C.
+pub async fn clamd(args: ClamdArgs) -> Result<()> {
+    let mut databases = args.db.databases.clone();
+    if databases.is_empty() && Path::new(DEFAULT_DB_DIR).is_dir() {
+        databases.push(PathBuf::from(DEFAULT_DB_DIR));
+    }
+    let tcp = match (args.listen, &args.socket) {
+        (None, None) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 3310))),
+        (l, _) => l,
+    };
+    let config = qalxan_clamd::Config {
+        tcp,
+        unix: args.socket.clone(),
+        databases,
+        load: LoadOptions {
+            lenient: args.db.lenient,
+            pua: args.db.detect_pua,
+        },
+        scan: args.limits.options(),
+        stream_max: args.stream_max,
+        read_timeout: args.read_timeout,
+    };
+    let hook: Option<qalxan_clamd::DetectionHook> = args.report.link()?.map(|link| {
+        let sink = qalxan_client::EventSink::start(link);
+        let hook: qalxan_clamd::DetectionHook =
+            std::sync::Arc::new(move |subject: &str, name: &str| {
+                sink.report(
+                    "scan.infected",
+                    "high",
+                    infected_event(subject, name, "qalxan clamd"),
+                );
+            });
+        hook
+    });
+    let daemon = tokio::task::spawn_blocking(move || qalxan_clamd::Daemon::new(config, hook))
+        .await
+        .context("loading databases")??;
+    tracing::info!(
+        signatures = daemon.scanner().database().signature_count(),
+        "databases loaded"
+    );
+    let stopper = daemon.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stopper.shutdown();
+        }
+    });
+    daemon.serve().await?;
+    Ok(())
 }
 
 #[derive(Subcommand)]

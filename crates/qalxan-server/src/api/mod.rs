@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod events;
 pub(crate) mod institutions;
 pub(crate) mod me;
+pub(crate) mod scan;
 pub mod tokens;
 pub(crate) mod users;
 
@@ -22,8 +23,13 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
 
-pub fn router() -> Router<AppState> {
+pub fn router(config: &crate::Config) -> Router<AppState> {
     Router::new()
+        .route(
+            "/scan",
+            axum::routing::post(scan::scan)
+                .layer(axum::extract::DefaultBodyLimit::max(config.scan_max_bytes)),
+        )
         .route("/openapi.json", get(openapi_json))
         .route("/me", get(me::get_me))
         .route("/me/password", axum::routing::post(me::change_password))
@@ -81,6 +87,7 @@ pub fn router() -> Router<AppState> {
         events::create,
         events::list,
         events::overview,
+        scan::scan,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -90,6 +97,7 @@ pub fn router() -> Router<AppState> {
         (name = "institutions", description = "The constituency the CERT protects"),
         (name = "events", description = "What the parts of the platform report, and the figures"),
         (name = "audit", description = "The append-only audit trail"),
+        (name = "scan", description = "The scan engine: ClamAV signatures, containers opened"),
     )
 )]
 pub struct ApiDoc;

@@ -1,4 +1,4 @@
-//! Reporting blocks to the Qalxan server (`POST /api/v1/events`), off the data path.
+//! Reporting events to the Qalxan server (`POST /api/v1/events`), off the data path.
 
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,13 +11,13 @@ const QUEUE: usize = 10_000;
 /// Events per request to the server (its limit is 1,000).
 const BATCH: usize = 500;
 
-/// The server and the sensor token the gateway reports with.
+/// The server and the sensor token a worker reports with.
 #[derive(Debug, Clone)]
 pub struct ServerLink {
     /// e.g. `https://cert.example`
     pub url: String,
     pub token: String,
-    /// The institution whose services this gateway protects, if the token is not tied to one.
+    /// The institution the worker protects, if the token is not tied to one.
     pub institution_id: Option<i64>,
 }
 
@@ -27,6 +27,7 @@ pub struct EventSink {
     queue: mpsc::Sender<Value>,
     dropped: Arc<AtomicU64>,
     institution_id: Option<i64>,
+    sender: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl EventSink {
@@ -35,11 +36,29 @@ impl EventSink {
         let (queue, rx) = mpsc::channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let institution_id = link.institution_id;
-        tokio::spawn(send_loop(link, rx, dropped.clone()));
+        let sender = tokio::spawn(send_loop(link, rx, dropped.clone()));
         EventSink {
             queue,
             dropped,
             institution_id,
+            sender: Arc::new(std::sync::Mutex::new(Some(sender))),
+        }
+    }
+
+    /// Sends what is queued and stops, waiting at most `timeout` (for short-lived commands
+    /// such as `qalxan scan`). Other clones of this sink must be gone for the queue to close.
+    pub async fn flush(self, timeout: Duration) -> Result<(), &'static str> {
+        let handle = match self.sender.lock() {
+            Ok(mut h) => h.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        drop(self.queue);
+        match handle {
+            Some(h) => match tokio::time::timeout(timeout, h).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err("the server did not take the events in time"),
+            },
+            None => Ok(()),
         }
     }
 

@@ -1,0 +1,7 @@
+//! The Qalxan server's API from the side of its workers: gateways, scanners and agents report
+//! what they did as events (`POST /api/v1/events`), batched, retried, and never on the data
+//! path: a slow or absent server never slows a scan or a request.
+
+mod events;
+
+pub use events::{EventSink, ServerLink};

@@ -1,0 +1,130 @@
+//! `POST /api/v1/scan`: a file uploaded to the scan engine. An infected file is recorded as a
+//! `scan.infected` event, like the scanners' own reports.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use qalxan_core::{EventKind, InstitutionId, Role, Severity};
+use qalxan_store::NewEvent;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, Problem};
+use crate::AppState;
+
+#[derive(Deserialize, utoipa::IntoParams, Default)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ScanQuery {
+    /// The file's name, for the report and the event (not used to detect its type).
+    pub name: Option<String>,
+    /// The institution the file came from, when the caller's token is not tied to one.
+    pub institution_id: Option<InstitutionId>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ScanDetection {
+    /// Signature name, as ClamAV would print it.
+    pub name: String,
+    /// Members leading from the file to the part that matched (empty: the file itself).
+    pub location: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ScanReport {
+    pub infected: bool,
+    pub detections: Vec<ScanDetection>,
+    pub size: u64,
+    pub sha256: String,
+    /// Damaged containers met while scanning.
+    pub warnings: Vec<String>,
+    /// The `scan.infected` event recorded, when infected.
+    pub event_id: Option<i64>,
+}
+
+/// Scans an uploaded file (the request body, any content type) with the scan engine.
+#[utoipa::path(post, operation_id = "scan_file", path = "/api/v1/scan", tag = "scan", params(ScanQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = ScanReport), (status = 403, body = Problem), (status = 413, body = Problem)))]
+pub async fn scan(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<ScanQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ScanReport>), ApiError> {
+    principal.require(&[Role::Admin, Role::Analyst, Role::Sensor, Role::Institution])?;
+    let institution_id = match (principal.institution, query.institution_id) {
+        (Some(own), Some(given)) if own != given => {
+            return Err(ApiError::forbidden(format!(
+                "institution_id: this caller scans only for institution {own}"
+            )))
+        }
+        (Some(own), _) => Some(own),
+        (None, given) => given,
+    };
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(format!(
+                "the file is larger than scan_max_bytes ({} bytes)",
+                state.config().scan_max_bytes
+            ))
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })?;
+    let scanner = state.scanner().clone();
+    let data = body.clone();
+    let outcome = tokio::task::spawn_blocking(move || scanner.scan_bytes(&data))
+        .await
+        .map_err(|_| ApiError::unavailable("the scan did not complete"))?;
+    let sha256: String = sha2::Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut event_id = None;
+    if let Some(first) = outcome.detections.first() {
+        let event = NewEvent {
+            occurred_at: qalxan_core::now_millis(),
+            kind: EventKind::FileInfected,
+            source: principal.actor().name,
+            institution_id,
+            severity: Severity::High,
+            count: 1,
+            value: None,
+            attributes: serde_json::json!({
+                "file": query.name,
+                "signature": first.name,
+                "sha256": sha256,
+                "size": body.len(),
+                "scanner": "api",
+            }),
+        };
+        event_id = state
+            .store()
+            .insert_events(&[event])
+            .await?
+            .into_iter()
+            .next();
+    }
+    Ok((
+        StatusCode::OK,
+        Json(ScanReport {
+            infected: outcome.is_infected(),
+            detections: outcome
+                .detections
+                .into_iter()
+                .map(|d| ScanDetection {
+                    name: d.name,
+                    location: d.location,
+                })
+                .collect(),
+            size: body.len() as u64,
+            sha256,
+            warnings: outcome.warnings,
+            event_id,
+        }),
+    ))
+}
