@@ -14,4 +14,4 @@ pub mod scan;
 pub mod sigs;
 
 pub use scan::{Detection, Limits, Outcome, ScanError, ScanOptions, Scanner};
-pub use sigs::{Database, LoadError, LoadOptions, LoadReport};
+pub use sigs::{Builder, Database, LoadError, LoadOptions, LoadReport};

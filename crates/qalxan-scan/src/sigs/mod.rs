@@ -403,6 +403,20 @@ impl Builder {
         self.add_text(path, kind, &text, false)
     }
 
+    /// Loads database text as if read from a file called `name` (its extension gives the kind).
+    pub fn add_str(&mut self, name: &str, text: &str) -> Result<(), LoadError> {
+        let path = Path::new(name);
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        match kind_of(&ext, self.options.pua) {
+            Some(Kind::Container) | None => Err(LoadError {
+                file: path.to_path_buf(),
+                line: 0,
+                message: format!("not a text signature database (.{ext})"),
+            }),
+            Some(kind) => self.add_text(path, kind, text, false),
+        }
+    }
+
     /// Loads a `.cvd`/`.cld`: a 512-byte header, then a (gzipped) tar of database files.
     fn add_container(&mut self, path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
         let whole = |message: String| LoadError {
