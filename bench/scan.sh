@@ -48,7 +48,7 @@ EOF
   random_mb=$(( mb - $(du -sm "$corpus/system" | cut -f1) ))
   for i in $(seq 1 $(( random_mb / 8 ))); do
     openssl enc -aes-128-ctr -K 000102030405060708090a0b0c0d0e0f -iv "$(printf '%032x' "$i")" -nosalt </dev/zero 2>/dev/null \
-      | head -c $(( 8 << 20 )) > "$corpus/random/random-$i.bin"
+      | head -c $(( 8 << 20 )) > "$corpus/random/random-$i.bin" || true  # openssl ends on SIGPIPE
   done
   cp /usr/share/clamav-testfiles/* "$corpus/planted/"
   printf '%s' 'X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*' > "$corpus/planted/eicar.com"
@@ -107,7 +107,11 @@ LogFile $work/clamd.log
 MaxThreads $(nproc)
 EOF
 printf 'TCPSocket %s\nTCPAddr 127.0.0.1\n' "$port" > "$work/client.conf"
-wait_ping() { for _ in $(seq 1 600); do clamdscan --config-file="$work/client.conf" --version >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+# clamdscan --version falls back to its own version when no daemon answers: ask PING instead.
+ping_daemon() {
+  python3 -c "import socket,sys; s=socket.create_connection(('127.0.0.1',$port),timeout=1); s.sendall(b'zPING\0'); sys.exit(0 if s.recv(16)==b'PONG\0' else 1)" 2>/dev/null
+}
+wait_ping() { for _ in $(seq 1 1200); do ping_daemon && return 0; sleep 0.05; done; echo "no daemon on $port"; return 1; }
 measure_daemon() { # name pid
   local start end
   start=$(date +%s.%N)
@@ -118,14 +122,14 @@ measure_daemon() { # name pid
   echo "   detections: $(grep -c FOUND "$work/$1.out" || true)"
 }
 t0=$(date +%s.%N)
-clamd -c "$work/clamd.conf" & clamd_pid=$!
+clamd -c "$work/clamd.conf" >"$work/clamd.stdout" 2>&1 & clamd_pid=$!
 wait_ping; t1=$(date +%s.%N)
 echo "clamd ready in $(echo "$t1 - $t0" | bc) s"
 measure_daemon clamd "$clamd_pid"
 kill "$clamd_pid"; wait "$clamd_pid" 2>/dev/null || true
 
 t0=$(date +%s.%N)
-"$qalxan" clamd --listen "127.0.0.1:$port" -d "$sigs" & qx_pid=$!
+"$qalxan" clamd --listen "127.0.0.1:$port" -d "$sigs" >"$work/qalxan-clamd.stdout" 2>&1 & qx_pid=$!
 wait_ping; t1=$(date +%s.%N)
 echo "qalxan clamd ready in $(echo "$t1 - $t0" | bc) s"
 measure_daemon "qalxan-clamd" "$qx_pid"

@@ -28,6 +28,9 @@ use pattern::{Modifiers, Pattern};
 /// newer engine are skipped, as ClamAV skips them.
 pub const FLEVEL: u32 = 210;
 
+/// Longest database line read (logical signatures with long hex patterns run to tens of KB).
+const MAX_LINE: usize = 4 << 20;
+
 /// The EICAR anti-virus test file, detected without any database.
 const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
@@ -79,43 +82,56 @@ pub struct LoadOptions {
     pub pua: bool,
 }
 
-/// Signature names in one arena: a million hash signatures must not cost a million allocations.
+/// Signature names in one arena: a million hash signatures must not cost a million
+/// allocations. Each name is its start offset (top bit: from an official database); it ends
+/// where the next begins.
 #[derive(Debug, Default)]
 struct Names {
     text: String,
-    spans: Vec<(u32, u32, bool)>,
+    starts: Vec<u32>,
 }
 
 pub type NameId = u32;
+
+const OFFICIAL: u32 = 1 << 31;
 
 impl Names {
     fn add(&mut self, name: &str, official: bool) -> NameId {
         let start = self.text.len() as u32;
         self.text.push_str(name);
-        self.spans.push((start, name.len() as u32, official));
-        (self.spans.len() - 1) as NameId
+        self.starts
+            .push(if official { start | OFFICIAL } else { start });
+        (self.starts.len() - 1) as NameId
     }
 
     fn get(&self, id: NameId) -> (&str, bool) {
-        let (start, len, official) = self.spans[id as usize];
-        (&self.text[start as usize..(start + len) as usize], official)
+        let raw = self.starts[id as usize];
+        let start = (raw & !OFFICIAL) as usize;
+        let end = self
+            .starts
+            .get(id as usize + 1)
+            .map_or(self.text.len(), |n| (n & !OFFICIAL) as usize);
+        (&self.text[start..end], raw & OFFICIAL != 0)
     }
 }
 
-/// Digests of one kind, keyed by (size, digest) with a side table for `*` sizes.
+/// Digests of one kind: sorted vectors searched by halving, not hash maps, because a million
+/// signatures must load in a fraction of a second and stay small (48 bytes each for SHA-256,
+/// no spare buckets). A side table holds `*` sizes; the sorted list of sizes lets the scanner
+/// skip hashing files of a size no signature has.
 #[derive(Debug)]
 pub(crate) struct HashTable<const N: usize> {
-    exact: FxHashMap<(u64, [u8; N]), NameId>,
-    any_size: FxHashMap<[u8; N], NameId>,
-    sizes: FxHashSet<u64>,
+    exact: Vec<(([u8; N], u64), NameId)>,
+    any_size: Vec<([u8; N], NameId)>,
+    sizes: Vec<u64>,
 }
 
 impl<const N: usize> Default for HashTable<N> {
     fn default() -> Self {
         Self {
-            exact: FxHashMap::default(),
-            any_size: FxHashMap::default(),
-            sizes: FxHashSet::default(),
+            exact: Vec::new(),
+            any_size: Vec::new(),
+            sizes: Vec::new(),
         }
     }
 }
@@ -123,14 +139,45 @@ impl<const N: usize> Default for HashTable<N> {
 impl<const N: usize> HashTable<N> {
     fn insert(&mut self, size: Option<u64>, digest: [u8; N], name: NameId) {
         match size {
-            Some(s) => {
-                self.exact.entry((s, digest)).or_insert(name);
-                self.sizes.insert(s);
-            }
-            None => {
-                self.any_size.entry(digest).or_insert(name);
-            }
+            Some(s) => self.exact.push(((digest, s), name)),
+            None => self.any_size.push((digest, name)),
         }
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.exact.reserve(n);
+    }
+
+    fn absorb(&mut self, other: HashTable<N>, id_base: NameId) {
+        self.exact
+            .extend(other.exact.into_iter().map(|(k, id)| (k, id + id_base)));
+        self.any_size
+            .extend(other.any_size.into_iter().map(|(k, id)| (k, id + id_base)));
+    }
+
+    /// Sorts for lookup; of duplicate (digest, size) keys one is kept.
+    fn seal(&mut self) {
+        // Digests are uniformly random: their first eight bytes decide nearly every comparison.
+        fn prefix(d: &[u8]) -> u64 {
+            let mut p = [0u8; 8];
+            let n = d.len().min(8);
+            p[..n].copy_from_slice(&d[..n]);
+            u64::from_be_bytes(p)
+        }
+        use rayon::slice::ParallelSliceMut;
+        self.exact.par_sort_unstable_by(|a, b| {
+            prefix(&a.0 .0)
+                .cmp(&prefix(&b.0 .0))
+                .then_with(|| a.0.cmp(&b.0))
+        });
+        self.exact.dedup_by(|a, b| a.0 == b.0);
+        self.exact.shrink_to_fit();
+        self.any_size.sort_unstable_by_key(|a| a.0);
+        self.any_size.dedup_by(|a, b| a.0 == b.0);
+        self.sizes = self.exact.iter().map(|e| e.0 .1).collect();
+        self.sizes.sort_unstable();
+        self.sizes.dedup();
+        self.sizes.shrink_to_fit();
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -139,14 +186,18 @@ impl<const N: usize> HashTable<N> {
 
     /// Whether a file of `size` bytes could match, before paying for its digest.
     pub(crate) fn wants(&self, size: u64) -> bool {
-        !self.any_size.is_empty() || self.sizes.contains(&size)
+        !self.any_size.is_empty() || self.sizes.binary_search(&size).is_ok()
     }
 
     pub(crate) fn get(&self, size: u64, digest: &[u8; N]) -> Option<NameId> {
-        self.exact
-            .get(&(size, *digest))
-            .or_else(|| self.any_size.get(digest))
-            .copied()
+        let key = (*digest, size);
+        if let Ok(i) = self.exact.binary_search_by(|e| e.0.cmp(&key)) {
+            return Some(self.exact[i].1);
+        }
+        self.any_size
+            .binary_search_by(|e| e.0.cmp(digest))
+            .ok()
+            .map(|i| self.any_size[i].1)
     }
 }
 
@@ -158,6 +209,18 @@ pub(crate) struct HashSet3 {
 }
 
 impl HashSet3 {
+    fn absorb(&mut self, other: HashSet3, id_base: NameId) {
+        self.md5.absorb(other.md5, id_base);
+        self.sha1.absorb(other.sha1, id_base);
+        self.sha256.absorb(other.sha256, id_base);
+    }
+
+    fn seal(&mut self) {
+        self.md5.seal();
+        self.sha1.seal();
+        self.sha256.seal();
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.md5.is_empty() && self.sha1.is_empty() && self.sha256.is_empty()
     }
@@ -311,15 +374,37 @@ const KNOWN_UNREAD: &[&str] = &[
     "mdu", "msu", "ndu", "ldu", "cat", "crt", "dat", "zmd", "rmd", "db", "sign", "pwdb",
 ];
 
+/// Hex digit values; 0xff marks a byte that is not one.
+const HEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != N * 2 {
+    let b = s.as_bytes();
+    if b.len() != N * 2 {
         return None;
     }
     let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let (h, l) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
+        bad |= h | l;
+        *o = h << 4 | (l & 0x0f);
     }
-    Some(out)
+    // Any invalid digit set the high bits of `bad`.
+    (bad & 0xf0 == 0).then_some(out)
 }
 
 impl Builder {
@@ -377,9 +462,9 @@ impl Builder {
                     .and_then(|e| e.to_str())
                     .unwrap_or("")
                     .to_ascii_lowercase();
-                if kind_of(&ext, self.options.pua).is_some() || ext == "yar" || ext == "yara" {
+                if kind_of(&ext, self.options.pua).is_some() {
                     self.add_path(&entry)?;
-                } else if KNOWN_UNREAD.contains(&ext.as_str()) {
+                } else if KNOWN_UNREAD.contains(&ext.as_str()) || ext == "yar" || ext == "yara" {
                     self.report.skipped_files.push(entry.display().to_string());
                 }
             }
@@ -395,25 +480,165 @@ impl Builder {
                 "not a signature database this engine reads (.{ext})"
             )));
         };
-        let bytes = std::fs::read(path).map_err(|e| whole(e.to_string()))?;
         if kind == Kind::Container {
+            let bytes = std::fs::read(path).map_err(|e| whole(e.to_string()))?;
             return self.add_container(path, &bytes);
         }
-        let text = String::from_utf8_lossy(&bytes);
-        self.add_text(path, kind, &text, false)
+        let file = std::fs::File::open(path).map_err(|e| whole(e.to_string()))?;
+        if matches!(kind, Kind::Hdb | Kind::Hsb | Kind::Fp | Kind::Sfp) {
+            // Hash lines run 60 to 100 bytes: reserve once rather than grow a 50 MB table.
+            let estimate = (meta.len() / 80) as usize;
+            match kind {
+                Kind::Hsb => self.hashes.sha256.reserve(estimate),
+                Kind::Hdb => self.hashes.md5.reserve(estimate),
+                _ => {}
+            }
+            return self.add_hash_file(path, kind, file);
+        }
+        self.add_lines(
+            path,
+            kind,
+            std::io::BufReader::with_capacity(1 << 20, file),
+            false,
+        )
+    }
+
+    /// Hash databases run to millions of lines: they are read in chunks cut at line ends, each
+    /// chunk parsed on its own thread into a partial builder, and the partials merged in order
+    /// (so names, line numbers and the first error are as a serial load would give).
+    fn add_hash_file(
+        &mut self,
+        path: &Path,
+        kind: Kind,
+        mut file: std::fs::File,
+    ) -> Result<(), LoadError> {
+        use rayon::prelude::*;
+        const CHUNK: usize = 4 << 20;
+        let batch = rayon::current_num_threads().max(1) * 2;
+        self.report.files += 1;
+        let mut carry: Vec<u8> = Vec::new();
+        let mut lines_before = 0usize;
+        let mut eof = false;
+        while !eof {
+            let mut chunks: Vec<(usize, Vec<u8>)> = Vec::with_capacity(batch);
+            while chunks.len() < batch && !eof {
+                let mut buf = std::mem::take(&mut carry);
+                let start = buf.len();
+                buf.resize(start + CHUNK, 0);
+                let mut filled = start;
+                while filled < buf.len() {
+                    match file.read(&mut buf[filled..]) {
+                        Ok(0) => {
+                            eof = true;
+                            break;
+                        }
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            return Err(LoadError {
+                                file: path.to_path_buf(),
+                                line: lines_before + 1,
+                                message: e.to_string(),
+                            })
+                        }
+                    }
+                }
+                buf.truncate(filled);
+                if !eof {
+                    match memchr::memrchr(b'\n', &buf) {
+                        Some(cut) => carry = buf.split_off(cut + 1),
+                        None if buf.len() > MAX_LINE => {
+                            return Err(LoadError {
+                                file: path.to_path_buf(),
+                                line: lines_before + 1,
+                                message: format!("line longer than {MAX_LINE} bytes"),
+                            })
+                        }
+                        None => {
+                            carry = buf;
+                            continue;
+                        }
+                    }
+                }
+                let lines = memchr::memchr_iter(b'\n', &buf).count();
+                chunks.push((lines_before, buf));
+                lines_before += lines;
+            }
+            let options = self.options;
+            let partials: Vec<Result<Builder, LoadError>> = chunks
+                .par_iter()
+                .map(|(first_line, bytes)| {
+                    let mut b = Builder::new(options);
+                    let estimate = bytes.len() / 60;
+                    match kind {
+                        Kind::Hsb => b.hashes.sha256.reserve(estimate),
+                        Kind::Hdb => b.hashes.md5.reserve(estimate),
+                        _ => {}
+                    }
+                    b.names.text.reserve(bytes.len() / 3);
+                    b.names.starts.reserve(estimate);
+                    b.add_lines(path, kind, &bytes[..], false)
+                        .map_err(|mut e| {
+                            e.line += first_line;
+                            e
+                        })?;
+                    Ok(b)
+                })
+                .collect();
+            for partial in partials {
+                self.absorb(partial?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes over the hash signatures, names and counts of a partial builder.
+    fn absorb(&mut self, other: Builder) {
+        let id_base = self.names.starts.len() as NameId;
+        let text_base = self.names.text.len() as u32;
+        self.names.text.push_str(&other.names.text);
+        self.names.starts.extend(
+            other
+                .names
+                .starts
+                .iter()
+                .map(|s| (s & OFFICIAL) | ((s & !OFFICIAL) + text_base)),
+        );
+        for (mine, theirs) in [
+            (&mut self.hashes, other.hashes),
+            (&mut self.allow, other.allow),
+            (&mut self.sections, other.sections),
+        ] {
+            mine.absorb(theirs, id_base);
+        }
+        let r = other.report;
+        self.report.hash_signatures += r.hash_signatures;
+        self.report.allow_entries += r.allow_entries;
+        self.report.unsupported += r.unsupported;
+        self.report.skipped_malformed += r.skipped_malformed;
+        self.report.skipped_flevel += r.skipped_flevel;
+        for w in r.warnings {
+            if self.report.warnings.len() < 20 {
+                self.report.warnings.push(w);
+            }
+        }
     }
 
     /// Loads database text as if read from a file called `name` (its extension gives the kind).
     pub fn add_str(&mut self, name: &str, text: &str) -> Result<(), LoadError> {
         let path = Path::new(name);
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         match kind_of(&ext, self.options.pua) {
             Some(Kind::Container) | None => Err(LoadError {
                 file: path.to_path_buf(),
                 line: 0,
                 message: format!("not a text signature database (.{ext})"),
             }),
-            Some(kind) => self.add_text(path, kind, text, false),
+            Some(kind) => self.add_lines(path, kind, text.as_bytes(), false),
         }
     }
 
@@ -473,29 +698,52 @@ impl Builder {
                     self.report.skipped_files.push(member.display().to_string());
                 }
                 Some(kind) => {
-                    let mut buf = Vec::new();
-                    entry
-                        .read_to_end(&mut buf)
-                        .map_err(|e| whole(format!("bad archive member {name}: {e}")))?;
-                    let text = String::from_utf8_lossy(&buf);
-                    self.add_text(&member, kind, &text, true)?;
+                    self.add_lines(&member, kind, std::io::BufReader::new(&mut entry), true)?;
                 }
             }
         }
         Ok(())
     }
 
-    /// Loads database text of a known kind; `official` names come from signed containers.
-    fn add_text(
+    /// Loads database lines of a known kind; `official` names come from signed containers.
+    /// Lines are read one at a time, so a 100 MB database never sits in memory whole.
+    fn add_lines(
         &mut self,
         path: &Path,
         kind: Kind,
-        text: &str,
+        mut reader: impl std::io::BufRead,
         official: bool,
     ) -> Result<(), LoadError> {
+        use std::io::BufRead;
         self.report.files += 1;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim_end_matches('\r');
+        let mut buf = Vec::with_capacity(256);
+        let mut number = 0;
+        loop {
+            buf.clear();
+            let got = (&mut reader)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| LoadError {
+                    file: path.to_path_buf(),
+                    line: number + 1,
+                    message: e.to_string(),
+                })?;
+            if got == 0 {
+                return Ok(());
+            }
+            number += 1;
+            if buf.len() > MAX_LINE {
+                return Err(LoadError {
+                    file: path.to_path_buf(),
+                    line: number,
+                    message: format!("line longer than {MAX_LINE} bytes"),
+                });
+            }
+            let text = match std::str::from_utf8(&buf) {
+                Ok(t) => std::borrow::Cow::Borrowed(t),
+                Err(_) => String::from_utf8_lossy(&buf),
+            };
+            let line = text.trim_end_matches(['\n', '\r']);
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
@@ -503,24 +751,23 @@ impl Builder {
                 Ok(()) => {}
                 Err(LineError::Unsupported(why)) => {
                     self.report.unsupported += 1;
-                    self.warn(path, i + 1, &why);
+                    self.warn(path, number, &why);
                 }
                 Err(LineError::Flevel) => self.report.skipped_flevel += 1,
                 Err(LineError::Malformed(message)) => {
                     if self.options.lenient {
                         self.report.skipped_malformed += 1;
-                        self.warn(path, i + 1, &message);
+                        self.warn(path, number, &message);
                     } else {
                         return Err(LoadError {
                             file: path.to_path_buf(),
-                            line: i + 1,
+                            line: number,
                             message,
                         });
                     }
                 }
             }
         }
-        Ok(())
     }
 
     fn warn(&mut self, path: &Path, line: usize, why: &str) {
@@ -548,23 +795,32 @@ impl Builder {
     }
 
     fn add_hash(&mut self, kind: Kind, line: &str, official: bool) -> Result<(), LineError> {
-        let f: Vec<&str> = line.split(':').collect();
-        if f.len() < 3 {
+        // memchr finds the colons far faster than str::split (a million lines per database).
+        let mut f = ColonFields {
+            rest: Some(line),
+            left: 6,
+        };
+        let (Some(hash), Some(size), Some(name)) = (f.next(), f.next(), f.next()) else {
+            let n = line.split(':').count();
             return Err(LineError::Malformed(format!(
-                "expected HASH:SIZE:NAME, got {} field(s)",
-                f.len()
+                "expected HASH:SIZE:NAME, got {n} field(s)"
             )));
+        };
+        let (min_fl, max_fl) = (f.next(), f.next());
+        if f.next().is_some() {
+            return Err(LineError::Malformed(
+                "too many fields (expected HASH:SIZE:NAME[:MINFL[:MAXFL]])".into(),
+            ));
         }
-        check_flevel(f.get(3).copied(), f.get(4).copied())?;
-        let size = parse_size(f[1])?;
-        if size.is_none() && f.get(3).is_none() {
+        check_flevel(min_fl, max_fl)?;
+        let size = parse_size(size)?;
+        if size.is_none() && min_fl.is_none() {
             // ClamAV only accepts `*` sizes from signatures that declare a functionality level
             // that knows them (73 or later).
             return Err(LineError::Malformed(
                 "a '*' size needs a minimum functionality level field (73)".into(),
             ));
         }
-        let name = f[2];
         if name.is_empty() {
             return Err(LineError::Malformed("empty signature name".into()));
         }
@@ -575,7 +831,7 @@ impl Builder {
         } else {
             &mut self.hashes
         };
-        insert_digest(table, f[0], size, id)?;
+        insert_digest(table, hash, size, id)?;
         if allow {
             self.report.allow_entries += 1;
         } else {
@@ -677,7 +933,10 @@ impl Builder {
     }
 
     /// Compiles the matchers.
-    pub fn finish(self) -> Database {
+    pub fn finish(mut self) -> Database {
+        self.hashes.seal();
+        self.sections.seal();
+        self.allow.seal();
         let mut sensitive = AnchorSet::default();
         let mut nocase = AnchorSet::default();
         let mut unanchored = Vec::new();
@@ -733,6 +992,35 @@ impl Builder {
 
 /// Anchors being collected: the literals, the patterns per literal, and a literal's index.
 type AnchorSet = (Vec<Vec<u8>>, Vec<Vec<u32>>, FxHashMap<Vec<u8>, usize>);
+
+/// `str::splitn(n, ':')`, with memchr.
+struct ColonFields<'a> {
+    rest: Option<&'a str>,
+    left: usize,
+}
+
+impl<'a> Iterator for ColonFields<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        self.left = self.left.saturating_sub(1);
+        if self.left == 0 {
+            self.rest = None;
+            return Some(rest);
+        }
+        match memchr::memchr(b':', rest.as_bytes()) {
+            Some(i) => {
+                self.rest = Some(&rest[i + 1..]);
+                Some(&rest[..i])
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
+}
 
 enum LineError {
     Malformed(String),
@@ -846,7 +1134,7 @@ mod tests {
 
     fn load_str(kind: Kind, text: &str) -> Result<Database, LoadError> {
         let mut b = Builder::new(LoadOptions::default());
-        b.add_text(Path::new("test.db"), kind, text, false)?;
+        b.add_lines(Path::new("test.db"), kind, text.as_bytes(), false)?;
         Ok(b.finish())
     }
 
@@ -873,10 +1161,10 @@ mod tests {
             lenient: true,
             ..Default::default()
         });
-        b.add_text(
+        b.add_lines(
             Path::new("x.ndb"),
             Kind::Ndb,
-            "A:0:*:4142\nB:0:*:41zz\nC:0:*:4142:999\n",
+            "A:0:*:4142\nB:0:*:41zz\nC:0:*:4142:999\n".as_bytes(),
             false,
         )
         .expect("lenient");
