@@ -1112,6 +1112,11 @@ fn parse_subsig(s: &str) -> Result<(Offset, Pattern, bool), LineError> {
             "byte-compare subsignatures are not supported yet".into(),
         ));
     }
+    if s.contains('$') {
+        return Err(LineError::Unsupported(
+            "macro subsignatures are not supported yet".into(),
+        ));
+    }
     let (body, modifiers) = match s.split_once("::") {
         Some((b, m)) => (b, Modifiers::parse(m).map_err(LineError::Malformed)?),
         None => (s, Modifiers::default()),

@@ -173,6 +173,9 @@ impl Pattern {
                             format!("boundary ({}) is not supported", body[0] as char),
                         ));
                     }
+                    if body.iter().any(|c| matches!(c, b'?' | b'*' | b'{' | b'[' | b'(')) {
+                        return Err(err(open, "wildcards inside alternatives are not supported"));
+                    }
                     let mut options = Vec::new();
                     let mut col = open + 1;
                     for part in body.split(|&c| c == b'|') {
