@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The scan engine against ClamAV, measured in one run on the same corpus and signatures:
 #   clamscan, clamd via clamdscan --multiscan, qalxan scan, qalxan clamd via clamdscan --multiscan.
+# Signatures: 1,000,000 SHA-256 hashes, the project's test .ndb/.ldb and its YARA rule.
 # For each: wall time, MB/s, peak RSS; and the start-up time (loading 1,000,000 hash signatures).
 #
 #   bench/scan.sh [CORPUS_MB]      (default 500; needs clamav, clamav-daemon, clamdscan,
@@ -71,9 +72,11 @@ with open(sys.argv[1], "w") as f:
         digest = hashlib.sha256(rng.getrandbits(128).to_bytes(16, "little")).hexdigest()
         f.write(f"{digest}:{rng.randint(100, 10_000_000)}:Bench.Hash.{i}\n")
 EOF
-  cp "$root/../shared/data/clamav-test-sigs/extra/qalxan-test.ndb" "$root/../shared/data/clamav-test-sigs/extra/qalxan-test.ldb" "$sigs/" 2>/dev/null || true
+  extra="$root/../shared/data/clamav-test-sigs/extra"
+  cp "$extra/qalxan-test.ndb" "$extra/qalxan-test.ldb" "$extra/qalxan-test.yar" "$sigs/" 2>/dev/null || true
 fi
-echo "signatures: $(cat "$sigs"/*.hsb "$sigs"/*.ndb "$sigs"/*.ldb 2>/dev/null | wc -l) lines in $sigs"
+[ -f "$sigs/qalxan-test.yar" ] || cp "$root/../shared/data/clamav-test-sigs/extra/qalxan-test.yar" "$sigs/" 2>/dev/null || true
+echo "signatures: $(cat "$sigs"/*.hsb "$sigs"/*.ndb "$sigs"/*.ldb 2>/dev/null | wc -l) lines and $(ls "$sigs"/*.yar 2>/dev/null | wc -l) YARA file(s) in $sigs"
 
 rss_of() { awk '/Maximum resident set size/ {print int($6/1024)}' "$1"; }
 wall_of() { awk -F': ' '/Elapsed \(wall clock\)/ {split($2, t, ":"); if (length(t) == 3) print t[1]*3600 + t[2]*60 + t[3]; else print t[1]*60 + t[2]}' "$1"; }

@@ -304,6 +304,10 @@ impl Ctx<'_> {
         if self.stopped {
             return;
         }
+        self.yara(data);
+        if self.stopped {
+            return;
+        }
 
         if depth >= self.options.limits.max_depth {
             if formats::is_container(ftype) {
@@ -349,6 +353,34 @@ impl Ctx<'_> {
             self.outcome
                 .warnings
                 .push(format!("{at}{}: {e}", ftype.name()));
+        }
+    }
+
+    fn yara(&mut self, data: &[u8]) {
+        let Some(y) = &self.db.yara else { return };
+        let mut scanner = yara_x::Scanner::new(&y.rules);
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        scanner.set_timeout(left.max(Duration::from_millis(1)));
+        let found: Vec<NameId> = match scanner.scan(data) {
+            Ok(results) => results
+                .matching_rules()
+                .filter_map(|r| y.name_of(r.namespace(), r.identifier()))
+                .collect(),
+            Err(yara_x::errors::ScanError::Timeout) => {
+                self.limit("MaxScanTime");
+                self.stopped = true;
+                return;
+            }
+            Err(e) => {
+                self.outcome.warnings.push(format!("yara: {e}"));
+                return;
+            }
+        };
+        for id in found {
+            self.detect_id(id);
+            if self.stopped {
+                return;
+            }
         }
     }
 

@@ -277,3 +277,39 @@ fn large_hash_databases_load_in_parallel_chunks_with_true_line_numbers() {
     let e = Database::load(&[bad], LoadOptions::default()).expect_err("malformed");
     assert_eq!(e.line, 110_001, "{e}");
 }
+
+#[test]
+fn yara_rules_run_on_every_layer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yar = dir.path().join("rules.yar");
+    std::fs::write(
+        &yar,
+        "rule Invoice_Dropper {\n  strings:\n    $a = \"powershell -enc\" nocase\n  condition:\n    $a\n}\n",
+    )
+    .expect("write");
+    let db = Database::load(std::slice::from_ref(&yar), LoadOptions::default()).expect("loads");
+    assert_eq!(db.report().yara_rules, 1);
+    let s = Scanner::new(Arc::new(db), ScanOptions::default());
+    assert_eq!(
+        names(&s.scan_bytes(b"run POWERSHELL -ENC aGVsbG8=")),
+        vec!["YARA.Invoice_Dropper.UNOFFICIAL"]
+    );
+    let zipped = zip_of(
+        &[("run.bat", b"cmd /c powershell -enc AAAA")],
+        zip::CompressionMethod::Deflated,
+    );
+    let o = s.scan_bytes(&zipped);
+    assert_eq!(names(&o), vec!["YARA.Invoice_Dropper.UNOFFICIAL"]);
+    assert_eq!(o.detections[0].location, vec!["run.bat"]);
+    assert!(!s.scan_bytes(b"nothing here").is_infected());
+
+    let bad = dir.path().join("bad.yar");
+    std::fs::write(
+        &bad,
+        "rule A {\n  condition:\n    true\n}\nrule B {\n  condition\n}\n",
+    )
+    .expect("write");
+    let e = Database::load(&[bad], LoadOptions::default()).expect_err("syntax error");
+    assert_eq!(e.line, 7, "{e}");
+    assert!(e.to_string().contains("bad.yar:7:"), "{e}");
+}

@@ -130,6 +130,27 @@ fn extra_signatures_match_clamscan_allmatch() {
 }
 
 #[test]
+fn the_yara_rule_matches_clam_exe() {
+    let Some(sigs) = sigs_dir() else { return };
+    let yar = sigs.join("extra/qalxan-test.yar");
+    let out = Command::new(BIN)
+        .args(["scan", "--no-summary", "-d"])
+        .arg(&yar)
+        .args(["clam.exe", "clam.zip", "clam.exe.rtf", "clam.pdf"])
+        .current_dir(TESTFILES)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for file in ["clam.exe", "clam.zip", "clam.exe.rtf", "clam.pdf"] {
+        assert!(
+            text.contains(&format!("{file}: YARA.Qalxan_Test_Yara.UNOFFICIAL FOUND")),
+            "{file}: {text}"
+        );
+    }
+}
+
+#[test]
 fn json_lines_exit_codes_and_quarantine() {
     let dir = tempfile::tempdir().expect("tempdir");
     let eicar = dir.path().join("eicar.com");

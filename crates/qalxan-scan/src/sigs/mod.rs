@@ -61,6 +61,7 @@ pub struct LoadReport {
     pub hash_signatures: usize,
     pub body_signatures: usize,
     pub logical_signatures: usize,
+    pub yara_rules: usize,
     pub allow_entries: usize,
     pub ignored_names: usize,
     /// Valid signatures using features this engine does not implement (skipped).
@@ -272,8 +273,63 @@ pub struct Database {
     pub(crate) anchors_nocase: Option<Anchors>,
     /// Patterns with no fixed byte run to anchor on; tried at every allowed offset.
     pub(crate) unanchored: Vec<u32>,
+    pub(crate) yara: Option<YaraRules>,
     ignored: FxHashSet<String>,
     report: LoadReport,
+}
+
+/// Compiled YARA rules and the detection name of each (`YARA.<rule>`, as ClamAV names them).
+pub(crate) struct YaraRules {
+    pub rules: yara_x::Rules,
+    /// "namespace\0identifier" to name.
+    pub names: FxHashMap<String, NameId>,
+}
+
+impl fmt::Debug for YaraRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "YaraRules({} rules)", self.names.len())
+    }
+}
+
+impl YaraRules {
+    pub(crate) fn name_of(&self, namespace: &str, identifier: &str) -> Option<NameId> {
+        self.names
+            .get(&format!("{namespace}\0{identifier}"))
+            .copied()
+    }
+}
+
+fn compile_yara(sources: &[(String, String)], names: &mut Names) -> Option<YaraRules> {
+    if sources.is_empty() {
+        return None;
+    }
+    let mut compiler = yara_x::Compiler::new();
+    for (i, (origin, text)) in sources.iter().enumerate() {
+        compiler.new_namespace(&format!("file{i}"));
+        // Each file compiled alone before; a clash between files drops only the clashing rule.
+        let _ = compiler
+            .add_source(yara_x::SourceCode::from(text.as_str()).with_origin(origin.as_str()));
+    }
+    let rules = compiler.build();
+    let mut map = FxHashMap::default();
+    for rule in rules.iter() {
+        let id = names.add(&format!("YARA.{}", rule.identifier()), false);
+        map.insert(format!("{}\0{}", rule.namespace(), rule.identifier()), id);
+    }
+    Some(YaraRules { rules, names: map })
+}
+
+/// The line of the first `origin:LINE:COL` in a yara-x error report.
+fn yara_error_line(report: &str, origin: &str) -> usize {
+    let needle = format!("{origin}:");
+    report
+        .find(&needle)
+        .and_then(|i| {
+            let rest = &report[i + needle.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 impl Database {
@@ -301,7 +357,7 @@ impl Database {
     /// The signature count, as ClamAV reports "Known viruses".
     pub fn signature_count(&self) -> usize {
         let r = &self.report;
-        r.hash_signatures + r.body_signatures + r.logical_signatures
+        r.hash_signatures + r.body_signatures + r.logical_signatures + r.yara_rules
     }
 
     /// The name shown to users: ClamAV marks names from unsigned databases `.UNOFFICIAL`.
@@ -329,6 +385,7 @@ pub struct Builder {
     logicals: Vec<LogicalSig>,
     ignored: FxHashSet<String>,
     report: LoadReport,
+    yara_sources: Vec<(String, String)>,
 }
 
 /// The database kinds by file extension.
@@ -344,6 +401,7 @@ enum Kind {
     Sfp,
     Ign,
     Container,
+    Yara,
 }
 
 fn kind_of(ext: &str, pua: bool) -> Option<Kind> {
@@ -364,6 +422,7 @@ fn kind_of(ext: &str, pua: bool) -> Option<Kind> {
         "sfp" => Kind::Sfp,
         "ign" | "ign2" => Kind::Ign,
         "cvd" | "cld" | "cud" => Kind::Container,
+        "yar" | "yara" => Kind::Yara,
         _ => return None,
     })
 }
@@ -419,6 +478,7 @@ impl Builder {
             logicals: Vec::new(),
             ignored: FxHashSet::default(),
             report: LoadReport::default(),
+            yara_sources: Vec::new(),
         }
     }
 
@@ -464,7 +524,7 @@ impl Builder {
                     .to_ascii_lowercase();
                 if kind_of(&ext, self.options.pua).is_some() {
                     self.add_path(&entry)?;
-                } else if KNOWN_UNREAD.contains(&ext.as_str()) || ext == "yar" || ext == "yara" {
+                } else if KNOWN_UNREAD.contains(&ext.as_str()) {
                     self.report.skipped_files.push(entry.display().to_string());
                 }
             }
@@ -483,6 +543,10 @@ impl Builder {
         if kind == Kind::Container {
             let bytes = std::fs::read(path).map_err(|e| whole(e.to_string()))?;
             return self.add_container(path, &bytes);
+        }
+        if kind == Kind::Yara {
+            let text = std::fs::read_to_string(path).map_err(|e| whole(e.to_string()))?;
+            return self.add_yara(path, text);
         }
         let file = std::fs::File::open(path).map_err(|e| whole(e.to_string()))?;
         if matches!(kind, Kind::Hdb | Kind::Hsb | Kind::Fp | Kind::Sfp) {
@@ -589,6 +653,33 @@ impl Builder {
                 self.absorb(partial?);
             }
         }
+        Ok(())
+    }
+
+    /// YARA rules, compiled by yara-x. Each file is compiled alone first so that an error names
+    /// its file and line; all files are compiled together (one namespace each) at the end.
+    fn add_yara(&mut self, path: &Path, text: String) -> Result<(), LoadError> {
+        self.report.files += 1;
+        let origin = path.display().to_string();
+        let mut check = yara_x::Compiler::new();
+        if let Err(e) =
+            check.add_source(yara_x::SourceCode::from(text.as_str()).with_origin(origin.as_str()))
+        {
+            let report = e.to_string();
+            let line = yara_error_line(&report, &origin);
+            let message = report.lines().next().unwrap_or("YARA error").to_string();
+            if self.options.lenient {
+                self.report.skipped_malformed += 1;
+                self.warn(path, line, &message);
+                return Ok(());
+            }
+            return Err(LoadError {
+                file: path.to_path_buf(),
+                line,
+                message: if message.is_empty() { report } else { message },
+            });
+        }
+        self.yara_sources.push((origin, text));
         Ok(())
     }
 
@@ -790,7 +881,9 @@ impl Builder {
                 self.report.ignored_names += 1;
                 Ok(())
             }
-            Kind::Container => Err(LineError::Malformed("containers hold no lines".into())),
+            Kind::Container | Kind::Yara => {
+                Err(LineError::Malformed("not a line-based database".into()))
+            }
         }
     }
 
@@ -974,18 +1067,23 @@ impl Builder {
                     .ok()?;
                 Some(Anchors { automaton, owners })
             };
+        let mut names = self.names;
+        let yara = compile_yara(&self.yara_sources, &mut names);
+        let mut report = self.report;
+        report.yara_rules = yara.as_ref().map_or(0, |y| y.names.len());
         Database {
+            yara,
             anchors: build(sensitive, false),
             anchors_nocase: build(nocase, true),
             unanchored,
-            names: self.names,
+            names,
             hashes: self.hashes,
             sections: self.sections,
             allow: self.allow,
             patterns: self.patterns,
             logicals: self.logicals,
             ignored: self.ignored,
-            report: self.report,
+            report,
         }
     }
 }

@@ -173,7 +173,10 @@ impl Pattern {
                             format!("boundary ({}) is not supported", body[0] as char),
                         ));
                     }
-                    if body.iter().any(|c| matches!(c, b'?' | b'*' | b'{' | b'[' | b'(')) {
+                    if body
+                        .iter()
+                        .any(|c| matches!(c, b'?' | b'*' | b'{' | b'[' | b'('))
+                    {
                         return Err(err(open, "wildcards inside alternatives are not supported"));
                     }
                     let mut options = Vec::new();
