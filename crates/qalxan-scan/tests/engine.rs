@@ -313,3 +313,105 @@ fn yara_rules_run_on_every_layer() {
     assert_eq!(e.line, 7, "{e}");
     assert!(e.to_string().contains("bad.yar:7:"), "{e}");
 }
+
+/// A one-member zip, stored, encrypted with traditional PKWARE encryption (ZipCrypto) — the
+/// zip crate writes it only internally, and malware exchanges still use it.
+fn zipcrypto(name: &str, data: &[u8], password: &[u8]) -> Vec<u8> {
+    fn crc_byte(crc: u32, b: u8) -> u32 {
+        let mut c = (crc ^ b as u32) & 0xff;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+        c ^ (crc >> 8)
+    }
+    struct Keys(u32, u32, u32);
+    impl Keys {
+        fn update(&mut self, p: u8) {
+            self.0 = crc_byte(self.0, p);
+            self.1 = (self.1.wrapping_add(self.0 & 0xff))
+                .wrapping_mul(134_775_813)
+                .wrapping_add(1);
+            self.2 = crc_byte(self.2, (self.1 >> 24) as u8);
+        }
+        fn encrypt(&mut self, p: u8) -> u8 {
+            let t = (self.2 | 2) & 0xffff;
+            let c = p ^ ((t.wrapping_mul(t ^ 1) >> 8) & 0xff) as u8;
+            self.update(p);
+            c
+        }
+    }
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    let crc = crc.sum();
+    let mut keys = Keys(0x1234_5678, 0x2345_6789, 0x3456_7890);
+    for &b in password {
+        keys.update(b);
+    }
+    let mut header = [7u8; 12];
+    header[11] = (crc >> 24) as u8;
+    let body: Vec<u8> = header
+        .iter()
+        .chain(data)
+        .map(|&b| keys.encrypt(b))
+        .collect();
+    let mut out = Vec::new();
+    let le16 = |v: u16| v.to_le_bytes();
+    let le32 = |v: u32| v.to_le_bytes();
+    out.extend_from_slice(b"PK\x03\x04");
+    out.extend_from_slice(&le16(20));
+    out.extend_from_slice(&le16(1)); // encrypted
+    out.extend_from_slice(&le16(0)); // stored
+    out.extend_from_slice(&[0, 0, 0x21, 0]); // time, date
+    out.extend_from_slice(&le32(crc));
+    out.extend_from_slice(&le32(body.len() as u32));
+    out.extend_from_slice(&le32(data.len() as u32));
+    out.extend_from_slice(&le16(name.len() as u16));
+    out.extend_from_slice(&le16(0));
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(&body);
+    let cd = out.len();
+    out.extend_from_slice(b"PK\x01\x02");
+    out.extend_from_slice(&le16(20));
+    out.extend_from_slice(&le16(20));
+    out.extend_from_slice(&le16(1));
+    out.extend_from_slice(&le16(0));
+    out.extend_from_slice(&[0, 0, 0x21, 0]);
+    out.extend_from_slice(&le32(crc));
+    out.extend_from_slice(&le32(body.len() as u32));
+    out.extend_from_slice(&le32(data.len() as u32));
+    out.extend_from_slice(&le16(name.len() as u16));
+    out.extend_from_slice(&[0; 12]); // extra, comment, disk, attributes
+    out.extend_from_slice(&le32(0)); // local header offset
+    out.extend_from_slice(name.as_bytes());
+    let cd_len = out.len() - cd;
+    out.extend_from_slice(b"PK\x05\x06");
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&le16(1));
+    out.extend_from_slice(&le16(1));
+    out.extend_from_slice(&le32(cd_len as u32));
+    out.extend_from_slice(&le32(cd as u32));
+    out.extend_from_slice(&le16(0));
+    out
+}
+
+#[test]
+fn encrypted_zips_open_with_the_listed_passwords() {
+    let locked = zipcrypto("eicar.com", EICAR, b"infected");
+    let s = scanner(ScanOptions::default());
+    assert_eq!(names(&s.scan_bytes(&locked)), vec!["Eicar-Test-Signature"]);
+    let other = scanner(ScanOptions {
+        passwords: vec!["secret".into()],
+        ..ScanOptions::default()
+    });
+    let o = other.scan_bytes(&locked);
+    assert!(!o.is_infected());
+    assert!(
+        o.warnings.iter().any(|w| w.contains("unknown password")),
+        "{:?}",
+        o.warnings
+    );
+}

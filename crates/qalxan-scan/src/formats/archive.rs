@@ -13,54 +13,37 @@ pub fn zip(data: &[u8], ctx: &Context<'_>, visit: &mut Visit<'_>) -> Result<Flow
     };
     let mut first_error = None;
     for i in 0..archive.len() {
-        let needs_password = match archive.by_index(i) {
-            Ok(entry) => {
-                match zip_member(entry, ctx) {
-                    Ok(Some(child)) => {
-                        if visit(child) == Flow::Stop {
-                            return Ok(Flow::Stop);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
-                continue;
+        // Settled before trying passwords: the plain attempt borrows the archive.
+        let attempt = archive.by_index(i).map(|entry| zip_member(entry, ctx));
+        let member = match attempt {
+            Ok(member) => member,
+            Err(zip::result::ZipError::UnsupportedArchive(m))
+                if m.to_ascii_lowercase().contains("password") =>
+            {
+                ctx.passwords
+                    .iter()
+                    .find_map(|pw| {
+                        archive
+                            .by_index_decrypt(i, pw.as_bytes())
+                            .ok()
+                            .map(|entry| zip_member(entry, ctx))
+                    })
+                    .unwrap_or_else(|| {
+                        Err(format!("member {i}: encrypted with an unknown password"))
+                    })
             }
-            Err(zip::result::ZipError::UnsupportedArchive(m)) => {
-                m.to_ascii_lowercase().contains("password")
-            }
-            Err(e) => {
-                first_error.get_or_insert_with(|| format!("member {i}: {e}"));
-                continue;
-            }
+            Err(e) => Err(format!("member {i}: {e}")),
         };
-        if !needs_password {
-            first_error.get_or_insert_with(|| format!("member {i}: unsupported"));
-            continue;
-        }
-        let mut opened = false;
-        for pw in ctx.passwords {
-            if let Ok(entry) = archive.by_index_decrypt(i, pw.as_bytes()) {
-                opened = true;
-                match zip_member(entry, ctx) {
-                    Ok(Some(child)) => {
-                        if visit(child) == Flow::Stop {
-                            return Ok(Flow::Stop);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
+        match member {
+            Ok(Some(child)) => {
+                if visit(child) == Flow::Stop {
+                    return Ok(Flow::Stop);
                 }
-                break;
             }
-        }
-        if !opened {
-            first_error
-                .get_or_insert_with(|| format!("member {i}: encrypted with an unknown password"));
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
     }
     match first_error {
