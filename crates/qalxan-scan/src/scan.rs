@@ -540,6 +540,32 @@ impl Ctx<'_> {
                     _ => continue,
                 }
             }
+            let mut with_pcre;
+            let c = if lsig.pcres.is_empty() {
+                c
+            } else {
+                with_pcre = c.clone();
+                for p in &lsig.pcres {
+                    if !p.trigger.eval(&with_pcre) {
+                        continue;
+                    }
+                    let Some((lo, hi)) = p.offset.resolve(len, pe) else {
+                        continue;
+                    };
+                    let from = (lo as usize).min(data.len());
+                    let mut n = 0u32;
+                    for m in p.regex.find_iter(&data[from..]).take(255) {
+                        match m {
+                            Ok(m) if (from + m.start()) as u64 <= hi => n += 1,
+                            Ok(_) => break,
+                            // Match limits hit on hostile input: count what was found.
+                            Err(_) => break,
+                        }
+                    }
+                    with_pcre[p.sub as usize] = n;
+                }
+                &with_pcre
+            };
             if lsig.expr.eval(c) {
                 self.detect_id(lsig.name);
                 if self.stopped {

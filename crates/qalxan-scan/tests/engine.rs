@@ -415,3 +415,34 @@ fn encrypted_zips_open_with_the_listed_passwords() {
         o.warnings
     );
 }
+
+#[test]
+fn pcre_subsignatures_run_once_their_trigger_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ldb = dir.path().join("t.ldb");
+    std::fs::write(
+        &ldb,
+        "Pcre.Test;Engine:81-255,Target:0;0&1;68656c6c6f;0/wor+ld\\d+/i\nPcre.Count;Engine:81-255,Target:0;0&1>1;78797a;0/x[0-9]z/\n",
+    )
+    .expect("write");
+    let db = Database::load(std::slice::from_ref(&ldb), LoadOptions::default()).expect("loads");
+    assert_eq!(db.report().unsupported, 0);
+    let s = Scanner::new(Arc::new(db), ScanOptions::default());
+    assert_eq!(
+        names(&s.scan_bytes(b"hello WORRLD42")),
+        vec!["Pcre.Test.UNOFFICIAL"]
+    );
+    assert!(
+        !s.scan_bytes(b"hello world").is_infected(),
+        "the regex needs digits"
+    );
+    assert!(!s.scan_bytes(b"WORLD42 without the trigger").is_infected());
+    assert!(
+        !s.scan_bytes(b"xyz x1z").is_infected(),
+        "one regex match is not more than one"
+    );
+    assert_eq!(
+        names(&s.scan_bytes(b"xyz x1z x2z")),
+        vec!["Pcre.Count.UNOFFICIAL"]
+    );
+}

@@ -249,6 +249,23 @@ pub(crate) struct LogicalSig {
     pub desc: TargetDesc,
     pub expr: Expr,
     pub subsigs: u32,
+    /// PCRE subsignatures, run only once their trigger expression holds.
+    pub pcres: Vec<PcreSub>,
+}
+
+/// `[OFFSET:]TRIGGER/REGEX/[FLAGS]`: a PCRE2 regular expression counted as subsignature `sub`.
+#[derive(Debug)]
+pub(crate) struct PcreSub {
+    pub sub: u32,
+    pub trigger: Expr,
+    pub offset: Offset,
+    pub regex: pcre2::bytes::Regex,
+}
+
+/// Parsed subsignatures: a hex pattern, or a PCRE.
+enum Subsig {
+    Hex(Offset, Pattern, bool),
+    Pcre(Offset, Expr, pcre2::bytes::Regex),
 }
 
 /// The compiled body-pattern matcher: anchors of all patterns, case-sensitive and not.
@@ -1001,25 +1018,38 @@ impl Builder {
         let expr = logical::parse_expr(f[2], subs.len()).map_err(LineError::Malformed)?;
         let mut parsed = Vec::with_capacity(subs.len());
         for (i, sub) in subs.iter().enumerate() {
-            parsed.push(parse_subsig(sub).map_err(|e| e.within(&format!("subsignature {i}")))?);
+            parsed.push(
+                parse_subsig(sub, subs.len())
+                    .map_err(|e| e.within(&format!("subsignature {i}")))?,
+            );
         }
         let sig = self.logicals.len() as u32;
         let name = self.names.add(f[0], official);
         let target = desc.target.unwrap_or(Target::Any);
-        for (i, (offset, pattern, fullword)) in parsed.into_iter().enumerate() {
-            self.patterns.push(PatternSig {
-                owner: Owner::Logical { sig, sub: i as u32 },
-                target,
-                offset,
-                pattern,
-                fullword,
-            });
+        let mut pcres = Vec::new();
+        for (i, sub) in parsed.into_iter().enumerate() {
+            match sub {
+                Subsig::Hex(offset, pattern, fullword) => self.patterns.push(PatternSig {
+                    owner: Owner::Logical { sig, sub: i as u32 },
+                    target,
+                    offset,
+                    pattern,
+                    fullword,
+                }),
+                Subsig::Pcre(offset, trigger, regex) => pcres.push(PcreSub {
+                    sub: i as u32,
+                    trigger,
+                    offset,
+                    regex,
+                }),
+            }
         }
         self.logicals.push(LogicalSig {
             name,
             desc,
             expr,
             subsigs: subs.len() as u32,
+            pcres,
         });
         self.report.logical_signatures += 1;
         Ok(())
@@ -1199,11 +1229,9 @@ fn parse_pattern(hex: &str, modifiers: Modifiers) -> Result<Pattern, LineError> 
 }
 
 /// `[OFFSET:]HEX[::MODIFIERS]`; PCRE and byte-compare subsignatures are not implemented.
-fn parse_subsig(s: &str) -> Result<(Offset, Pattern, bool), LineError> {
-    if s.contains('/') {
-        return Err(LineError::Unsupported(
-            "PCRE subsignatures are not supported yet".into(),
-        ));
+fn parse_subsig(s: &str, subsigs: usize) -> Result<Subsig, LineError> {
+    if let Some(slash) = s.find('/') {
+        return parse_pcre(s, slash, subsigs);
     }
     if s.contains('#') {
         return Err(LineError::Unsupported(
@@ -1228,7 +1256,53 @@ fn parse_subsig(s: &str) -> Result<(Offset, Pattern, bool), LineError> {
             "'wa' (both widths) is not supported yet".into(),
         ));
     }
-    Ok((offset, parse_pattern(hex, modifiers)?, modifiers.fullword))
+    Ok(Subsig::Hex(
+        offset,
+        parse_pattern(hex, modifiers)?,
+        modifiers.fullword,
+    ))
+}
+
+/// `[OFFSET:]TRIGGER/REGEX/[FLAGS]`. Flags i, s, m, x map to PCRE2's options; ClamAV's
+/// match-position flags (g, r, e, E, G, U, A) are accepted and do not change what matches.
+fn parse_pcre(s: &str, slash: usize, subsigs: usize) -> Result<Subsig, LineError> {
+    let (head, rest) = (&s[..slash], &s[slash + 1..]);
+    let Some(end) = rest.rfind('/') else {
+        return Err(LineError::Malformed(
+            "PCRE subsignature without a closing '/'".into(),
+        ));
+    };
+    let (pattern, flags) = (&rest[..end], &rest[end + 1..]);
+    let (offset, trigger) = match head.rsplit_once(':') {
+        Some((o, t)) => (Offset::parse(o).map_err(LineError::Malformed)?, t),
+        None => (Offset::Any, head),
+    };
+    let trigger = logical::parse_expr(trigger, subsigs)
+        .map_err(|e| LineError::Malformed(format!("PCRE trigger: {e}")))?;
+    let mut b = pcre2::bytes::RegexBuilder::new();
+    b.jit_if_available(true);
+    for f in flags.chars() {
+        match f {
+            'i' => {
+                b.caseless(true);
+            }
+            's' => {
+                b.dotall(true);
+            }
+            'm' => {
+                b.multi_line(true);
+            }
+            'x' => {
+                b.extended(true);
+            }
+            'g' | 'r' | 'e' | 'E' | 'G' | 'U' | 'A' => {}
+            other => return Err(LineError::Malformed(format!("unknown PCRE flag '{other}'"))),
+        }
+    }
+    let regex = b
+        .build(pattern)
+        .map_err(|e| LineError::Malformed(format!("PCRE /{pattern}/: {e}")))?;
+    Ok(Subsig::Pcre(offset, trigger, regex))
 }
 
 #[cfg(test)]
@@ -1288,7 +1362,11 @@ mod tests {
         assert_eq!(db.patterns.len(), 2);
         let e = load_str(Kind::Ldb, "L;Target:0;0&2;4142;4344\n").expect_err("bad subsig ref");
         assert!(e.message.contains("does not exist"), "{e}");
-        let db = load_str(Kind::Ldb, "L;Target:0;0;aa/x/\n").expect("pcre skipped");
+        let db = load_str(Kind::Ldb, "L;Target:0;0&1;4142;0/a+b/i\n").expect("pcre");
+        assert_eq!(db.logicals[0].pcres.len(), 1);
+        assert!(load_str(Kind::Ldb, "L;Target:0;0&1;4142;0/a(b/\n").is_err());
+        assert!(load_str(Kind::Ldb, "L;Target:0;0&1;4142;0/ab/q\n").is_err());
+        let db = load_str(Kind::Ldb, "L;Target:0;0;aa#x\n").expect("byte compare skipped");
         assert_eq!(db.report().unsupported, 1);
         let db = load_str(Kind::Ldb, "L;Engine:250-255,Target:0;0;4142\n").expect("flevel");
         assert_eq!(db.report().skipped_flevel, 1);
