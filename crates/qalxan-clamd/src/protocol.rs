@@ -161,13 +161,11 @@ async fn read_command<C: Conn>(
     let (framing, mut line) = match first[0] {
         b'z' => (Framing::Nul, Vec::new()),
         b'n' => (Framing::Newline, Vec::new()),
+        // A bare newline: an empty legacy command.
+        b'\n' => return Ok(Some((Framing::Legacy, String::new()))),
         other => (Framing::Legacy, vec![other]),
     };
     let end = framing.terminator();
-    if framing == Framing::Legacy && other_terminated(&line, end) {
-        line.pop();
-        return Ok(Some((framing, String::from_utf8_lossy(&line).into_owned())));
-    }
     loop {
         let mut b = [0u8; 1];
         let n = tokio::time::timeout(timeout, conn.read(&mut b))
@@ -191,10 +189,6 @@ async fn read_command<C: Conn>(
         line.pop();
     }
     Ok(Some((framing, String::from_utf8_lossy(&line).into_owned())))
-}
-
-fn other_terminated(line: &[u8], end: u8) -> bool {
-    line.last() == Some(&end)
 }
 
 struct Replier {

@@ -83,8 +83,10 @@ pub fn children(
         FileType::Sis => legacy::sis(data, ctx, visit),
         FileType::Chm => legacy::chm(data, ctx, visit),
         FileType::Arj => legacy::arj(data, ctx, visit),
-        FileType::Pe | FileType::Binary => Ok(Flow::Continue),
-        FileType::Elf
+        // Executables, media and text hold no members (embedded PEs are looked for below).
+        FileType::Pe
+        | FileType::Binary
+        | FileType::Elf
         | FileType::MachO
         | FileType::Graphics
         | FileType::Flash
