@@ -4,6 +4,7 @@
 //! crates below; nothing here decides anything the API could not also do.
 
 mod config;
+mod docs_cmd;
 mod logging;
 mod scan_cmd;
 
@@ -69,6 +70,9 @@ enum Command {
     Scan(scan_cmd::ScanArgs),
     /// Run a clamd-compatible scanning daemon (for clamdscan and INSTREAM clients).
     Clamd(scan_cmd::ClamdArgs),
+    /// Analyse documents (Office, PDF, RTF, LNK, HTML, archives): verdict, score and the
+    /// indicators that explain it.
+    Analyze(docs_cmd::AnalyzeArgs),
     /// List, restore or delete quarantined files.
     #[command(subcommand)]
     Quarantine(scan_cmd::QuarantineCommand),
@@ -275,6 +279,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Analyze(args) = cli.command {
+        return match docs_cmd::analyze(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -308,7 +321,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(_) => serve(config).await,
         Command::Waf(cmd) => waf_command(cmd),
-        Command::Scan(_) => unreachable!("handled before the runtime starts"),
+        Command::Scan(_) | Command::Analyze(_) => unreachable!("handled before the runtime starts"),
         Command::Quarantine(cmd) => scan_cmd::quarantine(cmd),
         Command::Clamd(args) => {
             let _log = logging::init_cli();

@@ -1,0 +1,135 @@
+//! `qalxan analyze`: the document sandbox on the command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use rayon::prelude::*;
+
+#[derive(Args)]
+pub struct AnalyzeArgs {
+    /// Print one JSON object per file (JSON lines), with flags, macro source and scripts.
+    #[arg(long)]
+    json: bool,
+    /// Password to try on encrypted archives and documents (repeatable); tried after the
+    /// defaults (infected, malware, virus, and Excel's VelvetSweatshop).
+    #[arg(long = "password", short = 'p', value_name = "PASSWORD")]
+    passwords: Vec<String>,
+    /// Show extracted macro source code and scripts in the text output.
+    #[arg(long)]
+    show_code: bool,
+    /// Files larger than this many bytes are not read.
+    #[arg(long, default_value_t = 512 << 20, value_name = "BYTES")]
+    max_filesize: u64,
+    /// Documents to analyse.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+/// Runs the analysis; the exit code is 0 clean, 1 malicious or suspicious, 2 error.
+pub fn analyze(args: AnalyzeArgs) -> Result<u8> {
+    let mut options = qalxan_docs::Options::default();
+    for p in &args.passwords {
+        if !options.passwords.contains(p) {
+            options.passwords.push(p.clone());
+        }
+    }
+    let results: Vec<(String, Result<qalxan_docs::Report, String>)> = args
+        .files
+        .par_iter()
+        .map(|path| {
+            let shown = path.display().to_string();
+            let result = std::fs::metadata(path)
+                .map_err(|e| format!("{shown}: {e}"))
+                .and_then(|m| {
+                    if m.len() > args.max_filesize {
+                        Err(format!(
+                            "{shown}: {} bytes, larger than --max-filesize {}",
+                            m.len(),
+                            args.max_filesize
+                        ))
+                    } else {
+                        std::fs::read(path).map_err(|e| format!("{shown}: {e}"))
+                    }
+                })
+                .map(|data| qalxan_docs::analyze(&data, &shown, &options));
+            (shown, result)
+        })
+        .collect();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut code = 0u8;
+    for (file, result) in results {
+        match result {
+            Ok(report) => {
+                if report.verdict != qalxan_docs::Verdict::Clean {
+                    code = code.max(1);
+                }
+                if args.json {
+                    let mut v = serde_json::to_value(&report)?;
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("file".into(), serde_json::Value::String(file));
+                    }
+                    writeln!(out, "{}", serde_json::to_string(&v)?)?;
+                } else {
+                    print_report(&mut out, &file, &report, args.show_code)?;
+                }
+            }
+            Err(e) => {
+                code = 2;
+                if args.json {
+                    let v = serde_json::json!({"file": file, "error": e});
+                    writeln!(out, "{v}")?;
+                } else {
+                    eprintln!("error: {e}");
+                }
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn print_report(
+    out: &mut impl Write,
+    file: &str,
+    r: &qalxan_docs::Report,
+    show_code: bool,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{file}: {} (score {}, type {})",
+        r.verdict.as_str(),
+        r.score,
+        r.file_type.as_str()
+    )?;
+    for i in &r.indicators {
+        let sev = match i.severity {
+            qalxan_docs::Severity::High => "high",
+            qalxan_docs::Severity::Medium => "medium",
+            qalxan_docs::Severity::Low => "low",
+            qalxan_docs::Severity::Info => "info",
+        };
+        let at = if i.location.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", i.location)
+        };
+        writeln!(out, "  {sev:<6} {}{at}: {}", i.id, i.description)?;
+    }
+    if show_code {
+        for m in &r.macros {
+            writeln!(out, "  --- VBA module {} [{}]", m.name, m.location)?;
+            for line in m.code.lines() {
+                writeln!(out, "  | {line}")?;
+            }
+        }
+        for s in &r.scripts {
+            writeln!(out, "  --- {} [{}]", s.kind, s.location)?;
+            for line in s.code.lines() {
+                writeln!(out, "  | {line}")?;
+            }
+        }
+    }
+    Ok(())
+}
