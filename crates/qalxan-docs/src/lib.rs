@@ -13,11 +13,13 @@
 mod archive;
 mod crypto;
 mod detect;
+pub mod disarm;
 mod html;
 mod lnk;
 mod ole;
 mod ooxml;
 pub mod pdf;
+mod pdfcrypt;
 mod report;
 pub mod rtf;
 mod slk;

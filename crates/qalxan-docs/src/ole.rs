@@ -9,7 +9,7 @@ use crate::vba::{self, u16le, u32le};
 
 /// A parsed compound file with its streams read on demand.
 pub(crate) struct Ole<'d> {
-    cf: cfb::CompoundFile<Cursor<&'d [u8]>>,
+    pub cf: cfb::CompoundFile<Cursor<&'d [u8]>>,
     /// Every stream path, in the order the directory lists them.
     pub streams: Vec<PathBuf>,
     /// Every storage path.
@@ -335,7 +335,12 @@ fn powerpoint(cx: &mut Context<'_>, stream: &[u8], location: &str, depth: u32) {
     {
         let loc = join(location, &format!("ExOleObjStg{i}"));
         cx.charge(obj.len(), &loc);
-        let is_vba = Ole::open(&obj, cx.opts.limits.max_items).is_ok_and(|o| {
+        let inner = Ole::open(&obj, cx.opts.limits.max_items);
+        // An emptied record (what disarm leaves) holds a compound file with no streams.
+        if inner.as_ref().is_ok_and(|o| o.streams.is_empty()) {
+            continue;
+        }
+        let is_vba = inner.is_ok_and(|o| {
             o.streams
                 .iter()
                 .any(|p| p.file_name().is_some_and(|f| f.eq_ignore_ascii_case("dir")))
@@ -353,8 +358,9 @@ fn powerpoint(cx: &mut Context<'_>, stream: &[u8], location: &str, depth: u32) {
     }
 }
 
-/// The payloads of ExOleObjStg (0x1011) records, decompressed.
-pub fn exoleobj_records(stream: &[u8], max: usize, max_items: usize) -> Vec<Vec<u8>> {
+/// Where ExOleObjStg (0x1011) records sit in a PowerPoint Document stream: (body offset,
+/// body length, compressed).
+pub(crate) fn exoleobj_spans(stream: &[u8], max_items: usize) -> Vec<(usize, usize, bool)> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while let (Some(ver_inst), Some(kind), Some(len)) = (
@@ -368,19 +374,9 @@ pub fn exoleobj_records(stream: &[u8], max: usize, max_items: usize) -> Vec<Vec<
             pos = body;
             continue;
         }
-        let end = body.saturating_add(len as usize);
+        let end = body.saturating_add(len as usize).min(stream.len());
         if kind == 0x1011 {
-            if let Some(rec) = stream.get(body..end.min(stream.len())) {
-                if ver_inst >> 4 == 1 && rec.len() > 4 {
-                    let mut data = Vec::new();
-                    let _ = flate2::read::ZlibDecoder::new(&rec[4..])
-                        .take(max as u64)
-                        .read_to_end(&mut data);
-                    out.push(data);
-                } else {
-                    out.push(rec.to_vec());
-                }
-            }
+            out.push((body, end - body, ver_inst >> 4 == 1));
         }
         if end >= stream.len() || out.len() >= max_items.min(256) {
             break;
@@ -388,6 +384,25 @@ pub fn exoleobj_records(stream: &[u8], max: usize, max_items: usize) -> Vec<Vec<
         pos = end;
     }
     out
+}
+
+/// The payloads of ExOleObjStg records, decompressed.
+pub fn exoleobj_records(stream: &[u8], max: usize, max_items: usize) -> Vec<Vec<u8>> {
+    exoleobj_spans(stream, max_items)
+        .into_iter()
+        .map(|(body, len, compressed)| {
+            let rec = &stream[body..body + len];
+            if compressed && rec.len() > 4 {
+                let mut data = Vec::new();
+                let _ = flate2::read::ZlibDecoder::new(&rec[4..])
+                    .take(max as u64)
+                    .read_to_end(&mut data);
+                data
+            } else {
+                rec.to_vec()
+            }
+        })
+        .collect()
 }
 
 /// Embedded objects: Word's ObjectPool, Excel's MBD storages, any storage with an

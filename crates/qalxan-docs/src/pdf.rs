@@ -81,6 +81,8 @@ pub struct Document {
     pub trailing_bytes: usize,
     pub problems: Vec<String>,
     pub object_streams: usize,
+    /// The password that decrypted the document (often empty), when it was encrypted.
+    pub decrypted_with: Option<String>,
 }
 
 impl Document {
@@ -441,6 +443,16 @@ fn object_headers(d: &[u8], max: usize) -> Vec<(u32, u16, usize)> {
 
 /// Reads a document. Never fails: whatever could not be read is in `problems`.
 pub fn parse(d: &[u8], max_objects: usize, max_decoded: usize) -> Document {
+    parse_with(d, max_objects, max_decoded, &[""])
+}
+
+/// [`parse`], trying `passwords` (as user passwords) on an encrypted document.
+pub fn parse_with(
+    d: &[u8],
+    max_objects: usize,
+    max_decoded: usize,
+    passwords: &[&str],
+) -> Document {
     let mut doc = Document::default();
     if let Some(p) = memchr::memmem::find(&d[..d.len().min(1024)], b"%PDF-") {
         doc.version = String::from_utf8_lossy(&d[p + 5..(p + 8).min(d.len())]).into_owned();
@@ -522,6 +534,24 @@ pub fn parse(d: &[u8], max_objects: usize, max_decoded: usize) -> Document {
         };
         if let Some(Obj::Dict(t)) = lx.value(0) {
             doc.trailers.push(t);
+        }
+    }
+    // Encryption: strings and streams of direct objects, before object streams are read.
+    if let Some(enc_ref) = doc.trailer(b"Encrypt").cloned() {
+        let enc_num = match enc_ref {
+            Obj::Ref(n, _) => Some(n),
+            _ => None,
+        };
+        if let Some((key, pw)) = passwords
+            .iter()
+            .find_map(|p| crate::pdfcrypt::open(&doc, &[p]).map(|k| (k, p.to_string())))
+        {
+            for (&num, (gen, obj)) in doc.objects.iter_mut() {
+                if Some(num) != enc_num {
+                    key.decrypt_obj(num, *gen, obj, 0);
+                }
+            }
+            doc.decrypted_with = Some(pw);
         }
     }
     // Object streams: objects compressed together, which byte scanners never see.
@@ -758,7 +788,9 @@ const WATCHED: &[&[u8]] = &[
 ];
 
 pub(crate) fn analyze(cx: &mut Context<'_>, data: &[u8], location: &str, depth: u32) {
-    let doc = parse(data, cx.opts.limits.max_items, cx.decode_cap());
+    let mut passwords: Vec<&str> = vec![""];
+    passwords.extend(cx.opts.passwords.iter().map(String::as_str));
+    let doc = parse_with(data, cx.opts.limits.max_items, cx.decode_cap(), &passwords);
     let at = |n: u32| -> String {
         if location.is_empty() {
             format!("obj {n}")
@@ -781,12 +813,26 @@ pub(crate) fn analyze(cx: &mut Context<'_>, data: &[u8], location: &str, depth: 
             .and_then(|d| d.name(b"Filter"))
             .map(|f| String::from_utf8_lossy(f).into_owned())
             .unwrap_or_else(|| "unknown".into());
-        cx.add(
-            "pdf.encrypted",
-            Severity::Medium,
-            location,
-            format!("encrypted PDF ({filter} security handler); strings and streams were read without decryption"),
-        );
+        match &doc.decrypted_with {
+            Some(pw) if pw.is_empty() => cx.add(
+                "pdf.encrypted",
+                Severity::Low,
+                location,
+                format!("encrypted PDF ({filter} security handler) that opens without a password; analysed after decryption"),
+            ),
+            Some(pw) => cx.add(
+                "pdf.encrypted",
+                Severity::Medium,
+                location,
+                format!("encrypted PDF ({filter} security handler); opened with the configured password \"{pw}\""),
+            ),
+            None => cx.add(
+                "pdf.encrypted",
+                Severity::Medium,
+                location,
+                format!("encrypted PDF ({filter} security handler) with an unknown password; strings and streams were not decrypted"),
+            ),
+        }
     }
     for (name, count) in &doc.escaped_names {
         if WATCHED.contains(&name.as_slice()) {
@@ -1131,7 +1177,10 @@ pub fn write(doc: &Document) -> Vec<u8> {
     trailer
         .0
         .push((b"Size".to_vec(), Obj::Num((max + 1).to_string())));
-    for key in [&b"Root"[..], b"Info", b"ID"] {
+    for key in [&b"Root"[..], b"Info", b"ID", b"Encrypt"] {
+        if key == b"Encrypt" && doc.decrypted_with.is_some() {
+            continue;
+        }
         if let Some(v) = doc.trailer(key) {
             trailer.0.push((key.to_vec(), v.clone()));
         }

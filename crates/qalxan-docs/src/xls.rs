@@ -195,7 +195,7 @@ fn defined_name(body: &[u8], biff8: bool) -> Option<String> {
 
 /// SUPBOOK (MS-XLS 2.4.271): with no sheets and a path that is neither special mark, the
 /// record names a DDE or OLE server, e.g. `cmd` with topic `/c calc.exe`.
-fn supbook_dde(body: &[u8]) -> Option<String> {
+pub(crate) fn supbook_dde(body: &[u8]) -> Option<String> {
     let ctab = u16le(body, 0)?;
     let cch = u16le(body, 2)?;
     if cch == 0x0401 || cch == 0x3a01 || ctab != 0 || cch == 0 {
@@ -212,6 +212,14 @@ fn supbook_dde(body: &[u8]) -> Option<String> {
 /// Field instructions in a Word binary document: the text between the field-begin (0x13)
 /// and field-separator (0x14) or field-end (0x15) marks, in 8-bit or UTF-16 text.
 pub(crate) fn field_codes(doc: &[u8]) -> Vec<String> {
+    field_spans(doc)
+        .into_iter()
+        .map(|(_, _, text)| text)
+        .collect()
+}
+
+/// Each field instruction with its byte range in the stream.
+pub(crate) fn field_spans(doc: &[u8]) -> Vec<(usize, usize, String)> {
     let mut out = Vec::new();
     // 8-bit pieces.
     let mut pos = 0;
@@ -228,12 +236,11 @@ pub(crate) fn field_codes(doc: &[u8]) -> Vec<String> {
             .all(|&b| b >= 0x20 || b == b'\t' || b == b'\r' || b == b'\n')
             && !text.is_empty()
         {
-            out.push(
-                encoding_rs::WINDOWS_1252
-                    .decode_without_bom_handling(text)
-                    .0
-                    .into_owned(),
-            );
+            let s = encoding_rs::WINDOWS_1252
+                .decode_without_bom_handling(text)
+                .0
+                .into_owned();
+            out.push((start, end, s));
         }
         pos = start;
         if out.len() > 1000 {
@@ -258,7 +265,7 @@ pub(crate) fn field_codes(doc: &[u8]) -> Vec<String> {
                 .iter()
                 .all(|&u| u >= 0x20 || u == 9 || u == 13 || u == 10)
         {
-            out.push(String::from_utf16_lossy(&units));
+            out.push((start, i, String::from_utf16_lossy(&units)));
         }
         pos = start;
         if out.len() > 2000 {
@@ -266,6 +273,28 @@ pub(crate) fn field_codes(doc: &[u8]) -> Vec<String> {
         }
     }
     out
+}
+
+/// Blanks DDE field instructions in place (spaces, same length, 8-bit or UTF-16 alike);
+/// returns how many were blanked.
+pub(crate) fn blank_dde_fields(doc: &mut [u8]) -> usize {
+    let mut n = 0;
+    for (start, end, text) in field_spans(doc) {
+        let first = text
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        if first == "DDE" || first == "DDEAUTO" {
+            for b in &mut doc[start..end] {
+                if *b != 0 {
+                    *b = b' ';
+                }
+            }
+            n += 1;
+        }
+    }
+    n
 }
 
 #[cfg(test)]

@@ -133,3 +133,63 @@ fn print_report(
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct DisarmArgs {
+    /// The document to disarm.
+    input: PathBuf,
+    /// Where to write the disarmed copy.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Print the report of what was removed as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Password to try on encrypted documents (repeatable).
+    #[arg(long = "password", short = 'p', value_name = "PASSWORD")]
+    passwords: Vec<String>,
+}
+
+/// Writes a copy of the document without its active content; exit 0, or 2 on error.
+pub fn disarm(args: DisarmArgs) -> Result<u8> {
+    use anyhow::Context as _;
+    let mut options = qalxan_docs::Options::default();
+    options.passwords.extend(args.passwords.iter().cloned());
+    let data =
+        std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let result = qalxan_docs::disarm::disarm(&data, &options)
+        .with_context(|| format!("{}", args.input.display()))?;
+    std::fs::write(&args.output, &result.data)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        let mut v = serde_json::to_value(&result)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("input".into(), args.input.display().to_string().into());
+            o.insert("output".into(), args.output.display().to_string().into());
+        }
+        writeln!(out, "{}", serde_json::to_string(&v)?)?;
+    } else {
+        writeln!(
+            out,
+            "{} -> {}: {} item(s) removed",
+            args.input.display(),
+            args.output.display(),
+            result.removed.len()
+        )?;
+        for r in &result.removed {
+            writeln!(
+                out,
+                "  removed {} [{}]: {}",
+                r.id, r.location, r.description
+            )?;
+        }
+        for n in &result.notes {
+            writeln!(out, "  note: {n}")?;
+        }
+        if let Some(ext) = result.extension {
+            writeln!(out, "  note: save it as .{ext}")?;
+        }
+    }
+    Ok(0)
+}

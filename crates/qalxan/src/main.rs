@@ -73,6 +73,9 @@ enum Command {
     /// Analyse documents (Office, PDF, RTF, LNK, HTML, archives): verdict, score and the
     /// indicators that explain it.
     Analyze(docs_cmd::AnalyzeArgs),
+    /// Write a copy of a document with its active content removed (macros, objects,
+    /// DDE, external references, PDF JavaScript and actions), and report what was removed.
+    Disarm(docs_cmd::DisarmArgs),
     /// List, restore or delete quarantined files.
     #[command(subcommand)]
     Quarantine(scan_cmd::QuarantineCommand),
@@ -279,6 +282,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Disarm(args) = cli.command {
+        return match docs_cmd::disarm(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Command::Analyze(args) = cli.command {
         return match docs_cmd::analyze(args) {
             Ok(code) => ExitCode::from(code),
@@ -321,7 +333,9 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(_) => serve(config).await,
         Command::Waf(cmd) => waf_command(cmd),
-        Command::Scan(_) | Command::Analyze(_) => unreachable!("handled before the runtime starts"),
+        Command::Scan(_) | Command::Analyze(_) | Command::Disarm(_) => {
+            unreachable!("handled before the runtime starts")
+        }
         Command::Quarantine(cmd) => scan_cmd::quarantine(cmd),
         Command::Clamd(args) => {
             let _log = logging::init_cli();

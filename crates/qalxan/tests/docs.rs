@@ -133,3 +133,232 @@ fn exit_codes_and_errors() {
         .as_str()
         .is_some_and(|e| e.contains("no/such/file.doc")));
 }
+
+fn tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipping the {name} checks: {name} is not installed");
+    }
+    found
+}
+
+/// LibreOffice opens the file and renders it to PDF.
+fn libreoffice_converts(file: &Path, work: &Path) -> bool {
+    let out = work.join("lo-out");
+    let _ = std::fs::remove_dir_all(&out);
+    let profile = format!(
+        "-env:UserInstallation=file://{}",
+        work.join("lo-profile").display()
+    );
+    let status = Command::new("timeout")
+        .args([
+            "120",
+            "soffice",
+            &profile,
+            "--headless",
+            "--convert-to",
+            "pdf",
+            "--outdir",
+        ])
+        .arg(&out)
+        .arg(file)
+        .output()
+        .expect("soffice runs");
+    let stem = file
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    status.status.success()
+        && std::fs::metadata(out.join(format!("{stem}.pdf"))).is_ok_and(|m| m.len() > 0)
+}
+
+/// Files disarm refuses, with the reason it gives.
+const NOT_DISARMED: &[(&str, &str)] = &[
+    ("oletools/basic/empty", "cannot be disarmed"),
+    ("encrypted.docm", "unknown password"),
+    ("encrypted.docx", "unknown password"),
+    ("encrypted.pptm", "unknown password"),
+    ("encrypted.pptx", "unknown password"),
+    ("encrypted.xlsb", "unknown password"),
+    ("encrypted.xlsm", "unknown password"),
+    ("excel4_sample_macro.xlsb", "binary workbooks"),
+    ("excel4_sample_macro.slk", "cannot be disarmed"),
+    ("embedded-simple-2007.ods", "OpenDocument"),
+    ("embedded-simple-2007.odt", "OpenDocument"),
+];
+
+#[test]
+fn disarm_round_trip_on_every_sample() {
+    let Some(dir) = corpus() else { return };
+    let labels: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("labels.json")).expect("labels"))
+            .expect("json");
+    let work = tempfile::tempdir().expect("tempdir");
+    let check_pdf = tool("qpdf");
+    let check_office = tool("soffice");
+    let mut failures = Vec::new();
+    for (i, label) in labels.as_array().expect("list").iter().enumerate() {
+        let file = label["file"].as_str().expect("file");
+        let name = file.rsplit('/').next().unwrap_or(file);
+        let out_path = work.path().join(format!("{i}-{name}"));
+        let out = Command::new(BIN)
+            .args(["disarm", "--json", "-p", "infected-test", file, "-o"])
+            .arg(&out_path)
+            .current_dir(&dir)
+            .output()
+            .expect("qalxan disarm runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if let Some((_, why)) = NOT_DISARMED.iter().find(|(f, _)| file.ends_with(f)) {
+            if out.status.code() != Some(2) || !stderr.contains(why) {
+                failures.push(format!(
+                    "{file}: expected a refusal mentioning {why:?}, got {:?} {stderr}",
+                    out.status.code()
+                ));
+            }
+            continue;
+        }
+        if !out.status.success() {
+            failures.push(format!("{file}: disarm failed: {stderr}"));
+            continue;
+        }
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        assert!(report["removed"].is_array(), "{report}");
+        // Re-analysing the safe copy finds nothing active.
+        let again = Command::new(BIN)
+            .args(["analyze", "--json"])
+            .arg(&out_path)
+            .output()
+            .expect("analyze runs");
+        let r: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json");
+        if r["verdict"] != "clean" {
+            failures.push(format!(
+                "{file}: disarmed copy is {}: {}",
+                r["verdict"], r["indicators"]
+            ));
+        }
+        for flag in [
+            "macros",
+            "autoexec",
+            "dde",
+            "ole_objects",
+            "javascript",
+            "open_action",
+            "launch",
+            "embedded_files",
+            "xlm_macros",
+        ] {
+            if r["flags"][flag] == true {
+                failures.push(format!("{file}: disarmed copy still has {flag}"));
+            }
+        }
+        let expect = &label["expect"];
+        // PDF links (/URI) are kept, like hyperlinks in Office files: they run nothing.
+        let links_kept = file.ends_with(".pdf");
+        let active = [
+            "macros",
+            "dde",
+            "ole_objects",
+            "external_refs",
+            "javascript",
+            "open_action",
+            "launch",
+            "embedded_files",
+        ]
+        .iter()
+        .any(|k| expect[*k] == true && !(links_kept && *k == "external_refs"));
+        if active && report["removed"].as_array().is_none_or(|a| a.is_empty()) {
+            failures.push(format!(
+                "{file}: active content but nothing reported removed"
+            ));
+        }
+        // The copy still opens.
+        if file.ends_with(".pdf") {
+            if check_pdf {
+                let q = Command::new("qpdf")
+                    .arg("--check")
+                    .arg(&out_path)
+                    .output()
+                    .expect("qpdf runs");
+                if !q.status.success() {
+                    failures.push(format!(
+                        "{file}: qpdf --check: {}",
+                        String::from_utf8_lossy(&q.stdout)
+                    ));
+                }
+            }
+        } else if check_office && !file.ends_with(".zip") {
+            // Only a copy that fails is compared with its original (which may not open either).
+            if !libreoffice_converts(&out_path, work.path())
+                && libreoffice_converts(&dir.join(file), work.path())
+            {
+                failures.push(format!("{file}: LibreOffice cannot open the disarmed copy"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// PDFs encrypted by qpdf with AES-128 and AES-256 and an empty user password are decrypted
+/// for analysis and disarmed into plain PDFs.
+#[test]
+fn encrypted_pdfs_are_opened() {
+    let Some(dir) = corpus() else { return };
+    if !tool("qpdf") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    for bits in ["128", "256"] {
+        let enc = work.path().join(format!("js-{bits}.pdf"));
+        let q = Command::new("qpdf")
+            .args(["--encrypt", "", "owner-secret", bits])
+            .args(if bits == "128" {
+                vec!["--use-aes=y"]
+            } else {
+                vec![]
+            })
+            .args(["--", "generated-pdf/js-openaction.pdf"])
+            .arg(&enc)
+            .current_dir(&dir)
+            .output()
+            .expect("qpdf runs");
+        assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+        let out = Command::new(BIN)
+            .args(["analyze", "--json"])
+            .arg(&enc)
+            .output()
+            .expect("runs");
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(r["flags"]["encrypted"], true, "{r}");
+        assert_eq!(r["flags"]["javascript"], true, "AES-{bits}: {r}");
+        let code = r["scripts"][0]["code"].as_str().unwrap_or_default();
+        assert!(
+            code.contains("app.alert") || code.contains("alert"),
+            "decrypted JavaScript: {code:?}"
+        );
+        let safe = work.path().join(format!("safe-{bits}.pdf"));
+        let d = Command::new(BIN)
+            .args(["disarm"])
+            .arg(&enc)
+            .arg("-o")
+            .arg(&safe)
+            .output()
+            .expect("runs");
+        assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+        let q = Command::new("qpdf")
+            .arg("--check")
+            .arg(&safe)
+            .output()
+            .expect("qpdf");
+        assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stdout));
+        assert!(String::from_utf8_lossy(&q.stdout).contains("File is not encrypted"));
+    }
+}
