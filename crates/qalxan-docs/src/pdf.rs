@@ -209,7 +209,7 @@ impl Lexer<'_> {
                     self.pos += 1;
                 }
                 let s = hex_decode(&self.d[start..self.pos]);
-                self.pos += 1;
+                self.pos = (self.pos + 1).min(self.d.len());
                 Some(Obj::Str(s))
             }
             b'[' => {
@@ -475,7 +475,7 @@ pub fn parse_with(
         };
         lx.skip_ws();
         if let Obj::Dict(dict) = &value {
-            if d[lx.pos..].starts_with(b"stream") {
+            if d.get(lx.pos..).is_some_and(|r| r.starts_with(b"stream")) {
                 let mut start = lx.pos + 6;
                 if d.get(start) == Some(&b'\r') {
                     start += 1;
@@ -1150,28 +1150,37 @@ pub fn write(doc: &Document) -> Vec<u8> {
     };
     out.extend_from_slice(format!("%PDF-{version}\n%\u{e2}\u{e3}\u{cf}\u{d3}\n").as_bytes());
     let max = doc.objects.keys().next_back().copied().unwrap_or(0);
-    let mut offsets = vec![None; max as usize + 1];
+    // (number, offset, generation) of each object written, in number order.
+    let mut written: Vec<(u32, usize, u16)> = Vec::with_capacity(doc.objects.len());
     for (&num, (gen, obj)) in &doc.objects {
         if let Obj::Stream(d, _) = obj {
             if matches!(d.name(b"Type"), Some(b"ObjStm") | Some(b"XRef")) {
                 continue;
             }
         }
-        offsets[num as usize] = Some((out.len(), *gen));
+        if num == 0 {
+            continue;
+        }
+        written.push((num, out.len(), *gen));
         out.extend_from_slice(format!("{num} {gen} obj\n").as_bytes());
         write_obj(&mut out, obj);
         out.extend_from_slice(b"\nendobj\n");
     }
+    // Subsections of consecutive numbers: object numbers may be sparse (or huge), and the
+    // table lists only what exists.
     let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n", max + 1).as_bytes());
-    out.extend_from_slice(b"0000000000 65535 f \n");
-    for entry in offsets.iter().skip(1) {
-        match entry {
-            Some((off, gen)) => {
-                out.extend_from_slice(format!("{off:010} {gen:05} n \n").as_bytes())
-            }
-            None => out.extend_from_slice(b"0000000000 65535 f \n"),
+    out.extend_from_slice(b"xref\n0 1\n0000000000 65535 f \n");
+    let mut i = 0;
+    while i < written.len() {
+        let mut j = i + 1;
+        while j < written.len() && written[j].0 == written[j - 1].0 + 1 {
+            j += 1;
         }
+        out.extend_from_slice(format!("{} {}\n", written[i].0, j - i).as_bytes());
+        for (_, off, gen) in &written[i..j] {
+            out.extend_from_slice(format!("{off:010} {gen:05} n \n").as_bytes());
+        }
+        i = j;
     }
     let mut trailer = Dict::default();
     trailer
