@@ -7,7 +7,7 @@
 // Usage: QALXAN_BIN=target/debug/qalxan node tests/browser/dashboard.mjs
 import { chromium } from 'playwright-core';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -148,6 +148,26 @@ try {
   const overflow = await phonePage.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the overview fits a phone's width (overflows by ${overflow}px)`);
   await phonePage.screenshot({ path: join(out, 'overview-phone.png'), fullPage: true });
+
+  // The document sandbox: upload through the form, read the verdict, download the safe copy.
+  const sample = join(here, '../../../shared/data/docs/oletools/encrypted/autostart-encrypt-standardpassword.xls');
+  if (existsSync(sample)) {
+    await page.goto(base + '/documents');
+    await page.setInputFiles('input[type=file]', sample);
+    await Promise.all([page.waitForURL(/\/documents\/\d+$/), page.click('form.card button[type=submit]')]);
+    assert.equal(await page.getAttribute('[data-verdict]', 'data-verdict'), 'malicious');
+    assert.match(await page.textContent('table.indicators'), /macro\.autoexec/);
+    assert.match(await page.textContent('details pre'), /Sub Auto_Open\(\)/);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('a.download')]);
+    assert.match(download.suggestedFilename(), /\.disarmed\.xls$/);
+    const head = readFileSync(await download.path()).subarray(0, 8).toString('hex');
+    assert.equal(head, 'd0cf11e0a1b11ae1', 'the safe copy is still an OLE2 workbook');
+    await page.screenshot({ path: join(out, 'document.png'), fullPage: true });
+    await page.goto(base + '/documents');
+    assert.match(await page.textContent('table'), /autostart-encrypt-standardpassword\.xls/);
+  } else {
+    console.log(`skipping the document page: ${sample} is absent`);
+  }
 
   // Logging out ends the session.
   await Promise.all([page.waitForURL(/\/login/), page.click('form.logout button')]);

@@ -57,9 +57,10 @@ impl Default for Limits {
 /// What the analyser may try: passwords for archives and documents, and its limits.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Tried on password-protected archives and encrypted Office documents, in order.
-    /// Excel's built-in "VelvetSweatshop" is always tried on Office documents.
+    /// Tried on password-protected archives and PDFs, in order.
     pub passwords: Vec<String>,
+    /// Tried on encrypted Office documents after Excel's built-in "VelvetSweatshop".
+    pub document_passwords: Vec<String>,
     pub limits: Limits,
 }
 
@@ -67,6 +68,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             passwords: vec!["infected".into(), "malware".into(), "virus".into()],
+            document_passwords: Vec::new(),
             limits: Limits::default(),
         }
     }

@@ -154,6 +154,12 @@ pub fn parse(data: &[u8], max_decoded: usize) -> Parsed {
             }
             _ => {
                 let g = &stack[stack.len() - 1];
+                if matches!(g.dest, Dest::Normal | Dest::Skip) {
+                    // Plain text: nothing to collect until the next group or control word.
+                    i = memchr::memchr3(b'{', b'}', b'\\', &data[i..])
+                        .map_or(data.len(), |p| i + p);
+                    continue;
+                }
                 match g.dest {
                     Dest::ObjData => {
                         if let Some(v) = (b as char).to_digit(16) {

@@ -38,6 +38,8 @@ pub struct Config {
     pub scan_databases: Vec<PathBuf>,
     /// Largest file accepted by `POST /api/v1/scan`, in bytes.
     pub scan_max_bytes: usize,
+    /// Largest document accepted by `POST /api/v1/documents` and the upload page, in bytes.
+    pub docs_max_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +80,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             scan_databases: Vec::new(),
             scan_max_bytes: 25 * 1024 * 1024,
+            docs_max_bytes: 25 * 1024 * 1024,
         }
     }
 }
@@ -99,6 +102,7 @@ impl Config {
         "trusted_proxies",
         "scan_databases",
         "scan_max_bytes",
+        "docs_max_bytes",
     ];
 
     /// The database to use: the configured URL, or SQLite in the data folder.

@@ -124,7 +124,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
         .nest("/api/v1", api::router(state.config()))
-        .merge(pages::router())
+        .merge(pages::router(state.config()))
         .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

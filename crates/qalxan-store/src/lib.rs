@@ -13,6 +13,7 @@
 //! - the audit log and the events are append-only, enforced by triggers in the database itself.
 
 mod audit;
+mod documents;
 mod events;
 mod institutions;
 #[cfg(feature = "test-support")]
@@ -21,6 +22,7 @@ mod tokens;
 mod users;
 
 pub use audit::{AuditEntry, AuditFilter};
+pub use documents::{DocumentRecord, NewDocument};
 pub use events::{
     EventFilter, KindSeries, NewEvent, Overview, StoredEvent, VictimCount, MAX_EVENT_COUNT,
     MAX_EVENT_VALUE,

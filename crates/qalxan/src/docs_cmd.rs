@@ -12,8 +12,9 @@ pub struct AnalyzeArgs {
     /// Print one JSON object per file (JSON lines), with flags, macro source and scripts.
     #[arg(long)]
     json: bool,
-    /// Password to try on encrypted archives and documents (repeatable); tried after the
-    /// defaults (infected, malware, virus, and Excel's VelvetSweatshop).
+    /// Password to try on encrypted archives, PDFs and Office documents (repeatable); tried
+    /// after the defaults (infected, malware, virus for archives; Excel's VelvetSweatshop
+    /// for Office documents).
     #[arg(long = "password", short = 'p', value_name = "PASSWORD")]
     passwords: Vec<String>,
     /// Show extracted macro source code and scripts in the text output.
@@ -34,6 +35,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<u8> {
         if !options.passwords.contains(p) {
             options.passwords.push(p.clone());
         }
+        options.document_passwords.push(p.clone());
     }
     let results: Vec<(String, Result<qalxan_docs::Report, String>)> = args
         .files
@@ -154,6 +156,9 @@ pub fn disarm(args: DisarmArgs) -> Result<u8> {
     use anyhow::Context as _;
     let mut options = qalxan_docs::Options::default();
     options.passwords.extend(args.passwords.iter().cloned());
+    options
+        .document_passwords
+        .extend(args.passwords.iter().cloned());
     let data =
         std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
     let result = qalxan_docs::disarm::disarm(&data, &options)

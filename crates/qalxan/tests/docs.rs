@@ -1,6 +1,8 @@
 //! `qalxan analyze` against the labelled document corpus in ../shared/data/docs (oletools'
 //! test files and crafted PDFs): every label must agree.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -361,4 +363,147 @@ fn encrypted_pdfs_are_opened() {
         assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stdout));
         assert!(String::from_utf8_lossy(&q.stdout).contains("File is not encrypted"));
     }
+}
+
+/// The API and the page: upload, the stored verdict, the safe copy, the event, isolation.
+#[tokio::test(flavor = "multi_thread")]
+async fn documents_api_and_page() {
+    use qalxan_core::Role;
+    let Some(dir) = corpus() else { return };
+    let config = qalxan_server::Config {
+        docs_max_bytes: 1 << 20,
+        ..qalxan_server::Config::default()
+    };
+    let server = common::TestServer::start_with(config).await;
+    let ours = server.institution("Ministry of Documents").await;
+    let theirs = server.institution("Another Ministry").await;
+    let staff = server.token(Role::Institution, Some(ours)).await;
+    let other = server.token(Role::Institution, Some(theirs)).await;
+    let client = reqwest::Client::new();
+    let sample =
+        std::fs::read(dir.join("oletools/encrypted/autostart-encrypt-standardpassword.xlsm"))
+            .expect("sample");
+    let r = client
+        .post(server.url("/api/v1/documents?name=invoice.xlsm"))
+        .bearer_auth(&staff)
+        .body(sample)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 201);
+    let doc: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(doc["verdict"], "malicious", "{doc}");
+    assert_eq!(doc["institution_id"], ours.0);
+    assert_eq!(doc["report"]["flags"]["macros"], true);
+    assert!(doc["report"]["macros"][0]["code"]
+        .as_str()
+        .is_some_and(|c| c.contains("Auto_Open")));
+    let id = doc["id"].as_i64().expect("id");
+    let download = doc["download"].as_str().expect("a safe copy");
+    let r = client
+        .get(server.url(download))
+        .bearer_auth(&staff)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .contains("invoice.disarmed.xlsx"));
+    let safe = r.bytes().await.expect("bytes");
+    let again = qalxan_docs::analyze(&safe, "invoice.xlsx", &qalxan_docs::Options::default());
+    assert_eq!(
+        again.verdict,
+        qalxan_docs::Verdict::Clean,
+        "{:?}",
+        again.indicators
+    );
+
+    // Neutralised: one doc.neutralized event for the institution.
+    let (_, page) = server
+        .api(&staff)
+        .get("/api/v1/events?kind=doc.neutralized")
+        .await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
+
+    // Another institution sees neither the document nor its copy.
+    let r = client
+        .get(server.url(&format!("/api/v1/documents/{id}")))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+    let r = client
+        .get(server.url(download))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+    let (_, list) = server.api(&other).get("/api/v1/documents").await;
+    assert_eq!(list.as_array().map(Vec::len), Some(0));
+    let sensor = server.token(Role::Sensor, None).await;
+    let r = client
+        .get(server.url("/api/v1/documents"))
+        .bearer_auth(&sensor)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 403, "machines submit, they do not read");
+    let r = client
+        .post(server.url("/api/v1/documents"))
+        .bearer_auth(&staff)
+        .body(vec![0u8; (1 << 20) + 1])
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 413);
+
+    // The page: upload through the form (multipart, with the session's CSRF token).
+    let browser = server.admin_browser().await;
+    let (status, html) = browser.page("/documents").await;
+    assert_eq!(status, 200);
+    let csrf = common::csrf_of(&html);
+    let pdf = std::fs::read(dir.join("generated-pdf/js-openaction.pdf")).expect("pdf");
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(pdf.clone()).file_name("<b>offer</b>.pdf"),
+        );
+    let r = browser
+        .client
+        .post(server.url("/documents"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+    let location = r.headers()["location"].to_str().expect("ascii").to_string();
+    let (status, html) = browser.page(&location).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("data-verdict=\"malicious\""), "{html}");
+    assert!(
+        html.contains("&lt;b&gt;offer&lt;/b&gt;.pdf"),
+        "the file name is escaped"
+    );
+    assert!(html.contains("app.alert"), "the JavaScript is shown");
+    assert!(html.contains("pdf.javascript"));
+    let (status, _) = browser.page(&format!("{location}/disarmed")).await;
+    assert_eq!(status, 200);
+    // Without the CSRF token the upload is refused.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(pdf).file_name("x.pdf"),
+    );
+    let r = browser
+        .client
+        .post(server.url("/documents"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
 }

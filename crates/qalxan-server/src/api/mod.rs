@@ -2,6 +2,7 @@
 //! description at `/api/v1/openapi.json` is generated from these handlers.
 
 pub(crate) mod audit;
+pub(crate) mod documents;
 pub(crate) mod events;
 pub(crate) mod institutions;
 pub(crate) mod me;
@@ -30,6 +31,14 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
             axum::routing::post(scan::scan)
                 .layer(axum::extract::DefaultBodyLimit::max(config.scan_max_bytes)),
         )
+        .route(
+            "/documents",
+            get(documents::list)
+                .post(documents::create)
+                .layer(axum::extract::DefaultBodyLimit::max(config.docs_max_bytes)),
+        )
+        .route("/documents/{id}", get(documents::get))
+        .route("/documents/{id}/disarmed", get(documents::download))
         .route("/openapi.json", get(openapi_json))
         .route("/me", get(me::get_me))
         .route("/me/password", axum::routing::post(me::change_password))
@@ -88,6 +97,10 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         events::list,
         events::overview,
         scan::scan,
+        documents::create,
+        documents::list,
+        documents::get,
+        documents::download,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -98,6 +111,7 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         (name = "events", description = "What the parts of the platform report, and the figures"),
         (name = "audit", description = "The append-only audit trail"),
         (name = "scan", description = "The scan engine: ClamAV signatures, containers opened"),
+        (name = "documents", description = "The document sandbox: explained verdicts and disarmed copies"),
     )
 )]
 pub struct ApiDoc;

@@ -5,6 +5,7 @@
 
 mod account;
 mod admin;
+mod documents;
 mod events;
 mod institutions;
 mod login;
@@ -28,7 +29,7 @@ use serde::de::DeserializeOwned;
 
 const STYLE: &str = include_str!("../../assets/style.css");
 
-pub fn router() -> Router<AppState> {
+pub fn router(config: &crate::Config) -> Router<AppState> {
     Router::new()
         .route("/", get(overview::page))
         .route("/login", get(login::form).post(login::submit))
@@ -55,6 +56,14 @@ pub fn router() -> Router<AppState> {
         .route("/tokens", get(admin::tokens).post(admin::create_token))
         .route("/tokens/{id}/revoke", post(admin::revoke_token))
         .route("/audit", get(admin::audit))
+        .route(
+            "/documents",
+            get(documents::list)
+                .post(documents::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(config.docs_max_bytes)),
+        )
+        .route("/documents/{id}", get(documents::show))
+        .route("/documents/{id}/disarmed", get(documents::download))
         .route("/static/style.css", get(stylesheet))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found)
@@ -147,7 +156,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
     }
 }
 
-fn csrf_failure() -> PageError {
+pub(crate) fn csrf_failure() -> PageError {
     PageError::new(
         StatusCode::FORBIDDEN,
         "This form has expired or did not come from this site. Go back, reload the page and try again.",
@@ -224,6 +233,7 @@ pub enum Nav {
     Overview,
     Events,
     Institutions,
+    Documents,
     Users,
     Tokens,
     Audit,
@@ -252,6 +262,12 @@ fn layout(user: &PageUser, nav: Nav, title: &str, content: Markup) -> Markup {
             "/institutions",
             "Institutions",
             crate::api::institutions::READERS.contains(&role),
+        ),
+        (
+            Nav::Documents,
+            "/documents",
+            "Documents",
+            crate::api::documents::READERS.contains(&role),
         ),
         (Nav::Users, "/users", "Users", staff_reader),
         (Nav::Tokens, "/tokens", "API tokens", staff_reader),
