@@ -16,7 +16,7 @@ mod detect;
 pub mod disarm;
 mod html;
 mod lnk;
-mod ole;
+pub mod ole;
 mod ooxml;
 pub mod pdf;
 mod pdfcrypt;

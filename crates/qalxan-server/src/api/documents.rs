@@ -11,7 +11,6 @@ use axum::Json;
 use qalxan_core::{EventKind, InstitutionId, Role, Severity};
 use qalxan_store::{DocumentRecord, NewDocument, NewEvent};
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
@@ -131,15 +130,7 @@ pub(crate) async fn submit(
     data: Bytes,
 ) -> Result<DocumentRecord, ApiError> {
     principal.require(SUBMITTERS)?;
-    let institution_id = match (principal.institution, institution_id) {
-        (Some(own), Some(given)) if own != given => {
-            return Err(ApiError::forbidden(format!(
-                "institution_id: this caller submits only for institution {own}"
-            )))
-        }
-        (Some(own), _) => Some(own),
-        (None, given) => given,
-    };
+    let institution_id = super::upload_institution(principal, institution_id, "submits")?;
     let filename = name.unwrap_or_else(|| "document".into());
     let shown = filename.clone();
     let bytes = data.clone();
@@ -151,10 +142,7 @@ pub(crate) async fn submit(
     })
     .await
     .map_err(|_| ApiError::unavailable("the analysis did not complete"))?;
-    let sha256: String = sha2::Sha256::digest(&data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = super::sha256_hex(&data);
     let report_json = serde_json::to_value(&report).unwrap_or_default();
     let (disarm_report, disarm_error, safe_name, safe) = match disarmed {
         Ok(d) => (
@@ -219,16 +207,7 @@ pub async fn create(
     Query(query): Query<SubmitQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<DocumentView>), ApiError> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::payload_too_large(format!(
-                "the document is larger than docs_max_bytes ({} bytes)",
-                state.config().docs_max_bytes
-            ))
-        } else {
-            ApiError::bad_request(e.body_text())
-        }
-    })?;
+    let body = super::upload_body(body, "docs_max_bytes", state.config().docs_max_bytes)?;
     let record = submit(&state, &principal, query.name, query.institution_id, body).await?;
     Ok((StatusCode::CREATED, Json(record.into())))
 }

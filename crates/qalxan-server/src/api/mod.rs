@@ -66,6 +66,45 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         .fallback(|| async { ApiError::not_found("API endpoint") })
 }
 
+/// The institution an upload is recorded for: the caller's own when the caller is tied to one
+/// (naming another is refused), else the one the caller names.
+pub(crate) fn upload_institution(
+    principal: &crate::auth::Principal,
+    given: Option<qalxan_core::InstitutionId>,
+    what: &str,
+) -> Result<Option<qalxan_core::InstitutionId>, ApiError> {
+    match (principal.institution, given) {
+        (Some(own), Some(given)) if own != given => Err(ApiError::forbidden(format!(
+            "institution_id: this caller {what} only for institution {own}"
+        ))),
+        (Some(own), _) => Ok(Some(own)),
+        (None, given) => Ok(given),
+    }
+}
+
+/// An uploaded body, or the problem naming the size limit (`key`) it broke.
+pub(crate) fn upload_body(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    key: &str,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(format!("the upload is larger than {key} ({limit} bytes)"))
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })
+}
+
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(

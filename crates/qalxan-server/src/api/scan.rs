@@ -9,7 +9,6 @@ use axum::Json;
 use qalxan_core::{EventKind, InstitutionId, Role, Severity};
 use qalxan_store::NewEvent;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
@@ -56,34 +55,14 @@ pub async fn scan(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ScanReport>), ApiError> {
     principal.require(&[Role::Admin, Role::Analyst, Role::Sensor, Role::Institution])?;
-    let institution_id = match (principal.institution, query.institution_id) {
-        (Some(own), Some(given)) if own != given => {
-            return Err(ApiError::forbidden(format!(
-                "institution_id: this caller scans only for institution {own}"
-            )))
-        }
-        (Some(own), _) => Some(own),
-        (None, given) => given,
-    };
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::payload_too_large(format!(
-                "the file is larger than scan_max_bytes ({} bytes)",
-                state.config().scan_max_bytes
-            ))
-        } else {
-            ApiError::bad_request(e.body_text())
-        }
-    })?;
+    let institution_id = super::upload_institution(&principal, query.institution_id, "scans")?;
+    let body = super::upload_body(body, "scan_max_bytes", state.config().scan_max_bytes)?;
     let scanner = state.scanner().clone();
     let data = body.clone();
     let outcome = tokio::task::spawn_blocking(move || scanner.scan_bytes(&data))
         .await
         .map_err(|_| ApiError::unavailable("the scan did not complete"))?;
-    let sha256: String = sha2::Sha256::digest(&body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = super::sha256_hex(&body);
     let mut event_id = None;
     if let Some(first) = outcome.detections.first() {
         let event = NewEvent {
