@@ -1149,7 +1149,6 @@ pub fn write(doc: &Document) -> Vec<u8> {
         "1.7"
     };
     out.extend_from_slice(format!("%PDF-{version}\n%\u{e2}\u{e3}\u{cf}\u{d3}\n").as_bytes());
-    let max = doc.objects.keys().next_back().copied().unwrap_or(0);
     // (number, offset, generation) of each object written, in number order.
     let mut written: Vec<(u32, usize, u16)> = Vec::with_capacity(doc.objects.len());
     for (&num, (gen, obj)) in &doc.objects {
@@ -1183,9 +1182,11 @@ pub fn write(doc: &Document) -> Vec<u8> {
         i = j;
     }
     let mut trailer = Dict::default();
+    // One more than the highest object number written (object and xref streams are not).
+    let size = written.last().map_or(1, |(n, _, _)| u64::from(*n) + 1);
     trailer
         .0
-        .push((b"Size".to_vec(), Obj::Num((max + 1).to_string())));
+        .push((b"Size".to_vec(), Obj::Num(size.to_string())));
     for key in [&b"Root"[..], b"Info", b"ID", b"Encrypt"] {
         if key == b"Encrypt" && doc.decrypted_with.is_some() {
             continue;
