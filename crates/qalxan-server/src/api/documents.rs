@@ -25,16 +25,6 @@ pub(crate) const READERS: &[Role] = &[Role::Admin, Role::Analyst, Role::Auditor,
 #[derive(Deserialize, utoipa::IntoParams, Default)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct SubmitQuery {
-    /// The file's name as received (shown in reports; the type is detected from content).
-    pub name: Option<String>,
-    /// The institution the document came from, when the caller's token is not tied to one.
-    pub institution_id: Option<InstitutionId>,
-}
-
-#[derive(Deserialize, utoipa::IntoParams, Default)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// How many of the newest documents (default 100, at most 1000).
     pub limit: Option<u32>,
@@ -198,13 +188,13 @@ pub(crate) async fn submit(
 
 /// Analyses and disarms an uploaded document (the request body, any content type).
 #[utoipa::path(post, operation_id = "submit_document", path = "/api/v1/documents", tag = "documents",
-    params(SubmitQuery),
+    params(super::UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = DocumentView), (status = 403, body = Problem), (status = 413, body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<SubmitQuery>,
+    Query(query): Query<super::UploadQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<DocumentView>), ApiError> {
     let body = super::upload_body(body, "docs_max_bytes", state.config().docs_max_bytes)?;

@@ -66,6 +66,17 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         .fallback(|| async { ApiError::not_found("API endpoint") })
 }
 
+/// The query of the upload endpoints (scan, documents).
+#[derive(serde::Deserialize, utoipa::IntoParams, Default)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// The file's name as received, for the report and the event (never used to detect its type).
+    pub name: Option<String>,
+    /// The institution the file came from, when the caller's token is not tied to one.
+    pub institution_id: Option<qalxan_core::InstitutionId>,
+}
+
 /// The institution an upload is recorded for: the caller's own when the caller is tied to one
 /// (naming another is refused), else the one the caller names.
 pub(crate) fn upload_institution(

@@ -6,23 +6,13 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use qalxan_core::{EventKind, InstitutionId, Role, Severity};
+use qalxan_core::{EventKind, Role, Severity};
 use qalxan_store::NewEvent;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
 use crate::AppState;
-
-#[derive(Deserialize, utoipa::IntoParams, Default)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ScanQuery {
-    /// The file's name, for the report and the event (not used to detect its type).
-    pub name: Option<String>,
-    /// The institution the file came from, when the caller's token is not tied to one.
-    pub institution_id: Option<InstitutionId>,
-}
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ScanDetection {
@@ -45,13 +35,13 @@ pub struct ScanReport {
 }
 
 /// Scans an uploaded file (the request body, any content type) with the scan engine.
-#[utoipa::path(post, operation_id = "scan_file", path = "/api/v1/scan", tag = "scan", params(ScanQuery),
+#[utoipa::path(post, operation_id = "scan_file", path = "/api/v1/scan", tag = "scan", params(super::UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, body = ScanReport), (status = 403, body = Problem), (status = 413, body = Problem)))]
 pub async fn scan(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<ScanQuery>,
+    Query(query): Query<super::UploadQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ScanReport>), ApiError> {
     principal.require(&[Role::Admin, Role::Analyst, Role::Sensor, Role::Institution])?;
