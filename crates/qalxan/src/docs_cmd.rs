@@ -23,9 +23,29 @@ pub struct AnalyzeArgs {
     /// Files larger than this many bytes are not read.
     #[arg(long, default_value_t = 512 << 20, value_name = "BYTES")]
     max_filesize: u64,
-    /// Documents to analyse.
+    /// Documents to analyse; folders are walked (files in name order).
     #[arg(required = true)]
     files: Vec<PathBuf>,
+}
+
+/// The files named, with folders replaced by the files below them.
+fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = walkdir::WalkDir::new(p)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file())
+                .map(|e| e.into_path())
+                .collect();
+            out.append(&mut found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out
 }
 
 /// Runs the analysis; the exit code is 0 clean, 1 malicious or suspicious, 2 error.
@@ -37,8 +57,8 @@ pub fn analyze(args: AnalyzeArgs) -> Result<u8> {
         }
         options.document_passwords.push(p.clone());
     }
-    let results: Vec<(String, Result<qalxan_docs::Report, String>)> = args
-        .files
+    let files = expand(&args.files);
+    let results: Vec<(String, Result<qalxan_docs::Report, String>)> = files
         .par_iter()
         .map(|path| {
             let shown = path.display().to_string();

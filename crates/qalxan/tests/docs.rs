@@ -125,6 +125,18 @@ fn exit_codes_and_errors() {
     assert!(
         String::from_utf8_lossy(&ok.stdout).starts_with("generated-pdf/clean-minimal.pdf: clean")
     );
+    // A folder stands for the files below it.
+    let folder = Command::new(BIN)
+        .args(["analyze", "--json", "generated-pdf"])
+        .current_dir(&dir)
+        .output()
+        .expect("runs");
+    let lines = String::from_utf8_lossy(&folder.stdout).lines().count();
+    let pdfs = std::fs::read_dir(dir.join("generated-pdf"))
+        .expect("folder")
+        .count();
+    assert_eq!(lines, pdfs);
+    assert_eq!(folder.status.code(), Some(1));
     let missing = Command::new(BIN)
         .args(["analyze", "--json", "no/such/file.doc"])
         .output()
