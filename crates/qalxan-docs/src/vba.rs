@@ -256,6 +256,9 @@ struct Patterns {
     hex: Regex,
     base64: Regex,
     comment: Regex,
+    chr_chain: Regex,
+    chr_call: Regex,
+    str_reverse: Regex,
 }
 
 fn patterns() -> &'static Patterns {
@@ -335,6 +338,9 @@ fn patterns() -> &'static Patterns {
             hex: re(r#""((?:[0-9A-Fa-f]{2}){8,})""#),
             base64: re(r#""((?:[A-Za-z0-9+/]{4}){6,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)""#),
             comment: re(r"(?m)^\s*(?:'|Rem\b).*$"),
+            chr_chain: re(r"(?i)(?:\bChr[WB]?\$?\(\s*\d+\s*(?:[-+*/\\]\s*\d+\s*)?\)\s*[&+]?\s*){3,}"),
+            chr_call: re(r"(?i)\bChr[WB]?\$?\(\s*(\d+)\s*(?:([-+*/\\])\s*(\d+)\s*)?\)"),
+            str_reverse: re(r#"(?i)\bStrReverse\s*\(\s*"([^"]{3,})"\s*\)"#),
         }
     })
 }
@@ -391,10 +397,40 @@ pub fn analyze_code(code: &str) -> Findings {
             }
         }
     }
+    // Strings spelt out as Chr() arithmetic or reversed: evaluated, as olevba --deobf does.
+    for m in p.chr_chain.find_iter(code).take(50) {
+        let text: String = p
+            .chr_call
+            .captures_iter(m.as_str())
+            .filter_map(|c| {
+                let a: i64 = c[1].parse().ok()?;
+                let v = match (
+                    c.get(2).map(|o| o.as_str()),
+                    c.get(3).and_then(|b| b.as_str().parse::<i64>().ok()),
+                ) {
+                    (Some("+"), Some(b)) => a.checked_add(b)?,
+                    (Some("-"), Some(b)) => a.checked_sub(b)?,
+                    (Some("*"), Some(b)) => a.checked_mul(b)?,
+                    (Some("/") | Some("\\"), Some(b)) if b != 0 => a / b,
+                    (None, None) => a,
+                    _ => return None,
+                };
+                char::from_u32(u32::try_from(v).ok()?)
+            })
+            .collect();
+        if text.chars().count() >= 3 {
+            f.decoded
+                .push((m.as_str().chars().take(60).collect(), text));
+        }
+    }
+    for c in p.str_reverse.captures_iter(code).take(50) {
+        f.decoded
+            .push((c[0].to_string(), c[1].chars().rev().collect()));
+    }
     if !f.decoded.is_empty() {
         f.suspicious.push((
-            "Hex/Base64 strings".into(),
-            "encoded strings that decode to readable text, often used to hide commands",
+            "Encoded strings".into(),
+            "hex, Base64, Chr() or reversed strings that decode to readable text, often used to hide commands",
         ));
     }
     f
@@ -451,5 +487,10 @@ mod tests {
         assert!(f.suspicious.is_empty());
         let f = analyze_code("x = \"68747470733a2f2f6576696c2e6578616d706c65\"");
         assert_eq!(f.decoded[0].1, "https://evil.example");
+        let f = analyze_code(
+            "s = Chr(99) & ChrW(100 + 9) & Chr$(200 - 100) & Chr(46)\nt = StrReverse(\"exe.clac\")",
+        );
+        let decoded: Vec<&str> = f.decoded.iter().map(|d| d.1.as_str()).collect();
+        assert_eq!(decoded, vec!["cmd.", "calc.exe"]);
     }
 }
