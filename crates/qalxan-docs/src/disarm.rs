@@ -10,6 +10,7 @@
 //! - PDF: JavaScript, actions run on open or on events, launches, embedded files, rich media,
 //!   XFA and form submission are removed and the file is rebuilt with a new xref table.
 //! - RTF: embedded objects are replaced by their result pictures; DDE fields by their result.
+//! - OpenDocument: macro libraries, event listeners and embedded objects are removed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read, Write};
@@ -210,7 +211,7 @@ fn ooxml(
             .iter()
             .any(|n| n == "mimetype" || n == "META-INF/manifest.xml")
         {
-            return Err(DisarmError::Unsupported("OpenDocument files".into()));
+            return odf(&mut archive, out);
         }
         return zip_archive(&mut archive, options, out, depth);
     }
@@ -793,6 +794,98 @@ fn rewrite_xml(
         buf.clear();
     }
     Ok(writer.into_inner())
+}
+
+/// What an OpenDocument part is, for disarm: macros and scripts, an embedded object, or
+/// content to keep.
+fn odf_drop(name: &str) -> Option<(&'static str, &'static str)> {
+    let first = name.split('/').next().unwrap_or("");
+    if first == "Basic" || first == "Scripts" {
+        Some(("macros", "macro library"))
+    } else if first.starts_with("Object ") {
+        Some(("embedded_object", "embedded object"))
+    } else {
+        None
+    }
+}
+
+/// OpenDocument: macro libraries and embedded objects go (their replacement pictures stay),
+/// with the manifest entries and the content elements that point at them; event listeners
+/// that call macros go too. `mimetype` stays first and uncompressed, as the format requires.
+fn odf(archive: &mut crate::archive::Zip<'_>, out: &mut Out) -> Result<Vec<u8>, DisarmError> {
+    let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..archive.len() {
+        let Some((name, bytes, _)) = crate::archive::read_member(archive, i, &[], 512 << 20)
+            .map_err(DisarmError::Malformed)?
+        else {
+            continue;
+        };
+        if let Some((id, what)) = odf_drop(&name) {
+            if !name.ends_with('/')
+                && !out
+                    .removed
+                    .iter()
+                    .any(|r| r.location == name.split('/').next().unwrap_or(""))
+            {
+                out.remove(id, name.split('/').next().unwrap_or(&name), what);
+            }
+            continue;
+        }
+        parts.push((name, bytes));
+    }
+    for (name, bytes) in parts.iter_mut() {
+        if name == "META-INF/manifest.xml" {
+            *bytes = rewrite_xml(bytes, |ev| match ev {
+                XmlEv::Start(e) if e.local_name().as_ref() == b"file-entry" => {
+                    let path = e
+                        .attributes()
+                        .flatten()
+                        .find(|a| a.key.local_name().as_ref() == b"full-path")
+                        .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+                        .unwrap_or_default();
+                    if odf_drop(&path).is_some() {
+                        Edit::Drop
+                    } else {
+                        Edit::Keep
+                    }
+                }
+                _ => Edit::Keep,
+            })?;
+        } else if name.ends_with(".xml") {
+            let location = name.clone();
+            *bytes = rewrite_xml(bytes, |ev| match ev {
+                XmlEv::Start(e) => match e.local_name().as_ref() {
+                    b"object" | b"object-ole" => Edit::Drop,
+                    b"event-listeners" | b"scripts" => {
+                        out.remove(
+                            "macros",
+                            &location,
+                            "event listeners and scripts that call macros",
+                        );
+                        Edit::Drop
+                    }
+                    _ => Edit::Keep,
+                },
+                _ => Edit::Keep,
+            })?;
+        }
+    }
+    let mut zw = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let deflated = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    parts.sort_by_key(|(n, _)| n != "mimetype");
+    for (name, bytes) in &parts {
+        let opts = if name == "mimetype" { stored } else { deflated };
+        zw.start_file(name.as_str(), opts)
+            .and_then(|_| zw.write_all(bytes).map_err(Into::into))
+            .map_err(|e| DisarmError::Malformed(format!("writing {name}: {e}")))?;
+    }
+    let cursor = zw
+        .finish()
+        .map_err(|e| DisarmError::Malformed(format!("writing zip: {e}")))?;
+    Ok(cursor.into_inner())
 }
 
 /// A plain zip archive: each member that is a document is disarmed in turn; files Windows

@@ -201,8 +201,6 @@ const NOT_DISARMED: &[(&str, &str)] = &[
     ("encrypted.xlsm", "unknown password"),
     ("excel4_sample_macro.xlsb", "binary workbooks"),
     ("excel4_sample_macro.slk", "cannot be disarmed"),
-    ("embedded-simple-2007.ods", "OpenDocument"),
-    ("embedded-simple-2007.odt", "OpenDocument"),
 ];
 
 #[test]
