@@ -11,6 +11,7 @@
 //!   XFA and form submission are removed and the file is rebuilt with a new xref table.
 //! - RTF: embedded objects are replaced by their result pictures; DDE fields by their result.
 //! - OpenDocument: macro libraries, event listeners and embedded objects are removed.
+//! - SYLK: formulas (Excel 4 macros are formulas) and auto-run names are removed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read, Write};
@@ -83,6 +84,7 @@ pub fn disarm(data: &[u8], options: &Options) -> Result<Disarmed, DisarmError> {
         FileType::Pdf => (pdf(data, options, &mut out), file_type),
         FileType::Rtf => (rtf(data, &mut out), file_type),
         FileType::Xml => (xml_document(data, &mut out)?, file_type),
+        FileType::Slk => (slk(data, &mut out), file_type),
         other => {
             return Err(DisarmError::Unsupported(format!(
                 "{} files",
@@ -794,6 +796,68 @@ fn rewrite_xml(
         buf.clear();
     }
     Ok(writer.into_inner())
+}
+
+/// SYLK: cells keep their values but lose their formulas (Excel 4 macros are formulas),
+/// and names that run macros when the file opens go.
+fn slk(data: &[u8], out: &mut Out) -> Vec<u8> {
+    let mut result = Vec::with_capacity(data.len());
+    let (mut formulas, mut names) = (0, 0);
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        let ending = &line[body.len()..];
+        // Fields are separated by ';', and ';;' is a literal semicolon inside a field.
+        let mut fields: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut i = 0;
+        while i < body.len() {
+            if body[i] == b';' {
+                if body.get(i + 1) == Some(&b';') {
+                    if let Some(f) = fields.last_mut() {
+                        f.extend_from_slice(b";;");
+                    }
+                    i += 2;
+                    continue;
+                }
+                fields.push(Vec::new());
+            } else if let Some(f) = fields.last_mut() {
+                f.push(body[i]);
+            }
+            i += 1;
+        }
+        match fields[0].as_slice() {
+            // Cell records carry formulas in E fields (an F record's bare E is a display flag).
+            b"C" => {
+                let before = fields.len();
+                fields.retain(|f| !f.starts_with(b"E"));
+                formulas += before - fields.len();
+            }
+            b"NN" => {
+                let auto = fields.iter().any(|f| {
+                    let l = String::from_utf8_lossy(f).to_ascii_lowercase();
+                    l.starts_with("nauto_open") || l.starts_with("nauto_close")
+                });
+                if auto {
+                    names += 1;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        result.extend_from_slice(&fields.join(&b';'));
+        result.extend_from_slice(ending);
+    }
+    if formulas > 0 {
+        out.remove(
+            "xlm_formulas",
+            "",
+            format!("{formulas} formula(s), Excel 4 macros among them"),
+        );
+    }
+    if names > 0 {
+        out.remove("autoexec_name", "", "Auto_Open/Auto_Close name");
+    }
+    result
 }
 
 /// What an OpenDocument part is, for disarm: macros and scripts, an embedded object, or

@@ -10,7 +10,7 @@ pub(crate) fn analyze(cx: &mut Context<'_>, data: &[u8], location: &str) {
     for line in text.lines().take(1_000_000) {
         let fields: Vec<&str> = line.split(';').collect();
         match fields.first().copied() {
-            Some("C") | Some("F") => {
+            Some("C") => {
                 if let Some(e) = fields.iter().skip(1).find_map(|f| f.strip_prefix('E')) {
                     formulas.push(format!("={e}"));
                 }

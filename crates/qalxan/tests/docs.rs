@@ -200,7 +200,6 @@ const NOT_DISARMED: &[(&str, &str)] = &[
     ("encrypted.xlsb", "unknown password"),
     ("encrypted.xlsm", "unknown password"),
     ("excel4_sample_macro.xlsb", "binary workbooks"),
-    ("excel4_sample_macro.slk", "cannot be disarmed"),
 ];
 
 #[test]
