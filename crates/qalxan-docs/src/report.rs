@@ -493,32 +493,28 @@ pub(crate) fn macro_findings(cx: &mut Context<'_>, location: &str, code: &str, l
 }
 
 /// VBA stomping: Office runs the compiled p-code when its version matches and ignores the
-/// source. A module whose source holds no code while its p-code carries strings is a stomped
-/// module.
+/// source. String literals survive compilation as plain text in the p-code (identifiers do
+/// not: they live in the project's name table), so literals the source never spells are
+/// compiled code the source does not account for: one when the source holds no code at all,
+/// two when it holds other code.
 fn looks_stomped(code: &str, pcode: &[u8]) -> bool {
     let has_code = code.lines().any(|l| {
         let t = l.trim();
         !t.is_empty() && !t.starts_with("Attribute ")
     });
-    if has_code || pcode.len() < 512 {
-        return false;
-    }
-    // Printable runs in the p-code that the source never mentions: literals and names that
-    // compiled code still carries.
-    let mut runs = 0;
-    let mut cur = Vec::new();
-    for &b in pcode {
-        if b.is_ascii_graphic() || b == b' ' {
-            cur.push(b);
+    let mut missing = 0;
+    for run in pcode.split(|b| !(b.is_ascii_graphic() || *b == b' ')) {
+        if run.len() < 6 || run.iter().filter(|b| b.is_ascii_alphabetic()).count() < 3 {
             continue;
         }
-        if cur.len() >= 10 {
-            let s = String::from_utf8_lossy(&cur);
-            if !code.contains(s.as_ref()) && s.chars().any(|c| c.is_ascii_alphabetic()) {
-                runs += 1;
-            }
+        let s = String::from_utf8_lossy(run);
+        if !code.contains(s.trim()) {
+            missing += 1;
         }
-        cur.clear();
     }
-    runs >= 2
+    if has_code {
+        missing >= 2
+    } else {
+        missing >= 1
+    }
 }
