@@ -458,10 +458,20 @@ fn ooxml(
             "macro-enabled document converted to its plain form (.{ext})"
         ));
     }
+    write_zip(&new_parts)
+}
+
+/// Writes parts as a zip, deflated, except a `mimetype` part, which OpenDocument wants
+/// first and stored.
+fn write_zip(parts: &[(String, Vec<u8>)]) -> Result<Vec<u8>, DisarmError> {
     let mut zw = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default()
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let deflated = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
-    for (name, bytes) in &new_parts {
+    let mimetype = parts.iter().filter(|(n, _)| n == "mimetype");
+    for (name, bytes) in mimetype.chain(parts.iter().filter(|(n, _)| n != "mimetype")) {
+        let opts = if name == "mimetype" { stored } else { deflated };
         zw.start_file(name.as_str(), opts)
             .and_then(|_| zw.write_all(bytes).map_err(Into::into))
             .map_err(|e| DisarmError::Malformed(format!("writing {name}: {e}")))?;
@@ -934,22 +944,7 @@ fn odf(archive: &mut crate::archive::Zip<'_>, out: &mut Out) -> Result<Vec<u8>, 
             })?;
         }
     }
-    let mut zw = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let stored =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    let deflated = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    parts.sort_by_key(|(n, _)| n != "mimetype");
-    for (name, bytes) in &parts {
-        let opts = if name == "mimetype" { stored } else { deflated };
-        zw.start_file(name.as_str(), opts)
-            .and_then(|_| zw.write_all(bytes).map_err(Into::into))
-            .map_err(|e| DisarmError::Malformed(format!("writing {name}: {e}")))?;
-    }
-    let cursor = zw
-        .finish()
-        .map_err(|e| DisarmError::Malformed(format!("writing zip: {e}")))?;
-    Ok(cursor.into_inner())
+    write_zip(&parts)
 }
 
 /// A plain zip archive: each member that is a document is disarmed in turn; files Windows
@@ -963,9 +958,7 @@ fn zip_archive(
     if depth >= options.limits.max_depth {
         return Err(DisarmError::Unsupported("archives nested this deep".into()));
     }
-    let mut zw = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
+    let mut parts = Vec::new();
     for i in 0..archive.len().min(options.limits.max_items) {
         let Some((name, bytes, truncated)) =
             crate::archive::read_member(archive, i, &options.passwords, options.limits.max_decoded)
@@ -1004,14 +997,9 @@ fn zip_archive(
         for r in out.removed.iter_mut().skip(before) {
             r.location = crate::report::join(&name, &r.location);
         }
-        zw.start_file(name.as_str(), opts)
-            .and_then(|_| zw.write_all(&clean).map_err(Into::into))
-            .map_err(|e| DisarmError::Malformed(format!("writing {name}: {e}")))?;
+        parts.push((name, clean));
     }
-    let cursor = zw
-        .finish()
-        .map_err(|e| DisarmError::Malformed(format!("writing zip: {e}")))?;
-    Ok(cursor.into_inner())
+    write_zip(&parts)
 }
 
 // ---------------------------------------------------------------------------------------
