@@ -536,7 +536,7 @@ fn rewrite_part(
                 if local == b"Cell"
                     && e.attributes().flatten().any(|a| {
                         a.key.local_name().as_ref() == b"Formula"
-                            && is_dde_formula(&String::from_utf8_lossy(&a.value))
+                            && crate::report::is_dde_formula(&String::from_utf8_lossy(&a.value))
                     })
                 {
                     out.remove("dde", &location, "DDE formula");
@@ -597,10 +597,9 @@ fn rewrite_part(
                     b"fldSimple" => {
                         let dde = e.attributes().flatten().any(|a| {
                             a.key.local_name().as_ref() == b"instr" && {
-                                let v = String::from_utf8_lossy(&a.value)
-                                    .trim_start()
-                                    .to_ascii_uppercase();
-                                v.starts_with("DDE")
+                                crate::report::is_dde_instruction(&String::from_utf8_lossy(
+                                    &a.value,
+                                ))
                             }
                         });
                         if dde {
@@ -643,12 +642,6 @@ fn rewrite_part(
         out.remove("dde", name, "DDE field instruction");
     }
     Ok(rewritten)
-}
-
-fn is_dde_formula(f: &str) -> bool {
-    let opts = Options::default();
-    let mut cx = crate::report::Context::new(&opts);
-    crate::report::dde_formula(&mut cx, "", f)
 }
 
 /// Elements of 2003 XML and Flat OPC documents that carry active content.
@@ -732,7 +725,7 @@ fn dde_field_ordinals(xml: &[u8]) -> Vec<bool> {
     });
     fields
         .iter()
-        .map(|f| f.trim_start().to_ascii_uppercase().starts_with("DDE"))
+        .map(|f| crate::report::is_dde_instruction(f))
         .collect()
 }
 

@@ -350,16 +350,30 @@ pub(crate) fn is_dangerous_name(name: &str) -> bool {
     )
 }
 
+/// Whether a field instruction is DDE or DDEAUTO, which start another program: the one
+/// test analysis and disarm share, whatever the format the field came from.
+pub(crate) fn is_dde_instruction(instruction: &str) -> bool {
+    let first = instruction
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .split('"')
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    first == "DDE" || first == "DDEAUTO"
+}
+
 /// A field instruction from any format (Word binary, WordprocessingML, RTF, 2003 XML):
 /// DDE and DDEAUTO start another program with arguments.
 pub(crate) fn dde_field(cx: &mut Context<'_>, location: &str, instruction: &str) {
     let text: String = instruction.split_whitespace().collect::<Vec<_>>().join(" ");
-    let first = text
-        .split([' ', '"'])
-        .next()
-        .unwrap_or("")
-        .to_ascii_uppercase();
-    if first == "DDE" || first == "DDEAUTO" {
+    if is_dde_instruction(&text) {
+        let first = text
+            .split([' ', '"'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
         cx.flags.dde = true;
         cx.add(
             "dde",
@@ -376,13 +390,8 @@ pub(crate) fn dde_field(cx: &mut Context<'_>, location: &str, instruction: &str)
 /// A DDE formula in a spreadsheet cell or CSV (`=cmd|'/c calc'!A0`): Excel asks to start
 /// the program named before the `|`.
 pub(crate) fn dde_formula(cx: &mut Context<'_>, location: &str, formula: &str) -> bool {
-    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = RE.get_or_init(|| {
-        regex::Regex::new(r#"(?i)^[=+\-@][^|]{0,64}?[A-Za-z0-9_.]+\s*\|\s*'?[^|']*'?\s*!"#)
-            .expect("static pattern")
-    });
     let f = formula.trim();
-    if re.is_match(f) {
+    if is_dde_formula(f) {
         cx.flags.dde = true;
         cx.add(
             "dde",
@@ -396,6 +405,16 @@ pub(crate) fn dde_formula(cx: &mut Context<'_>, location: &str, formula: &str) -
         return true;
     }
     false
+}
+
+/// Whether a cell formula calls another program through DDE (`=cmd|' /c calc'!A0`).
+pub(crate) fn is_dde_formula(formula: &str) -> bool {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r#"(?i)^[=+\-@][^|]{0,64}?[A-Za-z0-9_.]+\s*\|\s*'?[^|']*'?\s*!"#)
+            .expect("static pattern")
+    });
+    re.is_match(formula.trim())
 }
 
 /// Records the modules of one VBA project and what their code does.

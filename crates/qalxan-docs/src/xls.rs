@@ -280,12 +280,7 @@ pub(crate) fn field_spans(doc: &[u8]) -> Vec<(usize, usize, String)> {
 pub(crate) fn blank_dde_fields(doc: &mut [u8]) -> usize {
     let mut n = 0;
     for (start, end, text) in field_spans(doc) {
-        let first = text
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_ascii_uppercase();
-        if first == "DDE" || first == "DDEAUTO" {
+        if crate::report::is_dde_instruction(&text) {
             for b in &mut doc[start..end] {
                 if *b != 0 {
                     *b = b' ';
