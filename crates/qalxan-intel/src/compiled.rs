@@ -1,0 +1,306 @@
+//! The lists the defences match against: built from the blocking indicators, looked up on
+//! every request and every file.
+//!
+//! Exact values (addresses, domains, URLs, hashes) are in hash sets, O(1); CIDR ranges are
+//! merged into sorted disjoint intervals and found by binary search, O(log n). Hashes are kept
+//! as raw bytes (16/20/32 bytes, not hex strings) so ten million of them fit in well under a
+//! gigabyte. The text form ([`Lists::to_text`]) is what the server sends to gateways and
+//! scanners: one `kind value` per line, easy to diff, cache and check by hand.
+
+use crate::observable::{Kind, Observable};
+use ipnet::IpNet;
+use rustc_hash::FxHashSet;
+use std::net::IpAddr;
+
+#[derive(Debug, Default, Clone)]
+pub struct Lists {
+    v4: FxHashSet<u32>,
+    v6: FxHashSet<u128>,
+    v4_ranges: Vec<(u32, u32)>,
+    v6_ranges: Vec<(u128, u128)>,
+    domains: FxHashSet<Box<str>>,
+    urls: FxHashSet<Box<str>>,
+    md5: FxHashSet<[u8; 16]>,
+    sha1: FxHashSet<[u8; 20]>,
+    sha256: FxHashSet<[u8; 32]>,
+    other: FxHashSet<(Kind, Box<str>)>,
+    len: usize,
+}
+
+fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn merge<T: Copy + Ord + num_like::Succ>(mut v: Vec<(T, T)>) -> Vec<(T, T)> {
+    v.sort_unstable();
+    let mut out: Vec<(T, T)> = Vec::with_capacity(v.len());
+    for (s, e) in v {
+        match out.last_mut() {
+            Some(last) if s <= last.1.succ() => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+mod num_like {
+    pub trait Succ {
+        fn succ(self) -> Self;
+    }
+    impl Succ for u32 {
+        fn succ(self) -> Self {
+            self.saturating_add(1)
+        }
+    }
+    impl Succ for u128 {
+        fn succ(self) -> Self {
+            self.saturating_add(1)
+        }
+    }
+}
+
+fn in_ranges<T: Copy + Ord>(ranges: &[(T, T)], x: T) -> bool {
+    let i = ranges.partition_point(|r| r.0 <= x);
+    i > 0 && ranges[i - 1].1 >= x
+}
+
+impl Lists {
+    /// Builds the lists from normalised observables (as the store holds them).
+    pub fn build<'a>(items: impl IntoIterator<Item = &'a Observable>) -> Lists {
+        let mut l = Lists::default();
+        let mut r4 = Vec::new();
+        let mut r6 = Vec::new();
+        for o in items {
+            l.len += 1;
+            l.insert(o, &mut r4, &mut r6);
+        }
+        l.v4_ranges = merge(r4);
+        l.v6_ranges = merge(r6);
+        l
+    }
+
+    fn insert(&mut self, o: &Observable, r4: &mut Vec<(u32, u32)>, r6: &mut Vec<(u128, u128)>) {
+        let v = o.value.as_str();
+        match o.kind {
+            Kind::Ipv4 | Kind::Ipv6 => match v.parse::<IpAddr>() {
+                Ok(IpAddr::V4(a)) => {
+                    self.v4.insert(u32::from(a));
+                }
+                Ok(IpAddr::V6(a)) => {
+                    self.v6.insert(u128::from(a));
+                }
+                Err(_) => {}
+            },
+            Kind::Cidr => match v.parse::<IpNet>() {
+                Ok(IpNet::V4(n)) => r4.push((u32::from(n.network()), u32::from(n.broadcast()))),
+                Ok(IpNet::V6(n)) => r6.push((u128::from(n.network()), u128::from(n.broadcast()))),
+                Err(_) => {}
+            },
+            Kind::Domain => {
+                self.domains.insert(v.into());
+            }
+            Kind::Url => {
+                self.urls.insert(v.into());
+            }
+            Kind::Md5 => {
+                if let Some(h) = hex_bytes::<16>(v) {
+                    self.md5.insert(h);
+                }
+            }
+            Kind::Sha1 => {
+                if let Some(h) = hex_bytes::<20>(v) {
+                    self.sha1.insert(h);
+                }
+            }
+            Kind::Sha256 => {
+                if let Some(h) = hex_bytes::<32>(v) {
+                    self.sha256.insert(h);
+                }
+            }
+            k => {
+                self.other.insert((k, v.into()));
+            }
+        }
+    }
+
+    /// How many entries the lists were built from.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn contains_ip(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => {
+                let x = u32::from(a);
+                self.v4.contains(&x) || in_ranges(&self.v4_ranges, x)
+            }
+            IpAddr::V6(a) => {
+                if let Some(v4) = a.to_ipv4_mapped() {
+                    return self.contains_ip(IpAddr::V4(v4));
+                }
+                let x = u128::from(a);
+                self.v6.contains(&x) || in_ranges(&self.v6_ranges, x)
+            }
+        }
+    }
+
+    /// The domain or one of its parents is listed (`a.evil.example` is blocked by `evil.example`).
+    pub fn contains_domain(&self, domain: &str) -> bool {
+        let d = domain.trim_end_matches('.');
+        let mut rest = d;
+        loop {
+            if self.domains.contains(rest) {
+                return true;
+            }
+            match rest.split_once('.') {
+                Some((_, parent)) if parent.contains('.') => rest = parent,
+                _ => return false,
+            }
+        }
+    }
+
+    /// A normalised URL is listed, or its host is.
+    pub fn contains_url(&self, url: &str) -> bool {
+        if self.urls.contains(url) {
+            return true;
+        }
+        url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| self.contains_domain(h)))
+            .unwrap_or(false)
+    }
+
+    pub fn contains_hash(&self, kind: Kind, hex: &str) -> bool {
+        let hex = hex.to_ascii_lowercase();
+        match kind {
+            Kind::Md5 => hex_bytes::<16>(&hex).is_some_and(|h| self.md5.contains(&h)),
+            Kind::Sha1 => hex_bytes::<20>(&hex).is_some_and(|h| self.sha1.contains(&h)),
+            Kind::Sha256 => hex_bytes::<32>(&hex).is_some_and(|h| self.sha256.contains(&h)),
+            _ => false,
+        }
+    }
+
+    /// Whether a normalised observable is blocked by the lists.
+    pub fn matches(&self, o: &Observable) -> bool {
+        match o.kind {
+            Kind::Ipv4 | Kind::Ipv6 => o.value.parse().is_ok_and(|ip| self.contains_ip(ip)),
+            Kind::Cidr => o
+                .value
+                .parse::<IpNet>()
+                .is_ok_and(|n| self.contains_ip(n.network()) && self.contains_ip(n.broadcast())),
+            Kind::Domain => self.contains_domain(&o.value),
+            Kind::Url => self.contains_url(&o.value),
+            Kind::Md5 | Kind::Sha1 | Kind::Sha256 => self.contains_hash(o.kind, &o.value),
+            Kind::Email => {
+                self.other.contains(&(o.kind, o.value.as_str().into()))
+                    || o.value
+                        .rsplit_once('@')
+                        .is_some_and(|(_, d)| self.contains_domain(d))
+            }
+            k => self.other.contains(&(k, o.value.as_str().into())),
+        }
+    }
+
+    /// The text form: a header line, then `kind value` per line, sorted.
+    pub fn to_text(items: &[Observable], version: &str) -> String {
+        let mut lines: Vec<String> = items
+            .iter()
+            .filter(|o| !matches!(o.kind, Kind::Yara | Kind::StixPattern))
+            .map(|o| format!("{} {}", o.kind, o.value))
+            .collect();
+        lines.sort_unstable();
+        lines.dedup();
+        let mut out = format!(
+            "# qalxan-lists 1 version={version} entries={}\n",
+            lines.len()
+        );
+        for l in lines {
+            out.push_str(&l);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Parses the text form; a bad line is an error naming it.
+    pub fn from_text(text: &str) -> Result<Lists, crate::FormatError> {
+        let mut items = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (kind, value) = line.split_once(' ').ok_or_else(|| {
+                crate::FormatError::new(format!("line {}", n + 1), "expected `kind value`")
+            })?;
+            let kind: Kind = kind.parse().map_err(|e: crate::ObservableError| {
+                crate::FormatError::new(format!("line {}", n + 1), e.reason)
+            })?;
+            items.push(Observable {
+                kind,
+                value: value.to_owned(),
+            });
+        }
+        Ok(Lists::build(&items))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups() {
+        let items: Vec<Observable> = [
+            (Kind::Ipv4, "203.0.113.7"),
+            (Kind::Cidr, "198.51.100.0/24"),
+            (Kind::Cidr, "198.51.101.0/24"),
+            (Kind::Cidr, "2001:db8:1::/48"),
+            (Kind::Domain, "evil.example"),
+            (Kind::Url, "http://bad.example/x"),
+            (
+                Kind::Sha256,
+                "aec070645fe53ee3b3763059376134f058cc337247c978add178b6ccdfb0019f",
+            ),
+            (Kind::Phone, "+994125551234"),
+        ]
+        .iter()
+        .map(|(k, v)| Observable::new(*k, v).unwrap())
+        .collect();
+        let l = Lists::build(&items);
+        assert_eq!(l.v4_ranges.len(), 1, "adjacent ranges merge");
+        let ip = |s: &str| l.contains_ip(s.parse().unwrap());
+        assert!(
+            ip("203.0.113.7")
+                && ip("198.51.101.255")
+                && ip("2001:db8:1::9")
+                && ip("::ffff:203.0.113.7")
+        );
+        assert!(!ip("203.0.113.8") && !ip("198.51.102.0") && !ip("2001:db8:2::1"));
+        assert!(l.contains_domain("evil.example") && l.contains_domain("a.b.evil.example"));
+        assert!(!l.contains_domain("notevil.example") && !l.contains_domain("example"));
+        assert!(
+            l.contains_url("http://bad.example/x") && l.contains_url("https://cdn.evil.example/y")
+        );
+        assert!(!l.contains_url("http://bad.example/y"));
+        assert!(l.contains_hash(
+            Kind::Sha256,
+            "AEC070645FE53EE3B3763059376134F058CC337247C978ADD178B6CCDFB0019F"
+        ));
+        assert!(l.matches(&Observable::new(Kind::Phone, "+994 12 555 12 34").unwrap()));
+        let text = Lists::to_text(&items, "7");
+        let back = Lists::from_text(&text).unwrap();
+        assert!(back.contains_domain("x.evil.example") && back.len() == items.len());
+        assert!(Lists::from_text("bogus line").is_err());
+    }
+}
