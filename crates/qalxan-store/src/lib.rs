@@ -16,6 +16,7 @@ mod audit;
 mod documents;
 mod events;
 mod institutions;
+mod intel;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod tokens;
@@ -26,6 +27,10 @@ pub use documents::{DocumentRecord, NewDocument};
 pub use events::{
     EventFilter, KindSeries, NewEvent, Overview, StoredEvent, VictimCount, MAX_EVENT_COUNT,
     MAX_EVENT_VALUE,
+};
+pub use intel::{
+    tlp_rank, Collection, ImportSummary, IndicatorFilter, IndicatorRecord, ObjectFilter,
+    SightingRecord, StoredObject, TaxiiStatus, CERT_COLLECTION, SHARED_COLLECTION,
 };
 pub use tokens::{ApiToken, NewToken};
 pub use users::{LoginFailures, NewUser, Session, User, UserUpdate};

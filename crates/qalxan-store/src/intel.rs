@@ -1,0 +1,1092 @@
+//! Threat intelligence: indicators with their sources and sightings, STIX objects per TAXII
+//! collection, and the blocklist the defences pull.
+//!
+//! Imports are written in batches (one multi-row upsert per few hundred indicators, all in one
+//! transaction with one audit row naming the source and the counts), because feeds bring
+//! millions of values. Re-importing a value merges: the most restrictive TLP and the highest
+//! confidence win, the new source is added, `last_seen` moves forward.
+
+use crate::audit::{self, Change};
+use crate::{Actor, Result, Store, StoreError};
+use qalxan_core::{now_millis, InstitutionId, Timestamp, Tlp};
+use qalxan_intel::{Indicator, Kind, Observable};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use std::collections::HashMap;
+
+/// The collection imports go to unless told otherwise.
+pub const CERT_COLLECTION: &str = "365fed99-08fa-fdcd-a1b3-fb247eb41d01";
+/// The collection partners read: the CERT's CLEAR and GREEN intelligence.
+pub const SHARED_COLLECTION: &str = "91a7b528-80eb-42ed-a74d-c6fbd5a26116";
+
+/// Rows per multi-row statement: 17 columns x 400 stays below SQLite's 32,766 parameters.
+const BATCH: usize = 400;
+
+pub fn tlp_rank(t: Tlp) -> i64 {
+    match t {
+        Tlp::Clear => 0,
+        Tlp::Green => 1,
+        Tlp::Amber => 2,
+        Tlp::AmberStrict => 3,
+        Tlp::Red => 4,
+    }
+}
+
+fn tlp_of_rank(r: i64) -> Tlp {
+    match r {
+        0 => Tlp::Clear,
+        1 => Tlp::Green,
+        2 => Tlp::Amber,
+        3 => Tlp::AmberStrict,
+        _ => Tlp::Red,
+    }
+}
+
+/// A stored indicator.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct IndicatorRecord {
+    pub id: i64,
+    #[schema(value_type = String)]
+    pub kind: Kind,
+    pub value: String,
+    pub tlp: Tlp,
+    pub confidence: i64,
+    pub tags: Vec<String>,
+    pub description: String,
+    pub first_seen: Option<Timestamp>,
+    pub last_seen: Option<Timestamp>,
+    pub valid_until: Option<Timestamp>,
+    pub stix_id: Option<String>,
+    /// Whether the gateway and scanners enforce it.
+    pub blocking: bool,
+    /// The warninglist the value is on ("" when none).
+    pub warninglist: String,
+    /// How many times the defences saw it.
+    pub sightings: i64,
+    pub sources: Vec<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl IndicatorRecord {
+    /// The engine's form, for exports.
+    pub fn to_indicator(&self) -> Indicator {
+        Indicator {
+            kind: self.kind,
+            value: self.value.clone(),
+            tlp: self.tlp,
+            confidence: self.confidence.clamp(0, 100) as u8,
+            source: self.sources.first().cloned().unwrap_or_default(),
+            tags: self.tags.clone(),
+            description: self.description.clone(),
+            first_seen: self.first_seen.map(|t| t.0),
+            last_seen: self.last_seen.map(|t| t.0),
+            valid_until: self.valid_until.map(|t| t.0),
+            stix_id: self.stix_id.clone(),
+            blocking: self.blocking,
+            warninglist: (!self.warninglist.is_empty()).then(|| self.warninglist.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SightingRecord {
+    pub sensor: String,
+    pub institution_id: Option<InstitutionId>,
+    pub count: i64,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+}
+
+/// What an import changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ImportSummary {
+    /// Indicators that did not exist before.
+    pub added: u64,
+    /// Indicators that existed and were merged with the new report.
+    pub updated: u64,
+    /// STIX objects (or versions) stored for TAXII.
+    pub objects: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IndicatorFilter {
+    /// Part of the value (case-insensitive).
+    pub q: Option<String>,
+    pub kind: Option<Kind>,
+    pub tag: Option<String>,
+    pub source: Option<String>,
+    /// Only indicators at or below this TLP (what the caller may see).
+    pub max_tlp: Option<Tlp>,
+    pub blocking: Option<bool>,
+    /// Only ids below this: the cursor for the next page.
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+const COLUMNS: &str = "i.id, i.kind, i.value, i.tlp_rank, i.confidence, i.tags, i.description, \
+    i.first_seen, i.last_seen, i.valid_until, i.stix_id, i.blocking, i.warninglist, i.sightings, \
+    i.created_at, i.updated_at";
+
+fn from_row(row: &AnyRow, sources: Vec<String>) -> Result<IndicatorRecord> {
+    let corrupt = |column: &'static str, detail: String| StoreError::Corrupt {
+        table: "indicators",
+        column,
+        detail,
+    };
+    let kind: String = row.try_get("kind")?;
+    let tags: String = row.try_get("tags")?;
+    let ts = |col: &str| -> Result<Option<Timestamp>> {
+        Ok(row.try_get::<Option<i64>, _>(col)?.map(Timestamp))
+    };
+    Ok(IndicatorRecord {
+        id: row.try_get("id")?,
+        kind: kind
+            .parse()
+            .map_err(|e: qalxan_intel::ObservableError| corrupt("kind", e.to_string()))?,
+        value: row.try_get("value")?,
+        tlp: tlp_of_rank(row.try_get("tlp_rank")?),
+        confidence: row.try_get("confidence")?,
+        tags: serde_json::from_str(&tags).map_err(|e| corrupt("tags", e.to_string()))?,
+        description: row.try_get("description")?,
+        first_seen: ts("first_seen")?,
+        last_seen: ts("last_seen")?,
+        valid_until: ts("valid_until")?,
+        stix_id: row.try_get("stix_id")?,
+        blocking: row.try_get::<i64, _>("blocking")? == 1,
+        warninglist: row.try_get("warninglist")?,
+        sightings: row.try_get("sightings")?,
+        sources,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+    })
+}
+
+/// Merges reports of the same value within one import, so one statement never touches a row
+/// twice (PostgreSQL refuses that).
+fn merge_batch(indicators: &[Indicator]) -> Vec<(Indicator, Vec<String>)> {
+    let mut index: HashMap<(Kind, &str), usize> = HashMap::new();
+    let mut out: Vec<(Indicator, Vec<String>)> = Vec::new();
+    for ind in indicators {
+        match index.get(&(ind.kind, ind.value.as_str())) {
+            Some(&i) => {
+                let (m, sources) = &mut out[i];
+                m.tlp = m.tlp.max(ind.tlp);
+                m.confidence = m.confidence.max(ind.confidence);
+                m.blocking |= ind.blocking;
+                for t in &ind.tags {
+                    if !m.tags.contains(t) {
+                        m.tags.push(t.clone());
+                    }
+                }
+                m.first_seen = m
+                    .first_seen
+                    .min(ind.first_seen)
+                    .or(m.first_seen)
+                    .or(ind.first_seen);
+                m.last_seen = m.last_seen.max(ind.last_seen);
+                if !sources.contains(&ind.source) {
+                    sources.push(ind.source.clone());
+                }
+            }
+            None => {
+                index.insert((ind.kind, ind.value.as_str()), out.len());
+                out.push((ind.clone(), vec![ind.source.clone()]));
+            }
+        }
+    }
+    out
+}
+
+/// A STIX object's version: `modified`, else `created`, else "" (SCOs have neither).
+fn object_version(o: &serde_json::Value) -> String {
+    o.get("modified")
+        .or_else(|| o.get("created"))
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn object_tlp_rank(o: &serde_json::Value, default: Tlp) -> i64 {
+    let refs = o
+        .get("object_marking_refs")
+        .and_then(|r| r.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.as_str())
+                .filter_map(qalxan_intel::stix::tlp_of_marking)
+                .map(tlp_rank)
+                .max()
+        })
+        .unwrap_or(None);
+    refs.unwrap_or(tlp_rank(default))
+}
+
+/// A TAXII collection.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Collection {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    /// `cert`, `all` or `institution`.
+    pub audience: String,
+    pub institution_id: Option<InstitutionId>,
+    pub max_tlp: Tlp,
+    /// The collection whose objects this one shows (read-only) when set.
+    pub view_of: Option<String>,
+}
+
+/// A stored STIX object.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub seq: i64,
+    pub stix_id: String,
+    pub object_type: String,
+    pub spec_version: String,
+    pub version: String,
+    pub added_at: Timestamp,
+    pub body: serde_json::Value,
+}
+
+/// What TAXII's objects, manifest and versions endpoints ask for.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectFilter {
+    pub added_after: Option<i64>,
+    /// Continue after this `seq` (TAXII's `next`).
+    pub after_seq: Option<i64>,
+    pub ids: Vec<String>,
+    pub types: Vec<String>,
+    pub spec_versions: Vec<String>,
+    /// `last` (default), `first`, `all`, or explicit versions.
+    pub versions: Vec<String>,
+    pub limit: u32,
+}
+
+/// A TAXII status resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaxiiStatus {
+    pub id: String,
+    pub collection_id: String,
+    pub total: i64,
+    pub success: i64,
+    pub failure: i64,
+    pub details: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+impl Store {
+    /// Stores what an import read: indicators (merged with existing ones), their sources, and
+    /// the STIX objects in `collection`; indicators that came without a STIX object get one,
+    /// so TAXII serves everything the CERT knows. One audit row names the source and counts.
+    pub async fn import_intel(
+        &self,
+        actor: &Actor,
+        label: &str,
+        indicators: &[Indicator],
+        objects: &[serde_json::Value],
+        collection: &str,
+    ) -> Result<ImportSummary> {
+        let now = now_millis();
+        let merged = merge_batch(indicators);
+        let mut summary = ImportSummary::default();
+        let mut tx = self.write.begin().await?;
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT id FROM taxii_collections WHERE id = $1")
+                .bind(collection)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound("collection"));
+        }
+        let identity = qalxan_intel::stix::cert_identity("Qalxan CERT");
+        let identity_id = identity["id"].as_str().unwrap_or_default().to_owned();
+        let mut generated = Vec::new();
+        for chunk in merged.chunks(BATCH) {
+            let mut sql = String::from(
+                "INSERT INTO indicators (kind, value, tlp, tlp_rank, confidence, tags, description, \
+                 first_seen, last_seen, valid_until, stix_id, blocking, warninglist, sightings, \
+                 created_at, updated_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let ph: Vec<String> = (1..=16).map(|c| format!("${}", i * 16 + c)).collect();
+                sql.push_str(&format!("({})", ph.join(",")));
+            }
+            sql.push_str(
+                " ON CONFLICT (kind, value) DO UPDATE SET \
+                 tlp = CASE WHEN excluded.tlp_rank > indicators.tlp_rank THEN excluded.tlp ELSE indicators.tlp END, \
+                 tlp_rank = CASE WHEN excluded.tlp_rank > indicators.tlp_rank THEN excluded.tlp_rank ELSE indicators.tlp_rank END, \
+                 confidence = CASE WHEN excluded.confidence > indicators.confidence THEN excluded.confidence ELSE indicators.confidence END, \
+                 tags = CASE WHEN indicators.tags = '[]' THEN excluded.tags ELSE indicators.tags END, \
+                 description = CASE WHEN indicators.description = '' THEN excluded.description ELSE indicators.description END, \
+                 first_seen = CASE WHEN indicators.first_seen IS NULL OR excluded.first_seen < indicators.first_seen THEN excluded.first_seen ELSE indicators.first_seen END, \
+                 last_seen = CASE WHEN indicators.last_seen IS NULL OR excluded.last_seen > indicators.last_seen THEN excluded.last_seen ELSE indicators.last_seen END, \
+                 valid_until = CASE WHEN excluded.valid_until IS NULL THEN indicators.valid_until ELSE excluded.valid_until END, \
+                 stix_id = CASE WHEN indicators.stix_id IS NULL THEN excluded.stix_id ELSE indicators.stix_id END, \
+                 blocking = CASE WHEN excluded.blocking = 1 THEN 1 ELSE indicators.blocking END, \
+                 updated_at = excluded.updated_at \
+                 RETURNING id, kind, value, created_at",
+            );
+            let mut q = sqlx::query(&sql);
+            for (ind, _) in chunk {
+                q = q
+                    .bind(ind.kind.as_str())
+                    .bind(ind.value.clone())
+                    .bind(ind.tlp.as_str())
+                    .bind(tlp_rank(ind.tlp))
+                    .bind(i64::from(ind.confidence))
+                    .bind(serde_json::to_string(&ind.tags).unwrap_or_else(|_| "[]".to_owned()))
+                    .bind(ind.description.clone())
+                    .bind(ind.first_seen)
+                    .bind(ind.last_seen)
+                    .bind(ind.valid_until)
+                    .bind(ind.stix_id.clone())
+                    .bind(i64::from(ind.blocking))
+                    .bind(ind.warninglist.clone().unwrap_or_default())
+                    .bind(0i64)
+                    .bind(now)
+                    .bind(now);
+            }
+            let rows = q.fetch_all(&mut *tx).await?;
+            let mut ids: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let created: i64 = row.try_get("created_at")?;
+                if created == now {
+                    summary.added += 1;
+                } else {
+                    summary.updated += 1;
+                }
+                ids.insert(
+                    (row.try_get("kind")?, row.try_get("value")?),
+                    row.try_get("id")?,
+                );
+            }
+            let mut pairs = Vec::new();
+            for (ind, sources) in chunk {
+                if let Some(id) = ids.get(&(ind.kind.as_str().to_owned(), ind.value.clone())) {
+                    for s in sources {
+                        pairs.push((*id, s.clone()));
+                    }
+                }
+                if ind.stix_id.is_none() {
+                    generated.push(qalxan_intel::stix::indicator_object(
+                        ind,
+                        now,
+                        now,
+                        &identity_id,
+                    ));
+                }
+            }
+            for pc in pairs.chunks(BATCH * 4) {
+                let mut sql = String::from(
+                    "INSERT INTO indicator_sources (indicator_id, source, added_at) VALUES ",
+                );
+                for i in 0..pc.len() {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3));
+                }
+                sql.push_str(" ON CONFLICT (indicator_id, source) DO NOTHING");
+                let mut q = sqlx::query(&sql);
+                for (id, s) in pc {
+                    q = q.bind(*id).bind(s.clone()).bind(now);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        if !generated.is_empty() {
+            generated.push(identity);
+        }
+        let default_tlp = indicators.iter().map(|i| i.tlp).max().unwrap_or(Tlp::Amber);
+        summary.objects = insert_objects(
+            &mut tx,
+            collection,
+            objects.iter().chain(&generated),
+            default_tlp,
+            now,
+        )
+        .await?;
+        audit::record(
+            &mut *tx,
+            actor,
+            Change {
+                action: "import",
+                object_type: "indicators",
+                object_id: label.chars().take(200).collect(),
+                institution_id: None,
+                before: None,
+                after: Some(serde_json::json!({
+                    "added": summary.added,
+                    "updated": summary.updated,
+                    "objects": summary.objects,
+                    "collection": collection,
+                })),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    pub async fn list_indicators(&self, f: &IndicatorFilter) -> Result<Vec<IndicatorRecord>> {
+        let like =
+            f.q.as_ref()
+                .map(|q| format!("%{}%", escape_like(&q.to_lowercase())));
+        let tag = f.tag.as_ref().map(|t| {
+            format!(
+                "%{}%",
+                escape_like(&serde_json::to_string(t).unwrap_or_default())
+            )
+        });
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM indicators i WHERE \
+             ($1 IS NULL OR lower(i.value) LIKE $1 ESCAPE '\\') AND ($2 IS NULL OR i.kind = $2) \
+             AND ($3 IS NULL OR i.tags LIKE $3 ESCAPE '\\') \
+             AND ($4 IS NULL OR EXISTS (SELECT 1 FROM indicator_sources s WHERE s.indicator_id = i.id AND s.source = $4)) \
+             AND ($5 IS NULL OR i.tlp_rank <= $5) AND ($6 IS NULL OR i.blocking = $6) \
+             AND ($7 IS NULL OR i.id < $7) ORDER BY i.id DESC LIMIT $8"
+        ))
+        .bind(like)
+        .bind(f.kind.map(|k| k.as_str()))
+        .bind(tag)
+        .bind(f.source.clone())
+        .bind(f.max_tlp.map(tlp_rank))
+        .bind(f.blocking.map(i64::from))
+        .bind(f.before_id)
+        .bind(i64::from(f.limit.clamp(1, 10_000)))
+        .fetch_all(&self.read)
+        .await?;
+        let ids: Vec<i64> = rows
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let mut sources = self.sources_of(&ids).await?;
+        rows.iter()
+            .map(|r| {
+                let id: i64 = r.try_get("id")?;
+                from_row(r, sources.remove(&id).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    async fn sources_of(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<String>>> {
+        let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+        for chunk in ids.chunks(500) {
+            if chunk.is_empty() {
+                continue;
+            }
+            let list = chunk
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            let rows = sqlx::query(&format!(
+                "SELECT indicator_id, source FROM indicator_sources WHERE indicator_id IN ({list}) \
+                 ORDER BY added_at, source"
+            ))
+            .fetch_all(&self.read)
+            .await?;
+            for r in rows {
+                out.entry(r.try_get("indicator_id")?)
+                    .or_default()
+                    .push(r.try_get("source")?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn get_indicator(
+        &self,
+        id: i64,
+    ) -> Result<Option<(IndicatorRecord, Vec<SightingRecord>)>> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM indicators i WHERE i.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let mut sources = self.sources_of(&[id]).await?;
+        let record = from_row(&row, sources.remove(&id).unwrap_or_default())?;
+        let rows = sqlx::query(
+            "SELECT sensor, institution_id, count, first_seen, last_seen FROM sightings \
+             WHERE indicator_id = $1 ORDER BY last_seen DESC",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?;
+        let sightings = rows
+            .iter()
+            .map(|r| {
+                Ok(SightingRecord {
+                    sensor: r.try_get("sensor")?,
+                    institution_id: r
+                        .try_get::<Option<i64>, _>("institution_id")?
+                        .map(InstitutionId),
+                    count: r.try_get("count")?,
+                    first_seen: Timestamp(r.try_get("first_seen")?),
+                    last_seen: Timestamp(r.try_get("last_seen")?),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Some((record, sightings)))
+    }
+
+    /// The stored indicators an observable matches exactly, and the blocking ranges (CIDR) or
+    /// parent domains that cover it.
+    pub async fn match_indicator(&self, o: &Observable) -> Result<Vec<IndicatorRecord>> {
+        let mut candidates: Vec<(String, String)> =
+            vec![(o.kind.as_str().to_owned(), o.value.clone())];
+        if o.kind == Kind::Domain || o.kind == Kind::Url || o.kind == Kind::Email {
+            let host = match o.kind {
+                Kind::Url => url_host(&o.value),
+                Kind::Email => o.value.rsplit_once('@').map(|(_, d)| d.to_owned()),
+                _ => Some(o.value.clone()),
+            };
+            let mut rest = host.as_deref();
+            while let Some(d) = rest {
+                if d.contains('.') {
+                    candidates.push(("domain".to_owned(), d.to_owned()));
+                }
+                rest = d.split_once('.').map(|(_, p)| p);
+            }
+        }
+        let mut out = Vec::new();
+        for (kind, value) in candidates {
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM indicators i WHERE i.kind = $1 AND i.value = $2"
+            ))
+            .bind(&kind)
+            .bind(&value)
+            .fetch_all(&self.read)
+            .await?;
+            for r in rows {
+                let id: i64 = r.try_get("id")?;
+                if !out.iter().any(|x: &IndicatorRecord| x.id == id) {
+                    let mut s = self.sources_of(&[id]).await?;
+                    out.push(from_row(&r, s.remove(&id).unwrap_or_default())?);
+                }
+            }
+        }
+        if let (Kind::Ipv4 | Kind::Ipv6, Ok(ip)) = (o.kind, o.value.parse::<std::net::IpAddr>()) {
+            // Ranges are few next to single values; scan them and test containment.
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM indicators i WHERE i.kind = 'cidr'"
+            ))
+            .fetch_all(&self.read)
+            .await?;
+            for r in rows {
+                let value: String = r.try_get("value")?;
+                if value.parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&ip)) {
+                    let id: i64 = r.try_get("id")?;
+                    let mut s = self.sources_of(&[id]).await?;
+                    out.push(from_row(&r, s.remove(&id).unwrap_or_default())?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Changes whether an indicator blocks (forcing a warninglisted value), its TLP or expiry.
+    pub async fn update_indicator(
+        &self,
+        actor: &Actor,
+        id: i64,
+        blocking: Option<bool>,
+        tlp: Option<Tlp>,
+        valid_until: Option<Option<i64>>,
+    ) -> Result<IndicatorRecord> {
+        let mut tx = self.write.begin().await?;
+        let before = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM indicators i WHERE i.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("indicator"))?;
+        let before = from_row(&before, Vec::new())?;
+        let until = match valid_until {
+            Some(v) => v,
+            None => before.valid_until.map(|t| t.0),
+        };
+        let row = sqlx::query(&format!(
+            "UPDATE indicators SET blocking = $1, tlp = $2, tlp_rank = $3, valid_until = $4, updated_at = $5 \
+             WHERE id = $6 RETURNING {}",
+            COLUMNS.replace("i.", "")
+        ))
+        .bind(i64::from(blocking.unwrap_or(before.blocking)))
+        .bind(tlp.unwrap_or(before.tlp).as_str())
+        .bind(tlp_rank(tlp.unwrap_or(before.tlp)))
+        .bind(until)
+        .bind(now_millis())
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let after = from_row(&row, Vec::new())?;
+        audit::record(
+            &mut *tx,
+            actor,
+            Change {
+                action: "update",
+                object_type: "indicator",
+                object_id: id.to_string(),
+                institution_id: None,
+                before: audit::to_json(&before),
+                after: audit::to_json(&after),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(self
+            .get_indicator(id)
+            .await?
+            .map(|(r, _)| r)
+            .unwrap_or(after))
+    }
+
+    pub async fn delete_indicator(&self, actor: &Actor, id: i64) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let before = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM indicators i WHERE i.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("indicator"))?;
+        let before = from_row(&before, Vec::new())?;
+        sqlx::query("DELETE FROM indicator_sources WHERE indicator_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sightings WHERE indicator_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM indicators WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        audit::record(
+            &mut *tx,
+            actor,
+            Change {
+                action: "delete",
+                object_type: "indicator",
+                object_id: id.to_string(),
+                institution_id: None,
+                before: audit::to_json(&before),
+                after: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that a sensor saw an indicator's value; returns the indicator's id, or None when
+    /// no indicator has that value (nothing is stored then).
+    pub async fn record_sighting(
+        &self,
+        actor: &Actor,
+        o: &Observable,
+        institution: Option<InstitutionId>,
+        count: i64,
+    ) -> Result<Option<i64>> {
+        let matches = self.match_indicator(o).await?;
+        let Some(first) = matches.first() else {
+            return Ok(None);
+        };
+        let now = now_millis();
+        let count = count.clamp(1, 1_000_000_000);
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO sightings (indicator_id, sensor, institution_id, count, first_seen, last_seen) \
+             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (indicator_id, sensor) DO UPDATE SET \
+             count = sightings.count + excluded.count, last_seen = excluded.last_seen",
+        )
+        .bind(first.id)
+        .bind(&actor.name)
+        .bind(institution.map(|i| i.0))
+        .bind(count)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE indicators SET sightings = sightings + $1, last_seen = $2 WHERE id = $3",
+        )
+        .bind(count)
+        .bind(now)
+        .bind(first.id)
+        .execute(&mut *tx)
+        .await?;
+        audit::record(
+            &mut *tx,
+            actor,
+            Change {
+                action: "sighting",
+                object_type: "indicator",
+                object_id: first.id.to_string(),
+                institution_id: institution,
+                before: None,
+                after: Some(serde_json::json!({"value": o.value, "count": count})),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(first.id))
+    }
+
+    /// The blocking, unexpired indicators the defences enforce, and a version that changes
+    /// whenever that set does (the lists' ETag).
+    pub async fn blocklist(&self) -> Result<(String, Vec<Observable>)> {
+        let now = now_millis();
+        let rows = sqlx::query(
+            "SELECT kind, value FROM indicators WHERE blocking = 1 \
+             AND (valid_until IS NULL OR valid_until > $1) \
+             AND kind IN ('ipv4', 'ipv6', 'cidr', 'domain', 'url', 'md5', 'sha1', 'sha256')",
+        )
+        .bind(now)
+        .fetch_all(&self.read)
+        .await?;
+        let version_row = sqlx::query(
+            "SELECT COALESCE(MAX(updated_at), 0) AS v, COUNT(*) AS n FROM indicators WHERE blocking = 1 \
+             AND (valid_until IS NULL OR valid_until > $1)",
+        )
+        .bind(now)
+        .fetch_one(&self.read)
+        .await?;
+        let v: i64 = version_row.try_get("v")?;
+        let n: i64 = version_row.try_get("n")?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let kind: String = r.try_get("kind")?;
+            if let Ok(kind) = kind.parse() {
+                out.push(Observable {
+                    kind,
+                    value: r.try_get("value")?,
+                });
+            }
+        }
+        Ok((format!("{v}-{n}"), out))
+    }
+
+    pub async fn count_indicators(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM indicators")
+            .fetch_one(&self.read)
+            .await?)
+    }
+
+    // ---- TAXII ------------------------------------------------------------------------------
+
+    pub async fn taxii_collections(&self) -> Result<Vec<Collection>> {
+        let rows = sqlx::query(
+            "SELECT id, title, description, audience, institution_id, max_tlp_rank, view_of \
+             FROM taxii_collections ORDER BY created_at, title",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Collection {
+                    id: r.try_get("id")?,
+                    title: r.try_get("title")?,
+                    description: r.try_get("description")?,
+                    audience: r.try_get("audience")?,
+                    institution_id: r
+                        .try_get::<Option<i64>, _>("institution_id")?
+                        .map(InstitutionId),
+                    max_tlp: tlp_of_rank(r.try_get("max_tlp_rank")?),
+                    view_of: r.try_get("view_of")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds a collection (a partner's exchange collection, say).
+    pub async fn create_collection(&self, actor: &Actor, c: &Collection) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO taxii_collections (id, title, description, audience, institution_id, \
+             max_tlp_rank, view_of, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&c.id)
+        .bind(&c.title)
+        .bind(&c.description)
+        .bind(&c.audience)
+        .bind(c.institution_id.map(|i| i.0))
+        .bind(tlp_rank(c.max_tlp))
+        .bind(c.view_of.clone())
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| crate::conflict_on_unique(e, || format!("collection {} exists", c.id)))?;
+        audit::record(
+            &mut *tx,
+            actor,
+            Change {
+                action: "create",
+                object_type: "taxii_collection",
+                object_id: c.id.clone(),
+                institution_id: c.institution_id,
+                before: None,
+                after: audit::to_json(c),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Objects of a collection (a view shows its source's objects up to its TLP), oldest
+    /// first; the bool says whether more follow.
+    pub async fn stix_objects(
+        &self,
+        c: &Collection,
+        f: &ObjectFilter,
+    ) -> Result<(Vec<StoredObject>, bool)> {
+        let source = c.view_of.clone().unwrap_or_else(|| c.id.clone());
+        let mut sql = String::from(
+            "SELECT seq, stix_id, type, spec_version, version, added_at, body FROM stix_objects o \
+             WHERE collection_id = $1 AND tlp_rank <= $2 AND ($3 IS NULL OR added_at > $3) \
+             AND ($4 IS NULL OR seq > $4)",
+        );
+        let mut binds: Vec<String> = Vec::new();
+        let mut list = |col: &str, values: &[String], sql: &mut String| {
+            if values.is_empty() {
+                return;
+            }
+            let start = 5 + binds.len();
+            let ph: Vec<String> = (0..values.len())
+                .map(|i| format!("${}", start + i))
+                .collect();
+            sql.push_str(&format!(" AND {col} IN ({})", ph.join(",")));
+            binds.extend(values.iter().cloned());
+        };
+        list("stix_id", &f.ids, &mut sql);
+        list("type", &f.types, &mut sql);
+        list("spec_version", &f.spec_versions, &mut sql);
+        let explicit: Vec<String> = f
+            .versions
+            .iter()
+            .filter(|v| !matches!(v.as_str(), "first" | "last" | "all"))
+            .cloned()
+            .collect();
+        let wants = |w: &str| f.versions.iter().any(|v| v == w);
+        let (first, last, all) = (
+            wants("first"),
+            wants("last") || f.versions.is_empty(),
+            wants("all"),
+        );
+        if !all {
+            let mut alts = Vec::new();
+            if last {
+                alts.push("o.version = (SELECT MAX(x.version) FROM stix_objects x WHERE x.collection_id = o.collection_id AND x.stix_id = o.stix_id)".to_owned());
+            }
+            if first {
+                alts.push("o.version = (SELECT MIN(x.version) FROM stix_objects x WHERE x.collection_id = o.collection_id AND x.stix_id = o.stix_id)".to_owned());
+            }
+            if !explicit.is_empty() {
+                let start = 5 + binds.len();
+                let ph: Vec<String> = (0..explicit.len())
+                    .map(|i| format!("${}", start + i))
+                    .collect();
+                alts.push(format!("o.version IN ({})", ph.join(",")));
+                binds.extend(explicit);
+            }
+            sql.push_str(&format!(" AND ({})", alts.join(" OR ")));
+        }
+        let limit = i64::from(f.limit.clamp(1, 10_000));
+        sql.push_str(&format!(" ORDER BY seq LIMIT {}", limit + 1));
+        let mut q = sqlx::query(&sql)
+            .bind(source)
+            .bind(tlp_rank(c.max_tlp))
+            .bind(f.added_after)
+            .bind(f.after_seq);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.read).await?;
+        let more = rows.len() as i64 > limit;
+        let objects = rows
+            .iter()
+            .take(limit as usize)
+            .map(|r| {
+                let body: String = r.try_get("body")?;
+                Ok(StoredObject {
+                    seq: r.try_get("seq")?,
+                    stix_id: r.try_get("stix_id")?,
+                    object_type: r.try_get("type")?,
+                    spec_version: r.try_get("spec_version")?,
+                    version: r.try_get("version")?,
+                    added_at: Timestamp(r.try_get("added_at")?),
+                    body: serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                        table: "stix_objects",
+                        column: "body",
+                        detail: e.to_string(),
+                    })?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((objects, more))
+    }
+
+    /// Stores objects POSTed to a collection and the status resource that reports on them.
+    pub async fn add_taxii_objects(
+        &self,
+        actor: &Actor,
+        collection: &str,
+        objects: &[serde_json::Value],
+        failures: &[(String, String)],
+        default_tlp: Tlp,
+        status_id: &str,
+    ) -> Result<TaxiiStatus> {
+        let now = now_millis();
+        let mut tx = self.write.begin().await?;
+        insert_objects(&mut tx, collection, objects.iter(), default_tlp, now).await?;
+        let successes: Vec<serde_json::Value> = objects
+            .iter()
+            .map(|o| serde_json::json!({"id": o["id"], "version": object_version(o)}))
+            .collect();
+        let failed: Vec<serde_json::Value> = failures
+            .iter()
+            .map(|(id, m)| serde_json::json!({"id": id, "version": "", "message": m}))
+            .collect();
+        let details = serde_json::json!({"successes": successes, "failures": failed});
+        let total = (objects.len() + failures.len()) as i64;
+        sqlx::query(
+            "INSERT INTO taxii_status (id, collection_id, total, success, failure, details, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(status_id)
+        .bind(collection)
+        .bind(total)
+        .bind(objects.len() as i64)
+        .bind(failures.len() as i64)
+        .bind(details.to_string())
+        .bind(&actor.name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        audit::record(
+            &mut *tx,
+            actor,
+            Change {
+                action: "taxii_add",
+                object_type: "taxii_collection",
+                object_id: collection.to_owned(),
+                institution_id: None,
+                before: None,
+                after: Some(serde_json::json!({"status": status_id, "success": objects.len(), "failure": failures.len()})),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(TaxiiStatus {
+            id: status_id.to_owned(),
+            collection_id: collection.to_owned(),
+            total,
+            success: objects.len() as i64,
+            failure: failures.len() as i64,
+            details,
+            created_at: Timestamp(now),
+        })
+    }
+
+    pub async fn taxii_status(&self, id: &str) -> Result<Option<(TaxiiStatus, String)>> {
+        let Some(r) = sqlx::query(
+            "SELECT id, collection_id, total, success, failure, details, created_by, created_at \
+             FROM taxii_status WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let details: String = r.try_get("details")?;
+        Ok(Some((
+            TaxiiStatus {
+                id: r.try_get("id")?,
+                collection_id: r.try_get("collection_id")?,
+                total: r.try_get("total")?,
+                success: r.try_get("success")?,
+                failure: r.try_get("failure")?,
+                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+                created_at: Timestamp(r.try_get("created_at")?),
+            },
+            r.try_get("created_by")?,
+        )))
+    }
+}
+
+async fn insert_objects<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    collection: &str,
+    objects: impl Iterator<Item = &'a serde_json::Value>,
+    default_tlp: Tlp,
+    now: i64,
+) -> Result<u64> {
+    let objects: Vec<&serde_json::Value> = objects.collect();
+    let mut added = 0;
+    for chunk in objects.chunks(BATCH) {
+        let mut sql = String::from(
+            "INSERT INTO stix_objects (collection_id, stix_id, type, spec_version, version, tlp_rank, added_at, body) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let b = i * 8;
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${},${},${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8
+            ));
+        }
+        sql.push_str(" ON CONFLICT (collection_id, stix_id, version) DO NOTHING");
+        let mut q = sqlx::query(&sql);
+        for o in chunk {
+            q = q
+                .bind(collection.to_owned())
+                .bind(o["id"].as_str().unwrap_or_default().to_owned())
+                .bind(o["type"].as_str().unwrap_or_default().to_owned())
+                .bind(
+                    o.get("spec_version")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or("2.1")
+                        .to_owned(),
+                )
+                .bind(object_version(o))
+                .bind(object_tlp_rank(o, default_tlp))
+                .bind(now)
+                .bind(o.to_string());
+        }
+        added += q.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(added)
+}
+
+fn url_host(u: &str) -> Option<String> {
+    let rest = u.split_once("://")?.1;
+    let host = rest.split(['/', '?', '#']).next()?;
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    Some(host.split(':').next()?.to_owned())
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
