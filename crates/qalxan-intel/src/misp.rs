@@ -280,10 +280,7 @@ pub fn export(indicators: &[Indicator], info: &str, org: &str, now_ms: i64) -> V
         .iter()
         .map(|i| {
             let (t, category) = misp_type(i.kind, &i.value);
-            let id = uuid::Uuid::new_v5(
-                &uuid::Uuid::NAMESPACE_URL,
-                format!("qalxan:indicator:{}:{}", i.kind, i.value).as_bytes(),
-            );
+            let id = crate::stix::stable_uuid(&format!("qalxan:indicator:{}:{}", i.kind, i.value));
             let mut tags: Vec<Value> = vec![json!({"name": i.tlp.as_str().to_ascii_lowercase()})];
             tags.extend(i.tags.iter().map(|t| json!({"name": t})));
             let mut a = json!({

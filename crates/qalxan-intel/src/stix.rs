@@ -416,12 +416,16 @@ fn read_indicator(
     Ok(())
 }
 
+/// A UUID in version 4 form (what STIX wants for domain objects) derived from `name`, so the
+/// same value always gets the same id.
+pub fn stable_uuid(name: &str) -> uuid::Uuid {
+    let v5 = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes());
+    uuid::Builder::from_random_bytes(*v5.as_bytes()).into_uuid()
+}
+
 /// Who a bundle Qalxan writes says it is from.
 pub fn cert_identity(name: &str) -> Value {
-    let id = uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_URL,
-        format!("qalxan:identity:{name}").as_bytes(),
-    );
+    let id = stable_uuid(&format!("qalxan:identity:{name}"));
     json!({
         "type": "identity",
         "spec_version": "2.1",
@@ -447,10 +451,7 @@ pub fn indicator_object(
         .clone()
         .filter(|s| s.starts_with("indicator--"))
         .unwrap_or_else(|| {
-            let u = uuid::Uuid::new_v5(
-                &uuid::Uuid::NAMESPACE_URL,
-                format!("qalxan:indicator:{}:{}", ind.kind, ind.value).as_bytes(),
-            );
+            let u = stable_uuid(&format!("qalxan:indicator:{}:{}", ind.kind, ind.value));
             format!("indicator--{u}")
         });
     let valid_from = ind.first_seen.unwrap_or(created_ms);
@@ -468,9 +469,19 @@ pub fn indicator_object(
         "name".into(),
         json!(format!("{} {}", ind.kind, shorten(&ind.value))),
     );
-    if !ind.description.is_empty() {
-        m.insert("description".into(), json!(ind.description));
-    }
+    let description = if ind.description.is_empty() {
+        format!(
+            "Reported by {}.",
+            if ind.source.is_empty() {
+                "the CERT"
+            } else {
+                &ind.source
+            }
+        )
+    } else {
+        ind.description.clone()
+    };
+    m.insert("description".into(), json!(description));
     m.insert("indicator_types".into(), json!(["malicious-activity"]));
     let (pattern_type, pattern) = match ind.kind {
         Kind::Yara => ("yara", ind.value.clone()),
@@ -569,5 +580,7 @@ mod tests {
         assert_eq!(back.indicators[0].tlp, Tlp::AmberStrict);
         assert_eq!(back.indicators[0].stix_id.as_deref(), o["id"].as_str());
         assert_eq!(format_time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(stable_uuid("x").get_version_num(), 4);
+        assert_eq!(stable_uuid("x"), stable_uuid("x"));
     }
 }

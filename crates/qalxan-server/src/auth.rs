@@ -249,7 +249,9 @@ pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
+/// The API token a request carries: `Authorization: Bearer <token>`, or HTTP Basic with the
+/// token as the password (what TAXII and MISP clients can send), any user name.
+fn bearer_token(parts: &Parts) -> Result<Option<String>, ApiError> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -257,9 +259,21 @@ fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
         .to_str()
         .map_err(|_| ApiError::unauthorized("the Authorization header is not readable text"))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token.trim())),
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Ok(Some(token.trim().to_owned()))
+        }
+        Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| ApiError::unauthorized("the Basic credentials are not base64 text"))?;
+            let (_, password) = decoded.split_once(':').unwrap_or(("", &decoded));
+            Ok(Some(password.to_owned()))
+        }
         _ => Err(ApiError::unauthorized(
-            "the Authorization header must be 'Bearer <API token>'",
+            "the Authorization header must be 'Bearer <API token>' (or Basic with the token as password)",
         )),
     }
 }
@@ -272,7 +286,7 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Prin
     if let Some(secret) = bearer_token(parts)? {
         let token = state
             .store()
-            .token_by_hash(&sha256_hex(secret))
+            .token_by_hash(&sha256_hex(&secret))
             .await?
             .filter(|t| t.is_usable(now))
             .ok_or_else(|| {

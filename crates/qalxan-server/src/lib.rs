@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 mod metrics;
 mod pages;
+pub mod taxii;
 
 pub use config::{Config, LogFormat};
 
@@ -124,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
         .nest("/api/v1", api::router(state.config()))
+        .merge(taxii::router(state.config()))
         .merge(pages::router(state.config()))
         .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(

@@ -278,7 +278,8 @@ pub struct TaxiiStatus {
 impl Store {
     /// Stores what an import read: indicators (merged with existing ones), their sources, and
     /// the STIX objects in `collection`; indicators that came without a STIX object get one,
-    /// so TAXII serves everything the CERT knows. One audit row names the source and counts.
+    /// so TAXII serves everything the CERT knows. One audit row names the source and counts;
+    /// new values are an `intel.indicator` event (the dashboard's figure).
     pub async fn import_intel(
         &self,
         actor: &Actor,
@@ -429,6 +430,20 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        if summary.added > 0 {
+            // The dashboard's "Indicators of attack" figure.
+            let event = crate::NewEvent {
+                occurred_at: now,
+                kind: qalxan_core::EventKind::IndicatorAdded,
+                source: actor.name.clone(),
+                institution_id: None,
+                severity: qalxan_core::Severity::Info,
+                count: summary.added as i64,
+                value: None,
+                attributes: serde_json::json!({"import": label, "updated": summary.updated}),
+            };
+            self.insert_events(&[event]).await?;
+        }
         Ok(summary)
     }
 
@@ -774,6 +789,34 @@ impl Store {
             }
         }
         Ok((format!("{v}-{n}"), out))
+    }
+
+    /// Which of these (kind, value) pairs are already stored: an import's preview.
+    pub async fn existing_indicators(
+        &self,
+        items: &[(Kind, String)],
+    ) -> Result<std::collections::HashSet<(Kind, String)>> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in items.chunks(BATCH) {
+            let cond: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(kind = ${} AND value = ${})", i * 2 + 1, i * 2 + 2))
+                .collect();
+            let sql = format!(
+                "SELECT kind, value FROM indicators WHERE {}",
+                cond.join(" OR ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (k, v) in chunk {
+                q = q.bind(k.as_str()).bind(v.clone());
+            }
+            for r in q.fetch_all(&self.read).await? {
+                let kind: String = r.try_get("kind")?;
+                if let Ok(k) = kind.parse() {
+                    out.insert((k, r.try_get("value")?));
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub async fn count_indicators(&self) -> Result<i64> {

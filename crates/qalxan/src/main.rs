@@ -5,6 +5,7 @@
 
 mod config;
 mod docs_cmd;
+mod intel_cmd;
 mod logging;
 mod scan_cmd;
 
@@ -76,6 +77,9 @@ enum Command {
     /// Write a copy of a document with its active content removed (macros, objects,
     /// DDE, external references, PDF JavaScript and actions), and report what was removed.
     Disarm(docs_cmd::DisarmArgs),
+    /// Threat intelligence: import, export, match, check STIX patterns, pull from TAXII servers.
+    #[command(subcommand)]
+    Intel(intel_cmd::IntelCommand),
     /// List, restore or delete quarantined files.
     #[command(subcommand)]
     Quarantine(scan_cmd::QuarantineCommand),
@@ -300,6 +304,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Intel(intel_cmd::IntelCommand::PatternCheck { pattern }) = &cli.command {
+        return ExitCode::from(intel_cmd::pattern_check(pattern));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -311,7 +318,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -319,7 +326,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// Runs a command that needs the configuration; returns the process's exit code.
+async fn run(cli: Cli) -> Result<u8> {
     let mut overrides = config::Overrides {
         data_dir: cli.common.data_dir.clone(),
         database_url: cli.common.database_url.clone(),
@@ -330,11 +338,18 @@ async fn run(cli: Cli) -> Result<()> {
         overrides.log_format = args.log_format;
     }
     let config = config::load(cli.common.config.as_deref(), &overrides)?;
+    if let Command::Intel(cmd) = cli.command {
+        let _log = logging::init_cli();
+        let store = open_store(&config).await?;
+        let code = intel_cmd::run(&store, cmd).await;
+        store.close().await;
+        return code;
+    }
     match cli.command {
         Command::Serve(_) => serve(config).await,
         Command::Waf(cmd) => waf_command(cmd),
-        Command::Scan(_) | Command::Analyze(_) | Command::Disarm(_) => {
-            unreachable!("handled before the runtime starts")
+        Command::Scan(_) | Command::Analyze(_) | Command::Disarm(_) | Command::Intel(_) => {
+            unreachable!("handled before")
         }
         Command::Quarantine(cmd) => scan_cmd::quarantine(cmd),
         Command::Clamd(args) => {
@@ -364,6 +379,7 @@ async fn run(cli: Cli) -> Result<()> {
             institution_command(&store, cmd).await
         }
     }
+    .map(|()| 0)
 }
 
 fn toml_string(config: &Config) -> Result<String> {

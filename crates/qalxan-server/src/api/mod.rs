@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod documents;
 pub(crate) mod events;
 pub(crate) mod institutions;
+pub mod intel;
 pub(crate) mod me;
 pub(crate) mod scan;
 pub mod tokens;
@@ -39,6 +40,28 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         )
         .route("/documents/{id}", get(documents::get))
         .route("/documents/{id}/disarmed", get(documents::download))
+        .route("/intel/indicators", get(intel::list).post(intel::create))
+        .route(
+            "/intel/indicators/{id}",
+            get(intel::get).patch(intel::update).delete(intel::delete),
+        )
+        .route(
+            "/intel/import",
+            axum::routing::post(intel::import)
+                .layer(axum::extract::DefaultBodyLimit::max(config.docs_max_bytes)),
+        )
+        .route("/intel/match", get(intel::matcher))
+        .route(
+            "/intel/collections",
+            get(intel::collections).post(intel::create_collection),
+        )
+        .route("/intel/export", get(intel::export))
+        .route("/intel/lists", get(intel::lists))
+        .route("/intel/sightings", axum::routing::post(intel::sighting))
+        .route(
+            "/intel/pattern-check",
+            axum::routing::post(intel::pattern_check),
+        )
         .route("/openapi.json", get(openapi_json))
         .route("/me", get(me::get_me))
         .route("/me/password", axum::routing::post(me::change_password))
@@ -151,6 +174,19 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
         documents::list,
         documents::get,
         documents::download,
+        intel::list,
+        intel::create,
+        intel::get,
+        intel::update,
+        intel::delete,
+        intel::import,
+        intel::matcher,
+        intel::export,
+        intel::lists,
+        intel::sighting,
+        intel::pattern_check,
+        intel::collections,
+        intel::create_collection,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -162,6 +198,7 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
         (name = "audit", description = "The append-only audit trail"),
         (name = "scan", description = "The scan engine: ClamAV signatures, containers opened"),
         (name = "documents", description = "The document sandbox: explained verdicts and disarmed copies"),
+        (name = "intel", description = "Threat intelligence: indicators of attack, imports and exports, the blocklist"),
     )
 )]
 pub struct ApiDoc;

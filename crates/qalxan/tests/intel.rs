@@ -1,0 +1,513 @@
+//! Threat intelligence end to end: the `qalxan intel` commands on the shared STIX and MISP
+//! material, exports checked by OASIS's `stix2-validator`, the API (imports with preview,
+//! matching, the blocklist with its ETag, sightings, TLP limits), and the TAXII server driven by
+//! the real `taxii2-client`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::TestServer;
+use qalxan_core::Role;
+use qalxan_store::testing::TestDb;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_qalxan");
+
+fn shared(sub: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(sub);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("skipping: {} is absent", p.display());
+        None
+    }
+}
+
+fn db_args(db: &TestDb) -> Vec<String> {
+    let data = db.dir.path().join("data").display().to_string();
+    let mut args = vec!["--data".to_owned(), data];
+    if db.is_postgres() {
+        args.extend(["--database-url".to_owned(), db.url.clone()]);
+    }
+    args
+}
+
+fn qalxan(db: &TestDb, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(db_args(db))
+        .args(args)
+        .env_remove("QALXAN_CONFIG")
+        .output()
+        .expect("run qalxan")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn python_has(module: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipping the {module} checks: the Python package is not installed (pip install {module})");
+    }
+    ok
+}
+
+#[test]
+fn pattern_check_classifies_every_shared_pattern() {
+    let Some(file) = shared("stix/patterns.jsonl") else {
+        return;
+    };
+    for line in std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let pattern = row["pattern"].as_str().unwrap();
+        let out = Command::new(BIN)
+            .args(["intel", "pattern-check", pattern])
+            .output()
+            .unwrap();
+        let valid = row["valid"].as_bool().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(if valid { 0 } else { 1 }),
+            "{pattern}: {}",
+            text(&out)
+        );
+        let said = String::from_utf8_lossy(&out.stdout);
+        if valid {
+            assert_eq!(said.trim(), "valid");
+        } else {
+            assert!(said.starts_with("invalid: column "), "{said}");
+        }
+    }
+}
+
+fn objects_of(path: &Path) -> Vec<String> {
+    let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let mut out: Vec<String> = v["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn cli_imports_exports_and_round_trips() {
+    let (Some(bundles), Some(misp)) = (shared("stix/bundles"), shared("misp")) else {
+        return;
+    };
+    let db = TestDb::new().await.unwrap();
+    let event = misp.join("existing_event.json");
+    let preview = qalxan(
+        &db,
+        &["intel", "import", "--preview", event.to_str().unwrap()],
+    );
+    assert!(preview.status.success(), "{}", text(&preview));
+    assert!(
+        text(&preview).contains("would add 81 new"),
+        "{}",
+        text(&preview)
+    );
+    let out = qalxan(
+        &db,
+        &[
+            "intel",
+            "import",
+            bundles.to_str().unwrap(),
+            event.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("poisonivy.json: 44 added"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !text(&out).contains("LICENSE"),
+        "folders import feeds' files only"
+    );
+    // The MISP event's domain, and a C2 address from a STIX indicator, are known and blocking.
+    let m = qalxan(&db, &["intel", "match", "--json", "www.5z8.info"]);
+    let hit = qalxan(&db, &["intel", "match", "http://sub.www.5z8.info/x"]);
+    let none = qalxan(&db, &["intel", "match", "nothing.example"]);
+    assert_eq!(none.status.code(), Some(1), "{}", text(&none));
+    let _ = (m, hit);
+    let lists = qalxan(&db, &["intel", "lists"]);
+    let lists_text = String::from_utf8_lossy(&lists.stdout).to_string();
+    assert!(
+        lists_text.starts_with("# qalxan-lists 1 version="),
+        "{lists_text}"
+    );
+    assert!(
+        !lists_text.contains("ipv4 10.0.0.0\n"),
+        "warninglisted values stay out of the blocklist"
+    );
+    let domain = lists_text
+        .lines()
+        .find(|l| l.starts_with("domain "))
+        .map(|l| l.trim_start_matches("domain ").to_owned())
+        .expect("a blocking domain");
+    let hit = qalxan(&db, &["intel", "match", &format!("http://a.{domain}/x")]);
+    assert_eq!(hit.status.code(), Some(0), "{}", text(&hit));
+    assert!(text(&hit).contains(" blocking "), "{}", text(&hit));
+
+    let work = tempfile::tempdir().unwrap();
+    let first = work.path().join("first.json");
+    let out = qalxan(
+        &db,
+        &[
+            "intel",
+            "export",
+            "--format",
+            "stix",
+            "-o",
+            first.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let first_objects = objects_of(&first);
+    assert!(
+        first_objects.len() > 300,
+        "{} objects exported",
+        first_objects.len()
+    );
+    // Importing the export elsewhere and exporting again gives the same objects.
+    let db2 = TestDb::new().await.unwrap();
+    let out = qalxan(&db2, &["intel", "import", first.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let second = work.path().join("second.json");
+    assert!(
+        qalxan(&db2, &["intel", "export", "-o", second.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert_eq!(
+        first_objects,
+        objects_of(&second),
+        "round trip changed the objects"
+    );
+
+    let validator = Command::new("sh")
+        .args(["-c", "command -v stix2_validator"])
+        .output();
+    if validator.is_ok_and(|o| o.status.success()) {
+        let v = Command::new("stix2_validator")
+            .arg(&first)
+            .output()
+            .unwrap();
+        let report = text(&v);
+        assert!(
+            report.contains("STIX JSON: Valid") && !report.contains("[X]"),
+            "{report}"
+        );
+    } else {
+        eprintln!(
+            "skipping the stix2-validator check: not installed (pip install stix2-validator)"
+        );
+    }
+
+    for (format, needle) in [("misp", "\"Attribute\""), ("csv", "type,value,tlp")] {
+        let out = qalxan(&db, &["intel", "export", "--format", format]);
+        assert!(
+            out.status.success() && text(&out).contains(needle),
+            "{format}: {}",
+            text(&out)
+        );
+    }
+    let bad = qalxan(
+        &db,
+        &[
+            "intel",
+            "import",
+            misp.join("sighting.json").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("not a STIX bundle or a MISP event"),
+        "{}",
+        text(&bad)
+    );
+}
+
+async fn import(api: &common::Api, body: &[u8], query: &str) -> (StatusCode, Value) {
+    common::read(
+        api.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/intel/import{query}"),
+        )
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn api_and_taxii() {
+    let server = TestServer::start().await;
+    let analyst = server.api(&server.token(Role::Analyst, None).await);
+    let admin = server.api(&server.token(Role::Admin, None).await);
+    let sensor = server.api(&server.token(Role::Sensor, None).await);
+    let partner_a = server.institution("Partner CERT A").await;
+    let partner_b = server.institution("Partner CERT B").await;
+    let partner_token = server.token(Role::Institution, Some(partner_a)).await;
+    let partner = server.api(&partner_token);
+
+    // A plain list previews, then imports; an institution may not import.
+    let list = b"# feed\n203.0.113.250\nphish-bank.example\nhxxp://login.phish-bank[.]example/x\n8.8.8.8\n";
+    let (status, preview) = import(&analyst, list, "?preview=true&tlp=green&source=feed-x").await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(
+        (preview["added"].as_u64(), preview["warninglisted"].as_u64()),
+        (Some(4), Some(2)),
+        "{preview}"
+    );
+    let (status, _) = import(&partner, list, "").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, done) = import(&analyst, list, "?tlp=green&source=feed-x&name=feed.txt").await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["added"], 4);
+    let (_, again) = import(&analyst, list, "?preview=true").await;
+    assert_eq!(
+        (again["added"].as_u64(), again["updated"].as_u64()),
+        (Some(0), Some(4))
+    );
+    let (status, err) = import(
+        &analyst,
+        b"{\"type\": \"bundle\", \"objects\": [{\"type\": \"indicator\"}]}",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(err["field"], "objects[0].id", "{err}");
+
+    // A TLP:RED indicator is for the CERT only.
+    let (status, red) = analyst
+        .post(
+            "/api/v1/intel/indicators",
+            &json!({"value": "+994 50 555 12 34", "tlp": "red", "tags": ["fraud-call"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{red}");
+    assert_eq!(red["indicator"]["kind"], "phone");
+    let red_id = red["indicator"]["id"].as_i64().unwrap();
+    let (status, _) = partner
+        .get(&format!("/api/v1/intel/indicators/{red_id}"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, seen) = partner.get("/api/v1/intel/indicators?limit=100").await;
+    assert!(
+        seen["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["tlp"] == "TLP:CLEAR" || i["tlp"] == "TLP:GREEN"),
+        "{seen}"
+    );
+    let (status, e) = analyst
+        .post(
+            "/api/v1/intel/indicators",
+            &json!({"type": "md5", "value": "abc"}),
+        )
+        .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("value"))
+    );
+
+    // Match covers parent domains; the sensor reports a sighting.
+    let (_, m) = analyst
+        .get("/api/v1/intel/match?value=https://login.phish-bank.example/y")
+        .await;
+    assert_eq!(m["blocked"], true, "{m}");
+    let (status, s) = sensor
+        .post(
+            "/api/v1/intel/sightings",
+            &json!({"value": "a.phish-bank.example", "count": 7}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    let id = s["indicator_id"].as_i64().unwrap();
+    let (_, detail) = analyst.get(&format!("/api/v1/intel/indicators/{id}")).await;
+    assert_eq!(detail["indicator"]["sightings"], 7);
+    assert_eq!(detail["sightings"][0]["sensor"], "token:sensor-token");
+
+    // The blocklist: ETag, 304, and a change when an indicator is forced or expired.
+    let lists = |etag: Option<String>| {
+        let mut r = sensor.request(reqwest::Method::GET, "/api/v1/intel/lists");
+        if let Some(e) = etag {
+            r = r.header("If-None-Match", e);
+        }
+        r.send()
+    };
+    let first = lists(None).await.unwrap();
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let body = first.text().await.unwrap();
+    assert!(
+        body.contains("domain phish-bank.example\n") && !body.contains("8.8.8.8"),
+        "{body}"
+    );
+    assert_eq!(
+        lists(Some(etag.clone())).await.unwrap().status(),
+        StatusCode::NOT_MODIFIED
+    );
+    let (_, dns) = analyst.get("/api/v1/intel/match?value=8.8.8.8").await;
+    let dns_id = dns["matches"][0]["id"].as_i64().unwrap();
+    let (status, forced) = analyst
+        .patch(
+            &format!("/api/v1/intel/indicators/{dns_id}"),
+            &json!({"blocking": true}),
+        )
+        .await;
+    assert_eq!(
+        (status, forced["blocking"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let changed = lists(Some(etag)).await.unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert!(changed.text().await.unwrap().contains("ipv4 8.8.8.8\n"));
+    let (status, _) = partner.get("/api/v1/intel/lists").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (_, p) = analyst
+        .post(
+            "/api/v1/intel/pattern-check",
+            &json!({"pattern": "[domain-name:value = 'a.example'] AND"}),
+        )
+        .await;
+    assert_eq!(
+        (p["valid"].as_bool(), p["column"].as_u64()),
+        (Some(false), Some(38)),
+        "{p}"
+    );
+
+    // Exports respect TLP: a partner's never holds the RED phone number.
+    let export = partner
+        .request(reqwest::Method::GET, "/api/v1/intel/export?format=csv")
+        .send()
+        .await
+        .unwrap();
+    let csv = export.text().await.unwrap();
+    assert!(
+        csv.contains("phish-bank.example") && !csv.contains("+994505551234"),
+        "{csv}"
+    );
+
+    // TAXII: partner exchange collections, then the real client.
+    let (status, inbox) = admin
+        .post("/api/v1/intel/collections", &json!({"title": "Partner A exchange", "audience": "institution", "institution_id": partner_a.0, "max_tlp": "amber"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{inbox}");
+    let (_, other) = admin
+        .post("/api/v1/intel/collections", &json!({"title": "Partner B exchange", "audience": "institution", "institution_id": partner_b.0}))
+        .await;
+    let (status, _) = analyst
+        .post(
+            "/api/v1/intel/collections",
+            &json!({"title": "x", "audience": "all"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only admins add collections");
+    if let Some(bundles) = shared("stix/bundles") {
+        let (status, r) = import(
+            &analyst,
+            &std::fs::read(bundles.join("apt1.json")).unwrap(),
+            "?tlp=red",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+    }
+    let mut unauth = server
+        .anonymous()
+        .request(reqwest::Method::GET, "/taxii2/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauth.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        unauth.headers()["content-type"],
+        "application/taxii+json;version=2.1"
+    );
+    let e: Value = unauth.json().await.unwrap();
+    assert_eq!(e["http_status"], "401");
+    unauth = partner
+        .request(reqwest::Method::GET, "/taxii2/")
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauth.status(), StatusCode::NOT_ACCEPTABLE);
+
+    if !python_has("taxii2client") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("partner.json");
+    std::fs::write(
+        &bundle,
+        json!({"type": "bundle", "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d", "objects": [
+            {"type": "indicator", "spec_version": "2.1", "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+             "created": "2026-11-01T10:00:00.000Z", "modified": "2026-11-01T10:00:00.000Z",
+             "name": "Phishing kit host", "description": "Seen by partner A", "indicator_types": ["malicious-activity"],
+             "pattern": "[domain-name:value = 'kit.partner-seen.example']", "pattern_type": "stix",
+             "valid_from": "2026-11-01T10:00:00Z",
+             "object_marking_refs": ["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"]},
+            {"type": "ipv4-addr", "spec_version": "2.1", "id": "ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd", "value": "198.51.100.3"}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let config = work.path().join("taxii.json");
+    std::fs::write(
+        &config,
+        json!({
+            "base": server.base, "analyst": analyst.token, "partner": partner_token,
+            "cert": qalxan_store::CERT_COLLECTION, "shared": qalxan_store::SHARED_COLLECTION,
+            "partner_inbox": inbox["id"], "other_inbox": other["id"], "bundle": bundle,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/taxii/client_check.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What the partner posted is intelligence now, not blocking until reviewed.
+    let (_, m) = analyst
+        .get("/api/v1/intel/match?value=kit.partner-seen.example")
+        .await;
+    assert_eq!(m["matches"][0]["blocking"], false, "{m}");
+    assert_eq!(m["matches"][0]["sources"][0], "taxii:institution-token");
+}
