@@ -169,6 +169,25 @@ try {
     console.log(`skipping the document page: ${sample} is absent`);
   }
 
+  // Threat intelligence: paste values, read the preview, import, search, open one.
+  await page.goto(base + '/intel');
+  await page.fill('textarea[name=values]', 'phish-bank.example\nhxxp://login.phish-bank[.]example/pay\n1.1.1.1\n');
+  await page.selectOption('form[action="/intel/import"] select[name=tlp]', 'TLP:GREEN');
+  await Promise.all([page.waitForURL(/\/intel\/import$/), page.click('form[action="/intel/import"] button[type=submit]')]);
+  assert.equal(await page.getAttribute('[data-preview-added]', 'data-preview-added'), '3');
+  assert.match(await page.textContent('main'), /public-dns-resolvers/);
+  assert.match(await page.textContent('table'), /TLP:GREEN/, 'the TLP chosen for unmarked values');
+  await page.screenshot({ path: join(out, 'intel-preview.png'), fullPage: true });
+  await Promise.all([page.waitForURL(/\/intel\?imported=3/), page.click('form[action="/intel/import"] button[type=submit]')]);
+  assert.match(await page.textContent('p.notice'), /Imported: 3 new indicators/);
+  await page.fill('input[name=q]', 'phish-bank');
+  await Promise.all([page.waitForURL(/q=phish-bank/), page.click('form.search button[type=submit]')]);
+  const rows = await page.locator('table.indicators tbody tr').count();
+  assert.equal(rows, 2, 'the domain and the URL match the search');
+  await Promise.all([page.waitForURL(/\/intel\/\d+$/), page.click('table.indicators tbody tr:first-child a')]);
+  assert.equal(await page.getAttribute('[data-blocking]', 'data-blocking'), 'true');
+  await page.screenshot({ path: join(out, 'intel-indicator.png'), fullPage: true });
+
   // Logging out ends the session.
   await Promise.all([page.waitForURL(/\/login/), page.click('form.logout button')]);
   await page.goto(base + '/');

@@ -83,6 +83,8 @@ pub struct Config {
     pub header_timeout: std::time::Duration,
     /// Time a client has to send the part of the body the WAF inspects (against slow POSTs).
     pub body_timeout: std::time::Duration,
+    /// How often to pull the blocklist from the server (with `server` set); `None`: never.
+    pub lists_every: Option<std::time::Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +153,10 @@ pub async fn run(
     let access = logs::JsonLines::open(config.access_log.as_deref())?;
     let audit = logs::JsonLines::open(config.audit_log.as_deref())?;
     let events = config.server.clone().map(EventSink::start);
+    let lists = match (&config.server, config.lists_every) {
+        (Some(link), Some(every)) => Some(qalxan_client::ListFeed::start(link.clone(), every)),
+        _ => None,
+    };
     let state = Arc::new(proxy::State {
         plan: plan.map(Arc::new),
         mode: config.waf,
@@ -158,6 +164,7 @@ pub async fn run(
         upstream_authority: authority,
         client: proxy::client(),
         events,
+        lists,
         access,
         audit,
         guard: guard::Guard::new(config.limits.clone()),

@@ -33,6 +33,8 @@ pub(crate) struct State {
     pub upstream_authority: Authority,
     pub client: Client<HttpConnector, PrefixedBody>,
     pub events: Option<EventSink>,
+    /// The blocklist pulled from the server: addresses, domains and URLs refused outright.
+    pub lists: Option<qalxan_client::ListFeed>,
     pub access: JsonLines,
     pub audit: JsonLines,
     pub guard: crate::guard::Guard,
@@ -387,6 +389,9 @@ async fn handle(
             ));
         }
     }
+    if let Some(hit) = blocklisted(&state, &req, peer) {
+        return Ok(blocklist_block(&state, &req, peer, started, hit));
+    }
     let (mut parts, body) = req.into_parts();
     let inspecting = state.mode != WafMode::Off && state.plan.is_some();
     let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
@@ -488,6 +493,99 @@ async fn handle(
         "anomaly_score": verdict.anomaly_score,
     }));
     Ok(response)
+}
+
+/// What on the blocklist a request matched: (`ip`|`domain`|`url`, the value).
+fn blocklisted(
+    state: &State,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+) -> Option<(&'static str, String)> {
+    let lists = state.lists.as_ref()?.current();
+    if lists.is_empty() {
+        return None;
+    }
+    if lists.contains_ip(peer.ip()) {
+        return Some(("ip", peer.ip().to_string()));
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())?;
+    let ob = qalxan_intel::Observable::new(
+        qalxan_intel::Kind::Domain,
+        host.rsplit_once(':').map_or(host, |(h, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        }),
+    )
+    .ok();
+    if let Some(d) = &ob {
+        if lists.contains_domain(&d.value) {
+            return Some(("domain", d.value.clone()));
+        }
+    }
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let url =
+        qalxan_intel::Observable::new(qalxan_intel::Kind::Url, &format!("http://{host}{path}"))
+            .ok()?;
+    let hit = lists.contains_url(&url.value);
+    hit.then_some(("url", url.value))
+}
+
+fn blocklist_block(
+    state: &State,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    started: Instant,
+    (what, value): (&'static str, String),
+) -> Response<ResponseBody> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let reference = format!(
+        "bl-{:x}-{:x}",
+        unix_seconds() as u64,
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    state.counters.blocked.fetch_add(1, Ordering::Relaxed);
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let uri: String = req.uri().to_string().chars().take(1024).collect();
+    if let Some(events) = &state.events {
+        events.report(
+            "waf.blocked",
+            "high",
+            json!({
+                "reference": reference, "blocklist": what, "indicator": value,
+                "client_ip": peer.ip().to_string(), "method": req.method().as_str(), "host": host, "uri": uri,
+            }),
+        );
+    }
+    state.access.write(json!({
+        "time": unix_seconds(),
+        "client": peer.ip().to_string(),
+        "method": req.method().as_str(),
+        "host": host,
+        "uri": uri,
+        "status": 403,
+        "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
+        "waf": "blocklist",
+        "reference": reference,
+        "indicator": value,
+    }));
+    let wants_json = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
+    block_page(403, &reference, wants_json)
 }
 
 async fn forward(

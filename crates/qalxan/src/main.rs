@@ -145,6 +145,10 @@ struct GatewayArgs {
     /// Seconds a client has to send the inspected part of a request body.
     #[arg(long, default_value_t = 30)]
     body_timeout: u64,
+    /// Seconds between pulls of the server's blocklist (addresses, domains, URLs refused
+    /// outright; needs --server); 0 turns it off.
+    #[arg(long, default_value_t = 5)]
+    lists_every: u64,
 }
 
 #[derive(Subcommand)]
@@ -900,6 +904,8 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
             .filter(|t| !t.is_empty()),
         header_timeout: std::time::Duration::from_secs(args.header_timeout),
         body_timeout: std::time::Duration::from_secs(args.body_timeout),
+        lists_every: (args.lists_every > 0)
+            .then(|| std::time::Duration::from_secs(args.lists_every)),
     };
     println!(
         "Qalxan gateway on {}",

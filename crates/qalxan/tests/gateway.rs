@@ -85,6 +85,7 @@ fn config(upstream: &str) -> Config {
         admin_token: None,
         header_timeout: Duration::from_secs(10),
         body_timeout: Duration::from_secs(30),
+        lists_every: None,
     }
 }
 
@@ -583,6 +584,7 @@ async fn slow_clients_are_cut_off_and_do_not_stop_others() {
         rules: Some(rules),
         header_timeout: Duration::from_secs(1),
         body_timeout: Duration::from_secs(1),
+        lists_every: None,
         ..config(&up)
     })
     .await;
@@ -623,4 +625,92 @@ async fn slow_clients_are_cut_off_and_do_not_stop_others() {
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+/// A blocking indicator added on the server is enforced by a running gateway within seconds,
+/// the block is reported, and the indicator's sightings count it.
+#[tokio::test]
+async fn blocklist_from_the_server_is_enforced_within_seconds() {
+    let server = TestServer::start().await;
+    let sensor = server.token(Role::Sensor, None).await;
+    let analyst = server.api(&server.token(Role::Analyst, None).await);
+    let up = upstream().await;
+    let gw = gateway(Config {
+        waf: WafMode::Off,
+        server: Some(ServerLink {
+            url: server.base.clone(),
+            token: sensor,
+            institution_id: None,
+        }),
+        lists_every: Some(Duration::from_millis(500)),
+        ..config(&up)
+    })
+    .await;
+    let c = client();
+    let get = |host: &'static str, path: &'static str| {
+        let c = c.clone();
+        let gw = gw.clone();
+        async move {
+            c.get(format!("{gw}{path}"))
+                .header("Host", host)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(get("shop.phish.example", "/").await, StatusCode::OK);
+    assert_eq!(
+        get("portal.example", "/payload/x.exe").await,
+        StatusCode::OK
+    );
+
+    let added = std::time::Instant::now();
+    for value in ["phish.example", "http://portal.example/payload/x.exe"] {
+        let (status, body) = analyst
+            .post(
+                "/api/v1/intel/indicators",
+                &serde_json::json!({"value": value, "tlp": "green"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let mut enforced = false;
+    while added.elapsed() < Duration::from_secs(10) {
+        if get("shop.phish.example", "/").await == StatusCode::FORBIDDEN {
+            enforced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        enforced,
+        "the gateway did not enforce the new indicator within 10 s"
+    );
+    eprintln!(
+        "enforced {} ms after the indicator was added",
+        added.elapsed().as_millis()
+    );
+    assert_eq!(
+        get("portal.example", "/payload/x.exe").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(get("portal.example", "/other").await, StatusCode::OK);
+
+    // The blocks arrive as events and count as sightings of the indicator.
+    let mut sighted = 0;
+    for _ in 0..50 {
+        let (_, m) = analyst.get("/api/v1/intel/match?value=phish.example").await;
+        sighted = m["matches"][0]["sightings"].as_i64().unwrap_or(0);
+        if sighted >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(sighted >= 1, "no sighting recorded");
+    let (_, events) = analyst.get("/api/v1/events?kind=waf.blocked").await;
+    assert!(
+        events.to_string().contains("\"blocklist\":\"domain\""),
+        "{events}"
+    );
 }

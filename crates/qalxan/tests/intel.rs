@@ -511,3 +511,101 @@ async fn api_and_taxii() {
     assert_eq!(m["matches"][0]["blocking"], false, "{m}");
     assert_eq!(m["matches"][0]["sources"][0], "taxii:institution-token");
 }
+
+#[tokio::test]
+async fn intelligence_pages() {
+    let server = TestServer::start().await;
+    let browser = server.admin_browser().await;
+    let (status, html) = browser.page("/intel").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Threat intelligence") && html.contains("href=\"/intel\""));
+    let csrf = common::csrf_of(&html);
+    let post = |form: reqwest::multipart::Form| {
+        browser
+            .client
+            .post(server.url("/intel/import"))
+            .multipart(form)
+            .send()
+    };
+
+    // Pasted values: a preview first (nothing stored), then the import.
+    let values = "evil-<b>bank</b>.example\n45.9.148.3\n8.8.8.8\nnot a value\n";
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.clone())
+        .text("values", values.replace("<b>", "").replace("</b>", ""))
+        .text("tlp", "TLP:GREEN")
+        .text("source", "partner mail")
+        .text("step", "preview");
+    let r = post(form).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let preview = r.text().await.unwrap();
+    assert!(preview.contains("data-preview-added=\"3\""), "{preview}");
+    assert!(
+        preview.contains("public-dns-resolvers") && preview.contains("1 not imported"),
+        "{preview}"
+    );
+    let (_, listed) = browser.page("/intel").await;
+    assert!(
+        listed.contains("No indicator matches"),
+        "the preview stored nothing"
+    );
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.clone())
+        .text("values", "evil-bank.example\n45.9.148.3\n8.8.8.8\n")
+        .text("tlp", "TLP:GREEN")
+        .text("source", "partner mail")
+        .text("step", "import");
+    let r = post(form).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let (_, html) = browser.page(&location).await;
+    assert!(html.contains("Imported: 3 new indicators"), "{html}");
+    assert!(html.contains("evil-bank.example") && html.contains("partner mail"));
+
+    // Search, then the detail page, then force the warninglisted resolver to block.
+    let (_, found) = browser.page("/intel?q=8.8&type=ipv4").await;
+    assert!(
+        found.contains("8.8.8.8") && !found.contains("evil-bank.example"),
+        "{found}"
+    );
+    let id = found
+        .split("href=\"/intel/")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let (status, detail) = browser.page(&format!("/intel/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        detail.contains("data-blocking=\"false\"") && detail.contains("public-dns-resolvers"),
+        "{detail}"
+    );
+    let r = browser
+        .submit(
+            &format!("/intel/{id}"),
+            &format!("/intel/{id}"),
+            &[("blocking", "true"), ("tlp", "TLP:AMBER")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, detail) = browser.page(&format!("/intel/{id}")).await;
+    assert!(
+        detail.contains("data-blocking=\"true\"") && detail.contains("TLP:AMBER"),
+        "{detail}"
+    );
+    // Without the CSRF token nothing changes.
+    let r = browser
+        .post_form(&format!("/intel/{id}"), &[("blocking", "false")])
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post(
+        reqwest::multipart::Form::new()
+            .text("values", "x.example")
+            .text("step", "import"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (_, html) = browser.page("/intel?type=nonsense").await;
+    assert!(html.contains("unknown indicator type"), "{html}");
+}

@@ -115,6 +115,29 @@ pub async fn create(
         });
     }
     let ids = state.store().insert_events(&events).await?;
+    // A block by the blocklist is a sighting of the indicator it matched.
+    let mut sightings: std::collections::HashMap<
+        (String, Option<qalxan_core::InstitutionId>),
+        i64,
+    > = std::collections::HashMap::new();
+    for e in &events {
+        if let Some(v) = e.attributes.get("indicator").and_then(|v| v.as_str()) {
+            *sightings
+                .entry((v.to_owned(), e.institution_id))
+                .or_default() += e.count.max(1);
+        }
+    }
+    for ((value, institution), count) in sightings {
+        if let Ok(ob) = qalxan_intel::Observable::guess(&value) {
+            if let Err(e) = state
+                .store()
+                .record_sighting(&principal.actor(), &ob, institution, count)
+                .await
+            {
+                tracing::warn!(error = %e, "could not record a sighting");
+            }
+        }
+    }
     Ok((
         StatusCode::CREATED,
         Json(EventsAccepted {

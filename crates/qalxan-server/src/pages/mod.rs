@@ -8,6 +8,7 @@ mod admin;
 mod documents;
 mod events;
 mod institutions;
+mod intel;
 mod login;
 mod overview;
 
@@ -64,6 +65,12 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         )
         .route("/documents/{id}", get(documents::show))
         .route("/documents/{id}/disarmed", get(documents::download))
+        .route("/intel", get(intel::list))
+        .route(
+            "/intel/import",
+            post(intel::import).layer(axum::extract::DefaultBodyLimit::max(config.docs_max_bytes)),
+        )
+        .route("/intel/{id}", get(intel::show).post(intel::update))
         .route("/static/style.css", get(stylesheet))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found)
@@ -234,6 +241,7 @@ pub enum Nav {
     Events,
     Institutions,
     Documents,
+    Intel,
     Users,
     Tokens,
     Audit,
@@ -268,6 +276,15 @@ fn layout(user: &PageUser, nav: Nav, title: &str, content: Markup) -> Markup {
             "/documents",
             "Documents",
             crate::api::documents::READERS.contains(&role),
+        ),
+        (
+            Nav::Intel,
+            "/intel",
+            "Intelligence",
+            matches!(
+                role,
+                Role::Admin | Role::Analyst | Role::Auditor | Role::Institution
+            ),
         ),
         (Nav::Users, "/users", "Users", staff_reader),
         (Nav::Tokens, "/tokens", "API tokens", staff_reader),
