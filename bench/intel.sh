@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The threat-intel engine and store on a generated feed, with a Python baseline in the same run.
 #
-#   bench/intel.sh [COUNT]     (default 10000000; needs release builds:
+#   bench/intel.sh [COUNT [STORE_COUNT]]   (defaults 10000000 and 1000000; needs release builds:
 #                               cargo build --release -p qalxan && cargo bench -p qalxan-intel --no-run)
 #
 # Feed: COUNT generated values, one per line (40 % SHA-256, 10 % MD5, 10 % SHA-1, 20 % domains,
@@ -9,9 +9,9 @@
 # - engine: values parsed, normalised, warninglisted per second; exact-match lookups per second
 #   on one core (half hits); CIDR lookups per second against 1 M ranges; bytes per SHA-256 in
 #   the compiled list (the bench binary `intel` of crates/qalxan-intel);
-# - store: `qalxan intel import` of the whole feed into a fresh SQLite data folder (indicators,
-#   their sources, one STIX object each, one audit row), indicators per second, and the
-#   database's size;
+# - store: `qalxan intel import` of the feed's first STORE_COUNT values into a fresh SQLite data
+#   folder (indicators, their sources, one STIX object each, one audit row), indicators per
+#   second, and the database's size; then the same file again (every value already known);
 # - baseline: what a CERT's glue scripts do with the same feed in Python: a set of the values
 #   (lookups per second), bisect over sorted integer ranges (CIDR lookups per second), and
 #   sqlite3.executemany of the values (imports per second). MISP and OpenCTI themselves need
@@ -19,6 +19,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 count=${1:-10000000}
+store_count=${2:-1000000}
 work=${BENCH_DIR:-/tmp/qalxan-bench-intel}
 target=${CARGO_TARGET_DIR:-$root/target}
 qalxan=${QALXAN:-$target/release/qalxan}
@@ -48,15 +49,19 @@ echo "== engine (one core)"
 /usr/bin/time -o "$work/engine.time" -f '%e %M' "$bench" "$feed" | tee "$work/engine.txt"
 echo "engine peak RSS: $(cut -d' ' -f2 "$work/engine.time") KB"
 
-echo "== store: qalxan intel import into SQLite"
-/usr/bin/time -o "$work/import.time" -f '%e %M' "$qalxan" --data "$work/data" intel import --source bench "$feed" | tail -1
-secs=$(cut -d' ' -f1 "$work/import.time")
-echo "import: ${secs} s, $(python3 -c "print(f'{$count/$secs:,.0f}')") indicators/s, peak RSS $(cut -d' ' -f2 "$work/import.time") KB, database $(du -sh "$work/data" | cut -f1)"
+echo "== store: qalxan intel import of $store_count values into SQLite"
+head -n "$store_count" "$feed" > "$work/store-feed.txt"
+for round in new known; do
+  /usr/bin/time -o "$work/import.time" -f '%e %M' "$qalxan" --data "$work/data" intel import --source bench "$work/store-feed.txt" | tail -1
+  secs=$(cut -d' ' -f1 "$work/import.time")
+  echo "import ($round values): ${secs} s, $(python3 -c "print(f'{$store_count/$secs:,.0f}')") indicators/s, peak RSS $(cut -d' ' -f2 "$work/import.time") KB, database $(du -sh "$work/data" | cut -f1)"
+done
 
 echo "== baseline: Python"
-python3 - "$feed" "$work/py.db" <<'PY'
+python3 - "$feed" "$work/py.db" "$store_count" <<'PY'
 import bisect, ipaddress, random, sqlite3, sys, time
 values = open(sys.argv[1]).read().split()
+store_count = int(sys.argv[3])
 t = time.perf_counter(); s = set(values); build = time.perf_counter() - t
 rng = random.Random(1)
 probes = [rng.choice(values) for _ in range(1_000_000)]
@@ -85,7 +90,7 @@ print(f"python_cidr_lookups_per_s {len(addrs)/dt:.0f}")
 db = sqlite3.connect(sys.argv[2])
 db.execute("CREATE TABLE ioc (value TEXT PRIMARY KEY, source TEXT)")
 t = time.perf_counter()
-db.executemany("INSERT OR IGNORE INTO ioc VALUES (?, 'bench')", ((v,) for v in values))
+db.executemany("INSERT OR IGNORE INTO ioc VALUES (?, 'bench')", ((v,) for v in values[:store_count]))
 db.commit(); dt = time.perf_counter() - t
-print(f"python_sqlite_import_per_s {len(values)/dt:.0f}")
+print(f"python_sqlite_import_per_s {store_count/dt:.0f}")
 PY

@@ -27,13 +27,23 @@ pub struct Lists {
     len: usize,
 }
 
+/// Hex (either case) to bytes, without allocating: this runs on every lookup.
 fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let s = s.as_bytes();
     if s.len() != N * 2 {
         return None;
     }
+    let nibble = |c: u8| -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    };
     let mut out = [0u8; N];
     for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+        *b = (nibble(s[i * 2])? << 4) | nibble(s[i * 2 + 1])?;
     }
     Some(out)
 }
@@ -175,18 +185,25 @@ impl Lists {
         if self.urls.contains(url) {
             return true;
         }
-        url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().map(|h| self.contains_domain(h)))
-            .unwrap_or(false)
+        // A normalised URL is `scheme://[user@]host[:port]/...`: the host is sliced out rather
+        // than parsed again.
+        let Some((_, rest)) = url.split_once("://") else {
+            return false;
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = match host.rsplit_once(':') {
+            Some((h, port)) if !h.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        self.contains_domain(host)
     }
 
     pub fn contains_hash(&self, kind: Kind, hex: &str) -> bool {
-        let hex = hex.to_ascii_lowercase();
         match kind {
-            Kind::Md5 => hex_bytes::<16>(&hex).is_some_and(|h| self.md5.contains(&h)),
-            Kind::Sha1 => hex_bytes::<20>(&hex).is_some_and(|h| self.sha1.contains(&h)),
-            Kind::Sha256 => hex_bytes::<32>(&hex).is_some_and(|h| self.sha256.contains(&h)),
+            Kind::Md5 => hex_bytes::<16>(hex).is_some_and(|h| self.md5.contains(&h)),
+            Kind::Sha1 => hex_bytes::<20>(hex).is_some_and(|h| self.sha1.contains(&h)),
+            Kind::Sha256 => hex_bytes::<32>(hex).is_some_and(|h| self.sha256.contains(&h)),
             _ => false,
         }
     }

@@ -108,7 +108,7 @@ impl FormatError {
 }
 
 /// Imports are bounded: no feed legitimately has more objects in one file.
-pub const MAX_OBJECTS: usize = 5_000_000;
+pub const MAX_OBJECTS: usize = 20_000_000;
 /// JSON nesting beyond this is refused before parsing (serde_json's own limit is 128).
 pub const MAX_JSON_DEPTH: usize = 100;
 

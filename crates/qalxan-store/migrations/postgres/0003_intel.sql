@@ -23,9 +23,8 @@ CREATE TABLE indicators (
     updated_at   BIGINT  NOT NULL,
     UNIQUE (kind, value)
 );
-CREATE INDEX indicators_value ON indicators (value);
+-- An import finds the rows it touched by their updated_at; the blocklist's version is its MAX.
 CREATE INDEX indicators_updated ON indicators (updated_at);
-CREATE INDEX indicators_stix ON indicators (stix_id);
 
 CREATE TABLE indicator_sources (
     indicator_id BIGINT  NOT NULL REFERENCES indicators (id) ON DELETE CASCADE,
