@@ -291,7 +291,7 @@ async fn collection(
 
 /// The query parameters TAXII defines, parsed by hand: `match[type]` style keys do not suit
 /// serde's derive.
-fn object_filter(query: Option<&str>, caller_max: Tlp) -> Result<(ObjectFilter, Tlp)> {
+fn object_filter(query: Option<&str>) -> Result<ObjectFilter> {
     let mut f = ObjectFilter {
         limit: 100,
         ..Default::default()
@@ -335,7 +335,7 @@ fn object_filter(query: Option<&str>, caller_max: Tlp) -> Result<(ObjectFilter, 
             other => return Err(bad(format!("unknown parameter '{other}'"))),
         }
     }
-    Ok((f, caller_max))
+    Ok(f)
 }
 
 /// A partner never sees above TLP:GREEN, whatever the collection allows.
@@ -372,6 +372,32 @@ fn envelope(objects: &[StoredObject], more: bool) -> Value {
     env
 }
 
+/// The objects of a collection the caller may read, filtered by the request's query and
+/// `narrow` (an endpoint's own constraints).
+async fn read_objects(
+    state: &AppState,
+    headers: &HeaderMap,
+    principal: Auth,
+    id: &str,
+    query: Option<&str>,
+    narrow: impl FnOnce(&mut ObjectFilter),
+) -> Result<(Vec<StoredObject>, bool, ObjectFilter)> {
+    let p = caller(state, headers, principal).await?;
+    let c = capped(&readable(state, &p, id).await?, &p);
+    let mut f = object_filter(query)?;
+    narrow(&mut f);
+    let (objs, more) = state.store().stix_objects(&c, &f).await?;
+    Ok((objs, more, f))
+}
+
+fn no_object(object_id: &str) -> TaxiiError {
+    TaxiiError::new(
+        StatusCode::NOT_FOUND,
+        "Object not found",
+        format!("no object {object_id} here"),
+    )
+}
+
 async fn objects(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -379,10 +405,8 @@ async fn objects(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let p = caller(&state, &headers, principal).await?;
-    let c = capped(&readable(&state, &p, &id).await?, &p);
-    let (f, _) = object_filter(query.as_deref(), c.max_tlp)?;
-    let (objs, more) = state.store().stix_objects(&c, &f).await?;
+    let (objs, more, _) =
+        read_objects(&state, &headers, principal, &id, query.as_deref(), |_| {}).await?;
     Ok(date_headers(&objs, taxii_json(envelope(&objs, more))))
 }
 
@@ -393,17 +417,12 @@ async fn object(
     Path((id, object_id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let p = caller(&state, &headers, principal).await?;
-    let c = capped(&readable(&state, &p, &id).await?, &p);
-    let (mut f, _) = object_filter(query.as_deref(), c.max_tlp)?;
-    f.ids = vec![object_id.clone()];
-    let (objs, more) = state.store().stix_objects(&c, &f).await?;
+    let (objs, more, f) = read_objects(&state, &headers, principal, &id, query.as_deref(), |f| {
+        f.ids = vec![object_id.clone()];
+    })
+    .await?;
     if objs.is_empty() && f.after_seq.is_none() {
-        return Err(TaxiiError::new(
-            StatusCode::NOT_FOUND,
-            "Object not found",
-            format!("no object {object_id} here"),
-        ));
+        return Err(no_object(&object_id));
     }
     Ok(date_headers(&objs, taxii_json(envelope(&objs, more))))
 }
@@ -415,18 +434,13 @@ async fn versions(
     Path((id, object_id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let p = caller(&state, &headers, principal).await?;
-    let c = capped(&readable(&state, &p, &id).await?, &p);
-    let (mut f, _) = object_filter(query.as_deref(), c.max_tlp)?;
-    f.ids = vec![object_id.clone()];
-    f.versions = vec!["all".into()];
-    let (objs, more) = state.store().stix_objects(&c, &f).await?;
+    let (objs, more, _) = read_objects(&state, &headers, principal, &id, query.as_deref(), |f| {
+        f.ids = vec![object_id.clone()];
+        f.versions = vec!["all".into()];
+    })
+    .await?;
     if objs.is_empty() {
-        return Err(TaxiiError::new(
-            StatusCode::NOT_FOUND,
-            "Object not found",
-            format!("no object {object_id} here"),
-        ));
+        return Err(no_object(&object_id));
     }
     let mut body = json!({"more": more, "versions": objs.iter().map(|o| o.version.clone()).collect::<Vec<_>>()});
     if more {
@@ -442,10 +456,8 @@ async fn manifest(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let p = caller(&state, &headers, principal).await?;
-    let c = capped(&readable(&state, &p, &id).await?, &p);
-    let (f, _) = object_filter(query.as_deref(), c.max_tlp)?;
-    let (objs, more) = state.store().stix_objects(&c, &f).await?;
+    let (objs, more, _) =
+        read_objects(&state, &headers, principal, &id, query.as_deref(), |_| {}).await?;
     let records: Vec<Value> = objs
         .iter()
         .map(|o| {
