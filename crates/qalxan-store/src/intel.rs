@@ -559,6 +559,11 @@ impl Store {
         .bind(i64::from(f.limit.clamp(1, 10_000)))
         .fetch_all(&self.read)
         .await?;
+        self.records(&rows).await
+    }
+
+    /// Indicator rows as records, with their sources read in one query.
+    async fn records(&self, rows: &[AnyRow]) -> Result<Vec<IndicatorRecord>> {
         let ids: Vec<i64> = rows
             .iter()
             .map(|r| r.try_get("id"))
@@ -611,8 +616,9 @@ impl Store {
         else {
             return Ok(None);
         };
-        let mut sources = self.sources_of(&[id]).await?;
-        let record = from_row(&row, sources.remove(&id).unwrap_or_default())?;
+        let Some(record) = self.records(&[row]).await?.pop() else {
+            return Ok(None);
+        };
         let rows = sqlx::query(
             "SELECT sensor, institution_id, count, first_seen, last_seen FROM sightings \
              WHERE indicator_id = $1 ORDER BY last_seen DESC",
@@ -656,7 +662,7 @@ impl Store {
                 rest = d.split_once('.').map(|(_, p)| p);
             }
         }
-        let mut out = Vec::new();
+        let mut found: Vec<AnyRow> = Vec::new();
         for (kind, value) in candidates {
             let rows = sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM indicators i WHERE i.kind = $1 AND i.value = $2"
@@ -665,13 +671,7 @@ impl Store {
             .bind(&value)
             .fetch_all(&self.read)
             .await?;
-            for r in rows {
-                let id: i64 = r.try_get("id")?;
-                if !out.iter().any(|x: &IndicatorRecord| x.id == id) {
-                    let mut s = self.sources_of(&[id]).await?;
-                    out.push(from_row(&r, s.remove(&id).unwrap_or_default())?);
-                }
-            }
+            found.extend(rows);
         }
         if let (Kind::Ipv4 | Kind::Ipv6, Ok(ip)) = (o.kind, o.value.parse::<std::net::IpAddr>()) {
             // Ranges are few next to single values; scan them and test containment.
@@ -683,12 +683,14 @@ impl Store {
             for r in rows {
                 let value: String = r.try_get("value")?;
                 if value.parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&ip)) {
-                    let id: i64 = r.try_get("id")?;
-                    let mut s = self.sources_of(&[id]).await?;
-                    out.push(from_row(&r, s.remove(&id).unwrap_or_default())?);
+                    found.push(r);
                 }
             }
         }
+        // A candidate appears once even when several lookups found it.
+        let mut out = self.records(&found).await?;
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|r| seen.insert(r.id));
         Ok(out)
     }
 
