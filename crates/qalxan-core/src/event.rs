@@ -1,9 +1,6 @@
 //! What the parts of the platform report, and the periods the dashboard aggregates over.
 
 use crate::named_enum;
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 named_enum!(
     /// The kinds of event the parts of the platform report through the events API.

@@ -140,95 +140,8 @@ struct Sums {
 impl Store {
     /// Appends a batch of events and their rollups in one transaction; returns their ids.
     pub async fn insert_events(&self, batch: &[NewEvent]) -> Result<Vec<i64>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        for (i, e) in batch.iter().enumerate() {
-            if !(1..=MAX_EVENT_COUNT).contains(&e.count) {
-                return Err(FieldError::new(
-                    format!("events[{i}].count"),
-                    format!("must be 1 to {MAX_EVENT_COUNT}"),
-                )
-                .into());
-            }
-            if e.value.is_some_and(|v| !(0..=MAX_EVENT_VALUE).contains(&v)) {
-                return Err(FieldError::new(
-                    format!("events[{i}].value"),
-                    format!("must be 0 to {MAX_EVENT_VALUE}"),
-                )
-                .into());
-            }
-        }
-        let received = now_millis();
         let mut tx = self.write.begin().await?;
-
-        let wanted: BTreeSet<i64> = batch
-            .iter()
-            .filter_map(|e| e.institution_id)
-            .map(|i| i.0)
-            .collect();
-        for id in wanted {
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM institutions WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if found.is_none() {
-                let i = batch
-                    .iter()
-                    .position(|e| e.institution_id == Some(InstitutionId(id)))
-                    .unwrap_or_default();
-                return Err(FieldError::new(
-                    format!("events[{i}].institution_id"),
-                    format!("no institution with id {id}"),
-                )
-                .into());
-            }
-        }
-
-        let mut ids = Vec::with_capacity(batch.len());
-        for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-            let mut sql = String::from(
-                "INSERT INTO events (received_at, occurred_at, kind, source, institution_id, \
-                 severity, count, value, attributes) VALUES ",
-            );
-            push_placeholders(&mut sql, chunk.len(), 9, self.backend);
-            sql.push_str(" RETURNING id");
-            let mut query = sqlx::query(&sql);
-            for e in chunk {
-                query = query
-                    .bind(received)
-                    .bind(e.occurred_at)
-                    .bind(e.kind.as_str())
-                    .bind(&e.source)
-                    .bind(e.institution_id.map(|i| i.0))
-                    .bind(e.severity.as_str())
-                    .bind(e.count)
-                    .bind(e.value)
-                    .bind(e.attributes.to_string());
-            }
-            for row in query.fetch_all(&mut *tx).await? {
-                ids.push(row.try_get::<i64, _>(0)?);
-            }
-        }
-
-        let mut sums: BTreeMap<RollupKey, Sums> = BTreeMap::new();
-        for e in batch {
-            let inst = e.institution_id.map_or(NO_INSTITUTION, |i| i.0);
-            for width in WIDTHS {
-                let b = bucket(e.occurred_at, width);
-                for owner in [inst, ALL_INSTITUTIONS] {
-                    let s = sums.entry((owner, width, b, e.kind.as_str())).or_default();
-                    s.total = s.total.saturating_add(e.count);
-                    s.events += 1;
-                    s.peak = s.peak.max(e.value.unwrap_or(e.count));
-                }
-            }
-        }
-        let sums: Vec<_> = sums.into_iter().collect();
-        for chunk in sums.chunks(ROWS_PER_STATEMENT) {
-            upsert_rollups(&mut tx, chunk, self.backend).await?;
-        }
+        let ids = write_events(&mut tx, self.backend, batch).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -354,26 +267,17 @@ impl Store {
         Ok(n.unwrap_or(0))
     }
 
+    /// Incidents not closed, affecting `inst` (or any, for [`ALL_INSTITUTIONS`]).
     async fn open_incidents(&self, inst: i64) -> Result<i64> {
-        let rows = sqlx::query(
-            "SELECT kind, CAST(SUM(total) AS BIGINT) AS total FROM event_rollups \
-             WHERE institution_id = $1 AND width = $2 AND kind IN ($3, $4) GROUP BY kind",
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM incidents WHERE status <> 'closed' AND ($1 = -1 OR EXISTS \
+             (SELECT 1 FROM incident_institutions s WHERE s.incident_id = incidents.id \
+             AND s.institution_id = $1))",
         )
         .bind(inst)
-        .bind(DAY_MS)
-        .bind(EventKind::IncidentOpened.as_str())
-        .bind(EventKind::IncidentClosed.as_str())
-        .fetch_all(&self.read)
+        .fetch_one(&self.read)
         .await?;
-        let mut open = 0;
-        for row in &rows {
-            let total: i64 = row.try_get("total")?;
-            match parse_column(row, "event_rollups", "kind")? {
-                EventKind::IncidentOpened => open = total.saturating_add(open),
-                _ => open = open.saturating_sub(total),
-            }
-        }
-        Ok(open.max(0))
+        Ok(n)
     }
 
     async fn victims(
@@ -448,6 +352,103 @@ fn kind_index(kind: EventKind) -> usize {
 /// SQLite gets anonymous `?` instead: it resolves each numbered parameter by a linear search of
 /// the statement's parameter names, which made a 9,000-parameter insert quadratic (a third of
 /// the ingest time went to `sqlite3_bind_parameter_name`).
+/// Appends events and their rollups inside the caller's transaction, so a change and the
+/// figure it moves commit together.
+pub(crate) async fn write_events(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
+    batch: &[NewEvent],
+) -> Result<Vec<i64>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    for (i, e) in batch.iter().enumerate() {
+        if !(1..=MAX_EVENT_COUNT).contains(&e.count) {
+            return Err(FieldError::new(
+                format!("events[{i}].count"),
+                format!("must be 1 to {MAX_EVENT_COUNT}"),
+            )
+            .into());
+        }
+        if e.value.is_some_and(|v| !(0..=MAX_EVENT_VALUE).contains(&v)) {
+            return Err(FieldError::new(
+                format!("events[{i}].value"),
+                format!("must be 0 to {MAX_EVENT_VALUE}"),
+            )
+            .into());
+        }
+    }
+    let received = now_millis();
+
+    let wanted: BTreeSet<i64> = batch
+        .iter()
+        .filter_map(|e| e.institution_id)
+        .map(|i| i.0)
+        .collect();
+    for id in wanted {
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM institutions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if found.is_none() {
+            let i = batch
+                .iter()
+                .position(|e| e.institution_id == Some(InstitutionId(id)))
+                .unwrap_or_default();
+            return Err(FieldError::new(
+                format!("events[{i}].institution_id"),
+                format!("no institution with id {id}"),
+            )
+            .into());
+        }
+    }
+
+    let mut ids = Vec::with_capacity(batch.len());
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO events (received_at, occurred_at, kind, source, institution_id, \
+             severity, count, value, attributes) VALUES ",
+        );
+        push_placeholders(&mut sql, chunk.len(), 9, backend);
+        sql.push_str(" RETURNING id");
+        let mut query = sqlx::query(&sql);
+        for e in chunk {
+            query = query
+                .bind(received)
+                .bind(e.occurred_at)
+                .bind(e.kind.as_str())
+                .bind(&e.source)
+                .bind(e.institution_id.map(|i| i.0))
+                .bind(e.severity.as_str())
+                .bind(e.count)
+                .bind(e.value)
+                .bind(e.attributes.to_string());
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            ids.push(row.try_get::<i64, _>(0)?);
+        }
+    }
+
+    let mut sums: BTreeMap<RollupKey, Sums> = BTreeMap::new();
+    for e in batch {
+        let inst = e.institution_id.map_or(NO_INSTITUTION, |i| i.0);
+        for width in WIDTHS {
+            let b = bucket(e.occurred_at, width);
+            for owner in [inst, ALL_INSTITUTIONS] {
+                let s = sums.entry((owner, width, b, e.kind.as_str())).or_default();
+                s.total = s.total.saturating_add(e.count);
+                s.events += 1;
+                s.peak = s.peak.max(e.value.unwrap_or(e.count));
+            }
+        }
+    }
+    let sums: Vec<_> = sums.into_iter().collect();
+    for chunk in sums.chunks(ROWS_PER_STATEMENT) {
+        upsert_rollups(tx, chunk, backend).await?;
+    }
+    Ok(ids)
+}
+
 fn push_placeholders(sql: &mut String, rows: usize, columns: usize, backend: Backend) {
     use std::fmt::Write;
     for r in 0..rows {

@@ -7,7 +7,7 @@
 //! confidence win, the new source is added, `last_seen` moves forward.
 
 use crate::audit::{self, Change};
-use crate::{Actor, Result, Store, StoreError};
+use crate::{json_rows, Actor, Col, Result, Store, StoreError};
 use qalxan_core::{now_millis, InstitutionId, Timestamp, Tlp};
 use qalxan_intel::{Indicator, Kind, Observable};
 use serde::Serialize;
@@ -22,34 +22,6 @@ pub const SHARED_COLLECTION: &str = "91a7b528-80eb-42ed-a74d-c6fbd5a26116";
 
 /// Rows per statement on bulk writes.
 const BATCH: usize = 1000;
-
-/// The column types of a JSON row source.
-#[derive(Clone, Copy)]
-enum Col {
-    Text,
-    Int,
-}
-
-/// A row source over `$1`, a JSON array of arrays: `SELECT c0, c1, ... FROM (...) WHERE true`.
-/// Bulk writes send a whole chunk as one JSON parameter because SQLite's driver looks each bound
-/// parameter up by name, a cost that grows with the square of a statement's parameters
-/// (measured: 400 rows of 16 columns spent 70 % of an import in `sqlite3_bind_parameter_name`).
-fn json_rows(backend: crate::Backend, cols: &[Col]) -> String {
-    let list: Vec<String> = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| match (backend, c) {
-            (crate::Backend::Sqlite, _) => format!("json_extract(j.value, '$[{i}]') AS c{i}"),
-            (crate::Backend::Postgres, Col::Text) => format!("(j->>{i}) AS c{i}"),
-            (crate::Backend::Postgres, Col::Int) => format!("(j->>{i})::bigint AS c{i}"),
-        })
-        .collect();
-    let from = match backend {
-        crate::Backend::Sqlite => "json_each($1) AS j",
-        crate::Backend::Postgres => "json_array_elements($1::json) AS j",
-    };
-    format!("SELECT {} FROM {from} WHERE true", list.join(", "))
-}
 
 fn cols(n: usize) -> String {
     (0..n)
