@@ -104,7 +104,6 @@ pub mod __private {
     pub use utoipa;
 }
 
-
 named_enum!(
     /// What an account or API token may do. Checked by the server on every request.
     Role, "role", {

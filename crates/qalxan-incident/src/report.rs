@@ -201,7 +201,10 @@ pub fn periodic_document(f: &PeriodicFigures, title: &str) -> Document {
     let mut d = Document::default();
     d.heading(1, title);
     d.facts(vec![
-        ("Period".into(), format!("{} to {}", format_rfc3339(f.from), format_rfc3339(f.to))),
+        (
+            "Period".into(),
+            format!("{} to {}", format_rfc3339(f.from), format_rfc3339(f.to)),
+        ),
         ("Scope".into(), f.scope.clone()),
     ]);
     d.heading(2, "Summary");
@@ -210,9 +213,21 @@ pub fn periodic_document(f: &PeriodicFigures, title: &str) -> Document {
         .iter()
         .map(|(label, total, peak)| vec![label.clone(), total.to_string(), peak.to_string()])
         .collect();
-    rows.push(vec!["Alerts raised".into(), f.alerts.to_string(), String::new()]);
-    rows.push(vec!["Incidents opened".into(), f.incidents_opened.to_string(), String::new()]);
-    rows.push(vec!["Incidents closed".into(), f.incidents_closed.to_string(), String::new()]);
+    rows.push(vec![
+        "Alerts raised".into(),
+        f.alerts.to_string(),
+        String::new(),
+    ]);
+    rows.push(vec![
+        "Incidents opened".into(),
+        f.incidents_opened.to_string(),
+        String::new(),
+    ]);
+    rows.push(vec![
+        "Incidents closed".into(),
+        f.incidents_closed.to_string(),
+        String::new(),
+    ]);
     d.table(&["Figure", "Total", "Peak"], rows);
     d.heading(2, "Victims");
     d.paragraph(victims_sentence(f));
@@ -221,7 +236,10 @@ pub fn periodic_document(f: &PeriodicFigures, title: &str) -> Document {
     d.bars("By category (RSIT)", f.by_category.clone());
     d.bars("By institution", f.by_institution.clone());
     d.bars("By severity", f.by_severity.clone());
-    d.table(&["#", "Title", "Category", "Severity", "Status", "Opened"], f.incidents.clone());
+    d.table(
+        &["#", "Title", "Category", "Severity", "Status", "Opened"],
+        f.incidents.clone(),
+    );
     d.heading(2, "Alerts");
     d.bars("By kind of detection", f.alerts_by_rule.clone());
     d
@@ -234,7 +252,11 @@ pub fn victims_sentence(f: &PeriodicFigures) -> String {
         f.employees,
         if f.employees == 1 { "" } else { "s" },
         f.employee_institutions,
-        if f.employee_institutions == 1 { "" } else { "s" },
+        if f.employee_institutions == 1 {
+            ""
+        } else {
+            "s"
+        },
         percent(f.administrative, f.employees),
         f.citizens,
         if f.citizens == 1 { "" } else { "s" },

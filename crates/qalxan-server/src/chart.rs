@@ -50,6 +50,27 @@ pub fn bars(label: &str, bins: &[i64], start_ms: i64, bin_ms: i64) -> Markup {
     }
 }
 
+/// Horizontal bars for named counts (categories, institutions), largest first as given.
+pub fn hbars(label: &str, items: &[(String, i64)]) -> Markup {
+    let max = items.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+    let row = 18.0;
+    let label_w = 130.0;
+    let height = row * items.len().max(1) as f64;
+    html! {
+        svg.chart.hbars viewBox={"0 0 " (WIDTH) " " (fmt(height))} role="img" aria-label=(label) {
+            @for (i, (name, v)) in items.iter().enumerate() {
+                @let y = i as f64 * row;
+                @let w = (*v as f64 / max as f64 * (WIDTH - label_w - 40.0)).max(if *v > 0 { 1.5 } else { 0.0 });
+                text.axis x="0" y=(fmt(y + 12.0)) { (name) }
+                rect.bar x=(fmt(label_w)) y=(fmt(y + 3.0)) width=(fmt(w)) height=(fmt(row - 6.0)) {
+                    title { (name) ": " (crate::pages::fmt_int(*v)) }
+                }
+                text.axis x=(fmt(label_w + w + 4.0)) y=(fmt(y + 12.0)) { (crate::pages::fmt_int(*v)) }
+            }
+        }
+    }
+}
+
 fn fmt(v: f64) -> String {
     format!("{v:.1}")
 }

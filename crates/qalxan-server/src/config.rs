@@ -40,6 +40,11 @@ pub struct Config {
     pub scan_max_bytes: usize,
     /// Largest document accepted by `POST /api/v1/documents` and the upload page, in bytes.
     pub docs_max_bytes: usize,
+    /// Minutes an alert keeps absorbing new alerts with its key (the same attacker against
+    /// the same institution) after it was last seen.
+    pub alert_window_minutes: u32,
+    /// Largest evidence file attached to an incident, in bytes.
+    pub evidence_max_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +86,8 @@ impl Default for Config {
             scan_databases: Vec::new(),
             scan_max_bytes: 25 * 1024 * 1024,
             docs_max_bytes: 25 * 1024 * 1024,
+            alert_window_minutes: 60,
+            evidence_max_bytes: 50 * 1024 * 1024,
         }
     }
 }
@@ -103,6 +110,8 @@ impl Config {
         "scan_databases",
         "scan_max_bytes",
         "docs_max_bytes",
+        "alert_window_minutes",
+        "evidence_max_bytes",
     ];
 
     /// The database to use: the configured URL, or SQLite in the data folder.

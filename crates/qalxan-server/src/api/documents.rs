@@ -181,7 +181,11 @@ pub(crate) async fn submit(
                 "indicators": report.indicators.iter().take(10).map(|i| i.id.clone()).collect::<Vec<_>>(),
             }),
         };
-        state.store().insert_events(&[event]).await?;
+        state
+            .store()
+            .insert_events(std::slice::from_ref(&event))
+            .await?;
+        super::alerts::raise_from_events(state, &event.source, std::slice::from_ref(&event)).await;
     }
     Ok(record)
 }

@@ -115,6 +115,7 @@ pub async fn create(
         });
     }
     let ids = state.store().insert_events(&events).await?;
+    super::alerts::raise_from_events(&state, &source, &events).await;
     // A block by the blocklist is a sighting of the indicator it matched.
     let mut sightings: std::collections::HashMap<
         (String, Option<qalxan_core::InstitutionId>),

@@ -1,9 +1,11 @@
 //! The JSON API under `/api/v1`. Every error is a problem document (RFC 9457); the OpenAPI
 //! description at `/api/v1/openapi.json` is generated from these handlers.
 
+pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod documents;
 pub(crate) mod events;
+pub(crate) mod incidents;
 pub(crate) mod institutions;
 pub mod intel;
 pub(crate) mod me;
@@ -62,6 +64,60 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
             "/intel/pattern-check",
             axum::routing::post(intel::pattern_check),
         )
+        .route("/alerts", get(alerts::list).post(alerts::create))
+        .route("/alerts/promote", axum::routing::post(alerts::promote))
+        .route("/alerts/{id}", get(alerts::get))
+        .route(
+            "/alerts/{id}/status",
+            axum::routing::post(alerts::set_status),
+        )
+        .route("/alerts/{id}/merge", axum::routing::post(alerts::merge))
+        .route("/incidents", get(incidents::list).post(incidents::create))
+        .route("/incidents/taxonomy", get(incidents::taxonomy))
+        .route(
+            "/incidents/{id}",
+            get(incidents::get).patch(incidents::update),
+        )
+        .route(
+            "/incidents/{id}/status",
+            axum::routing::post(incidents::set_status),
+        )
+        .route(
+            "/incidents/{id}/team",
+            axum::routing::put(incidents::set_team),
+        )
+        .route(
+            "/incidents/{id}/tasks",
+            axum::routing::post(incidents::add_task),
+        )
+        .route(
+            "/incidents/{id}/tasks/{task}",
+            axum::routing::patch(incidents::update_task),
+        )
+        .route(
+            "/incidents/{id}/comments",
+            axum::routing::post(incidents::comment),
+        )
+        .route(
+            "/incidents/{id}/observables",
+            axum::routing::post(incidents::add_observables),
+        )
+        .route(
+            "/incidents/{id}/victims",
+            axum::routing::post(incidents::add_victims),
+        )
+        .route(
+            "/incidents/{id}/evidence",
+            axum::routing::post(incidents::add_evidence).layer(
+                axum::extract::DefaultBodyLimit::max(config.evidence_max_bytes),
+            ),
+        )
+        .route(
+            "/incidents/{id}/evidence/{evidence}",
+            get(incidents::get_evidence),
+        )
+        .route("/incidents/{id}/report", get(incidents::report))
+        .route("/reports/periodic", get(incidents::periodic))
         .route("/openapi.json", get(openapi_json))
         .route("/me", get(me::get_me))
         .route("/me/password", axum::routing::post(me::change_password))
@@ -187,6 +243,28 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
         intel::pattern_check,
         intel::collections,
         intel::create_collection,
+        alerts::create,
+        alerts::list,
+        alerts::get,
+        alerts::set_status,
+        alerts::merge,
+        alerts::promote,
+        incidents::create,
+        incidents::list,
+        incidents::get,
+        incidents::update,
+        incidents::set_status,
+        incidents::set_team,
+        incidents::add_task,
+        incidents::update_task,
+        incidents::comment,
+        incidents::add_observables,
+        incidents::add_victims,
+        incidents::add_evidence,
+        incidents::get_evidence,
+        incidents::report,
+        incidents::periodic,
+        incidents::taxonomy,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -198,6 +276,7 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
         (name = "audit", description = "The append-only audit trail"),
         (name = "scan", description = "The scan engine: ClamAV signatures, containers opened"),
         (name = "documents", description = "The document sandbox: explained verdicts and disarmed copies"),
+        (name = "incidents", description = "Incident response: alerts, incidents, victims, evidence and reports"),
         (name = "intel", description = "Threat intelligence: indicators of attack, imports and exports, the blocklist"),
     )
 )]

@@ -73,10 +73,11 @@ pub async fn scan(
         };
         event_id = state
             .store()
-            .insert_events(&[event])
+            .insert_events(std::slice::from_ref(&event))
             .await?
             .into_iter()
             .next();
+        super::alerts::raise_from_events(&state, &event.source, std::slice::from_ref(&event)).await;
     }
     Ok((
         StatusCode::OK,

@@ -7,6 +7,7 @@ mod account;
 mod admin;
 mod documents;
 mod events;
+mod incidents;
 mod institutions;
 mod intel;
 mod login;
@@ -71,6 +72,18 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
             post(intel::import).layer(axum::extract::DefaultBodyLimit::max(config.docs_max_bytes)),
         )
         .route("/intel/{id}", get(intel::show).post(intel::update))
+        .route("/alerts", get(incidents::alerts))
+        .route("/alerts/act", post(incidents::alerts_act))
+        .route("/incidents", get(incidents::list).post(incidents::create))
+        .route("/incidents/{id}", get(incidents::show))
+        .route(
+            "/incidents/{id}/evidence",
+            post(incidents::evidence).layer(axum::extract::DefaultBodyLimit::max(
+                config.evidence_max_bytes,
+            )),
+        )
+        .route("/incidents/{id}/{action}", post(incidents::act))
+        .route("/reports", get(incidents::reports))
         .route("/static/style.css", get(stylesheet))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found)
@@ -219,6 +232,12 @@ pub type PageResult = Result<Response, PageError>;
 
 /// The page skeleton without navigation (login, errors).
 fn bare_page(title: &str, content: Markup) -> Markup {
+    page_head(title, None, content)
+}
+
+/// The skeleton, reloading itself every `refresh` seconds when given (live views without
+/// scripts).
+fn page_head(title: &str, refresh: Option<u32>, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -226,6 +245,9 @@ fn bare_page(title: &str, content: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
+                @if let Some(seconds) = refresh {
+                    meta http-equiv="refresh" content=(seconds);
+                }
                 title { (title) " · Qalxan" }
                 link rel="stylesheet" href="/static/style.css";
             }
@@ -242,6 +264,9 @@ pub enum Nav {
     Institutions,
     Documents,
     Intel,
+    Alerts,
+    Incidents,
+    Reports,
     Users,
     Tokens,
     Audit,
@@ -250,6 +275,16 @@ pub enum Nav {
 
 /// The page skeleton with navigation for a logged-in user.
 fn layout(user: &PageUser, nav: Nav, title: &str, content: Markup) -> Markup {
+    layout_refreshing(user, nav, title, None, content)
+}
+
+fn layout_refreshing(
+    user: &PageUser,
+    nav: Nav,
+    title: &str,
+    refresh: Option<u32>,
+    content: Markup,
+) -> Markup {
     let role = user.principal.role;
     let staff_reader = matches!(role, Role::Admin | Role::Auditor);
     let entries = [
@@ -286,13 +321,32 @@ fn layout(user: &PageUser, nav: Nav, title: &str, content: Markup) -> Markup {
                 Role::Admin | Role::Analyst | Role::Auditor | Role::Institution
             ),
         ),
+        (
+            Nav::Alerts,
+            "/alerts",
+            "Alerts",
+            crate::api::alerts::READERS.contains(&role),
+        ),
+        (
+            Nav::Incidents,
+            "/incidents",
+            "Incidents",
+            crate::api::incidents::READERS.contains(&role),
+        ),
+        (
+            Nav::Reports,
+            "/reports",
+            "Reports",
+            crate::api::incidents::READERS.contains(&role),
+        ),
         (Nav::Users, "/users", "Users", staff_reader),
         (Nav::Tokens, "/tokens", "API tokens", staff_reader),
         (Nav::Audit, "/audit", "Audit trail", staff_reader),
         (Nav::Account, "/account", "Account", true),
     ];
-    bare_page(
+    page_head(
         title,
+        refresh,
         html! {
             header.top {
                 a.brand href="/" { span.shield { "◆" } " Qalxan" }

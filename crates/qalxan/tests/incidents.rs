@@ -1,0 +1,536 @@
+//! Incident response end to end through the API and the pages: alerts from two parts with one
+//! key aggregate, promotion opens an incident, a team, a task, observables that become
+//! indicators, victims, evidence scanned on upload, closing with a reason, and the periodic
+//! report holding exactly the counts put in (Markdown, JSON, and a PDF that Debian's pdftoppm
+//! renders). Institution staff get 404 for everything of another institution.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::TestServer;
+use qalxan_core::{now_millis, Role};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::process::Command;
+
+const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+/// Renders a PDF with pdftoppm and says how many pages it drew; `None` when pdftoppm is absent.
+fn rendered_pages(pdf: &[u8]) -> Option<usize> {
+    if Command::new("pdftoppm").arg("-v").output().is_err() {
+        eprintln!("skipping the PDF rendering check: pdftoppm (poppler-utils) is absent");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.pdf");
+    std::fs::write(&file, pdf).unwrap();
+    let out = Command::new("pdftoppm")
+        .args(["-r", "40", "-png"])
+        .arg(&file)
+        .arg(dir.path().join("page"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pdftoppm: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "pdftoppm complained: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pages = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "png")
+        })
+        .count();
+    Some(pages)
+}
+
+fn pdf_text(pdf: &[u8]) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("r.pdf");
+    std::fs::write(&file, pdf).unwrap();
+    let out = Command::new("pdftotext")
+        .arg(&file)
+        .arg("-")
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn alerts_become_an_incident_and_the_report_counts_them() {
+    let server = TestServer::start().await;
+    let start = now_millis() - 1;
+    let ministry = server.institution("Ministry of Finance").await;
+    let agency = server.institution("Tax Agency").await;
+    let admin = server.api(&server.token(Role::Admin, None).await);
+    let gw1 = server.api(&server.token(Role::Sensor, None).await);
+    let gw2 = server.api(&server.token(Role::Analyst, None).await);
+    let ministry_staff = server.api(&server.token(Role::Institution, Some(ministry)).await);
+    let agency_staff = server.api(&server.token(Role::Institution, Some(agency)).await);
+
+    // Two parts report the same attacker against the same institution: one alert, count 2.
+    let alert = json!({"rule": "waf.blocked", "severity": "high", "institution_id": ministry.0,
+        "observables": [{"value": "203.0.113.50"}]});
+    let (s, first) = gw1
+        .post("/api/v1/alerts", &json!({"alerts": [alert]}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    let (s, second) = gw2
+        .post("/api/v1/alerts", &json!({"alerts": [alert]}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{second}");
+    assert_eq!(
+        (first["created"].as_i64(), second["aggregated"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(first["ids"], second["ids"]);
+    let alert_id = first["ids"][0].as_i64().unwrap();
+    let (_, a) = admin.get(&format!("/api/v1/alerts/{alert_id}")).await;
+    assert_eq!(a["count"], 2);
+    assert_eq!(a["sources"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        a["observables"][0],
+        json!({"kind": "ipv4", "value": "203.0.113.50"})
+    );
+
+    // Events raise alerts too: two blocks of one address from the gateway are one alert.
+    for _ in 0..2 {
+        let (s, body) = gw1
+            .post("/api/v1/events", &json!({"events": [{"kind": "waf.blocked", "institution_id": ministry.0,
+                "severity": "high", "attributes": {"client_ip": "198.51.100.23", "uri": "/login"}}]}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    let (_, list) = admin.get("/api/v1/alerts?rule=waf.blocked").await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{list}");
+    let from_events = items
+        .iter()
+        .find(|a| a["id"].as_i64() != Some(alert_id))
+        .unwrap();
+    assert_eq!(from_events["count"], 2);
+    assert_eq!(
+        from_events["key"],
+        format!("waf.blocked|{}|198.51.100.23", ministry.0)
+    );
+
+    // Bad input names the field.
+    let (s, p) = gw1
+        .post(
+            "/api/v1/alerts",
+            &json!({"alerts": [{"rule": "x", "observables": [{"type": "ipv4", "value": "no"}]}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("alerts[0].observables[0].value"),
+        "{p}"
+    );
+
+    // Promote: an incident for the ministry, the alert linked, its observable attached.
+    let (s, incident) = admin
+        .post("/api/v1/alerts/promote", &json!({"alerts": [alert_id],
+            "incident": {"title": "Exploitation attempts on the tax portal", "category": "intrusion-attempts/exploit"}}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{incident}");
+    let id = incident["id"].as_i64().unwrap();
+    assert_eq!(incident["status"], "new");
+    assert_eq!(incident["severity"], "high");
+    assert_eq!(incident["institutions"][0]["id"], ministry.0);
+    assert!(incident["sla"]["triage"]["due_at"].as_i64().is_some());
+    let (_, a) = admin.get(&format!("/api/v1/alerts/{alert_id}")).await;
+    assert_eq!(
+        (a["status"].as_str(), a["incident_id"].as_i64()),
+        (Some("promoted"), Some(id))
+    );
+
+    // The team: an analyst leads it.
+    let (s, created) = admin
+        .post(
+            "/api/v1/users",
+            &json!({"username": "leyla", "role": "analyst", "password": "Correct-Horse-Battery-9"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let analyst_id = created["user"]["id"].as_i64().unwrap();
+    let (s, team) = admin
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/incidents/{id}/team"),
+            &json!({"lead_user_id": analyst_id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{team}");
+    assert_eq!(team[0]["role"], "lead");
+    let (s, task) = admin
+        .post(
+            &format!("/api/v1/incidents/{id}/tasks"),
+            &json!({"title": "Patch the portal",
+            "owner_user_id": analyst_id, "due_at": "2030-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{task}");
+    assert_eq!(task["owner"], "leyla");
+
+    // An observable goes to threat intelligence as an indicator with the incident's TLP.
+    let (s, obs) = admin
+        .post(
+            &format!("/api/v1/incidents/{id}/observables"),
+            &json!({"observables": [{"value": "hxxps://tax-portal-login[.]example/x"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{obs}");
+    let url = obs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "url")
+        .unwrap();
+    assert!(url["indicator_id"].as_i64().is_some(), "{obs}");
+    let (_, m) = admin
+        .get("/api/v1/intel/match?value=https://tax-portal-login.example/x")
+        .await;
+    assert!(m.to_string().contains(&format!("incident #{id}")), "{m}");
+
+    // Victims: 4 administrative staff of the ministry, 1 technician of the agency, 7 citizens.
+    for body in [
+        json!({"kind": "employee", "institution_id": ministry.0, "role": "administrative", "count": 4}),
+        json!({"kind": "employee", "institution_id": agency.0, "role": "technical"}),
+        json!({"kind": "citizen", "count": 7}),
+    ] {
+        let (s, v) = admin
+            .post(&format!("/api/v1/incidents/{id}/victims"), &body)
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
+    // Evidence is scanned on upload and stored by its SHA-256.
+    let response = admin
+        .request(
+            reqwest::Method::POST,
+            &format!("/api/v1/incidents/{id}/evidence?name=dropper.com"),
+        )
+        .body(EICAR.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let (s, ev) = common::read(response).await;
+    assert_eq!(s, StatusCode::CREATED, "{ev}");
+    assert!(
+        ev["scan_result"].as_str().unwrap().contains("Eicar"),
+        "{ev}"
+    );
+    let evidence_path = format!("/api/v1/incidents/{id}/evidence/{}", ev["id"]);
+    let bytes = ministry_staff
+        .request(reqwest::Method::GET, &evidence_path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bytes.status(), StatusCode::OK);
+    assert_eq!(bytes.bytes().await.unwrap().as_ref(), EICAR);
+
+    // Institution staff: their own incident they read and comment on; another's is a 404.
+    let (s, c) = ministry_staff
+        .post(
+            &format!("/api/v1/incidents/{id}/comments"),
+            &json!({"text": "Passwords reset for 4 staff"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    for path in [
+        format!("/api/v1/incidents/{id}"),
+        format!("/api/v1/alerts/{alert_id}"),
+        evidence_path.clone(),
+        format!("/api/v1/incidents/{id}/report"),
+    ] {
+        let r = agency_staff
+            .request(reqwest::Method::GET, &path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        let r = ministry_staff
+            .request(reqwest::Method::GET, &path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+    let (s, _) = agency_staff
+        .post(
+            &format!("/api/v1/incidents/{id}/comments"),
+            &json!({"text": "x"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, theirs) = agency_staff.get("/api/v1/alerts").await;
+    assert_eq!(theirs["items"], json!([]));
+    let (s, _) = ministry_staff
+        .post(
+            &format!("/api/v1/incidents/{id}/status"),
+            &json!({"status": "closed", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Closing needs a reason.
+    let (s, p) = admin
+        .post(
+            &format!("/api/v1/incidents/{id}/status"),
+            &json!({"status": "closed"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (s, closed) = admin
+        .post(
+            &format!("/api/v1/incidents/{id}/status"),
+            &json!({"status": "closed", "reason": "portal patched, accounts reset"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{closed}");
+    assert_eq!(closed["status"], "closed");
+    let (_, detail) = admin.get(&format!("/api/v1/incidents/{id}")).await;
+    let kinds: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "opened",
+        "alert",
+        "team",
+        "task",
+        "observable",
+        "victim",
+        "evidence",
+        "comment",
+        "status",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+
+    // The periodic report holds exactly what was put in.
+    let window = format!(
+        "from={}&to={}",
+        qalxan_core::format_rfc3339(start),
+        qalxan_core::format_rfc3339(now_millis() + 60_000)
+    );
+    let (s, f) = admin
+        .get(&format!("/api/v1/reports/periodic?{window}&format=json"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{f}");
+    assert_eq!(
+        (
+            f["incidents_opened"].as_i64(),
+            f["incidents_closed"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(f["alerts"], 2);
+    assert_eq!(
+        (f["employees"].as_i64(), f["employee_institutions"].as_i64()),
+        (Some(5), Some(2))
+    );
+    assert_eq!(
+        (f["administrative"].as_i64(), f["citizens"].as_i64()),
+        (Some(4), Some(7))
+    );
+    let blocked = f["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x[0] == "Malicious requests blocked")
+        .unwrap();
+    assert_eq!(blocked[1], 2);
+    assert_eq!(f["by_category"], json!([["Intrusion attempts", 1]]));
+    let md = admin
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/reports/periodic?{window}&format=md"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        md.contains(
+            "5 employees from 2 institutions fell victim, 80 % administrative staff; 7 citizens."
+        ),
+        "{md}"
+    );
+    assert!(md.contains("| Malicious requests blocked | 2 |"), "{md}");
+    let pdf = admin
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/reports/periodic?{window}&format=pdf"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    let pdf = pdf.bytes().await.unwrap();
+    if let Some(pages) = rendered_pages(&pdf) {
+        assert!(pages >= 1);
+        let text = pdf_text(&pdf).unwrap_or_default();
+        assert!(
+            text.contains("Periodic report") && text.contains("fell victim"),
+            "{text}"
+        );
+    }
+    // Scoped to the agency: its one employee, none of the ministry's.
+    let (_, scoped) = agency_staff
+        .get(&format!("/api/v1/reports/periodic?{window}&format=json"))
+        .await;
+    assert_eq!(
+        (
+            scoped["employees"].as_i64(),
+            scoped["incidents_opened"].as_i64()
+        ),
+        (Some(1), Some(0))
+    );
+
+    // The incident report for the authorities.
+    let incident_pdf = admin
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/incidents/{id}/report?format=pdf"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    if let Some(pages) = rendered_pages(&incident_pdf) {
+        assert!(pages >= 1);
+        let text = pdf_text(&incident_pdf).unwrap_or_default();
+        assert!(
+            text.contains("Exploitation attempts on the tax portal"),
+            "{text}"
+        );
+    }
+    let incident_md = admin
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/incidents/{id}/report"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        incident_md.contains("Intrusion attempts / exploit")
+            && incident_md.contains("Patch the portal"),
+        "{incident_md}"
+    );
+    let (s, p) = admin
+        .get(&format!("/api/v1/incidents/{id}/report?format=docx"))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+}
+
+#[tokio::test]
+async fn pages_run_the_same_workflow() {
+    let server = TestServer::start().await;
+    let ministry = server.institution("Ministry").await;
+    let gw = server.api(&server.token(Role::Sensor, None).await);
+    for source_ip in ["192.0.2.10", "192.0.2.10", "192.0.2.11"] {
+        let (s, _) = gw
+            .post(
+                "/api/v1/events",
+                &json!({"events": [{"kind": "waf.blocked", "institution_id": ministry.0,
+                "attributes": {"client_ip": source_ip}}]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let browser = server.admin_browser().await;
+    let (s, html) = browser.page("/alerts").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains("http-equiv=\"refresh\""),
+        "the monitor reloads itself"
+    );
+    assert!(html.contains("Malicious requests from 192.0.2.10") && html.contains("192.0.2.11"));
+    let alerts: Value = server
+        .api(&server.token(Role::Admin, None).await)
+        .get("/api/v1/alerts")
+        .await
+        .1;
+    let ids: Vec<String> = alerts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let csrf = browser.csrf().await;
+    let mut form: Vec<(&str, &str)> = vec![
+        ("csrf", &csrf),
+        ("action", "promote"),
+        ("category", "intrusion-attempts/ids-alert"),
+    ];
+    for id in &ids {
+        form.push(("id", id));
+    }
+    let r = browser.post_form("/alerts/act", &form).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/incidents/"), "{location}");
+    let path = location.split('?').next().unwrap().to_owned();
+    let (s, html) = browser.page(&path).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains("Intrusion attempts") && html.contains("Ministry"),
+        "{html}"
+    );
+    let r = browser
+        .submit(
+            &path,
+            &format!("{path}/comment"),
+            &[("text", "Blocked at the edge")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = browser
+        .submit(
+            &path,
+            &format!("{path}/status"),
+            &[("status", "closed"), ("reason", "")],
+        )
+        .await;
+    assert!(
+        r.headers()["location"].to_str().unwrap().contains("error="),
+        "closing without a reason is refused"
+    );
+    let (_, html) = browser.page(&path).await;
+    assert!(html.contains("Blocked at the edge"));
+    let (s, html) = browser.page("/incidents").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Malicious requests from"));
+    let (s, html) = browser.page("/reports").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains("data-figure=\"incidents-opened\">1<"),
+        "{html}"
+    );
+    assert!(html.contains("<svg"), "charts");
+}
