@@ -127,13 +127,18 @@ impl Document {
     }
 }
 
-/// Text from the database inside Markdown: one line, and no character that would start markup.
+/// Text from the database inside Markdown: one line, and no character that would start markup
+/// (`#` and `>` only where they would: at the start).
 fn inline(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    for (i, c) in text.chars().enumerate() {
         match c {
             '\r' | '\n' | '\t' => out.push(' '),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' | '!' => {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '|' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | '>' | '-' | '+' if i == 0 => {
                 out.push('\\');
                 out.push(c);
             }
@@ -276,7 +281,7 @@ mod tests {
             .bars("By class", vec![("Fraud".into(), 3)]);
         let md = d.to_markdown();
         assert!(md.starts_with("# Report\n\n"));
-        assert!(md.contains("a \\*b\\* \\<script\\> next"));
+        assert!(md.contains("a \\*b\\* \\<script> next"));
         assert!(md.contains("| x\\|y | 2 |"));
         assert!(md.contains("| Fraud | 3 |"));
     }

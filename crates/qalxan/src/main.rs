@@ -5,6 +5,7 @@
 
 mod config;
 mod docs_cmd;
+mod incident_cmd;
 mod intel_cmd;
 mod logging;
 mod scan_cmd;
@@ -80,6 +81,14 @@ enum Command {
     /// Threat intelligence: import, export, match, check STIX patterns, pull from TAXII servers.
     #[command(subcommand)]
     Intel(intel_cmd::IntelCommand),
+    /// Incidents: list, show, open, move along the workflow, write the report.
+    #[command(subcommand)]
+    Incident(incident_cmd::IncidentCommand),
+    /// Alerts raised by the parts of the platform.
+    #[command(subcommand)]
+    Alert(incident_cmd::AlertCommand),
+    /// The periodic report for the authorities over any window (Markdown, PDF or JSON).
+    Report(incident_cmd::ReportArgs),
     /// List, restore or delete quarantined files.
     #[command(subcommand)]
     Quarantine(scan_cmd::QuarantineCommand),
@@ -349,10 +358,32 @@ async fn run(cli: Cli) -> Result<u8> {
         store.close().await;
         return code;
     }
+    let needs_store = matches!(
+        cli.command,
+        Command::Incident(_) | Command::Alert(_) | Command::Report(_)
+    );
+    if needs_store {
+        let _log = logging::init_cli();
+        let store = open_store(&config).await?;
+        let code = match cli.command {
+            Command::Incident(cmd) => incident_cmd::incident(&store, cmd).await,
+            Command::Alert(cmd) => incident_cmd::alert(&store, cmd).await,
+            Command::Report(args) => incident_cmd::report(&store, args).await,
+            _ => unreachable!("checked above"),
+        };
+        store.close().await;
+        return code;
+    }
     match cli.command {
         Command::Serve(_) => serve(config).await,
         Command::Waf(cmd) => waf_command(cmd),
-        Command::Scan(_) | Command::Analyze(_) | Command::Disarm(_) | Command::Intel(_) => {
+        Command::Scan(_)
+        | Command::Analyze(_)
+        | Command::Disarm(_)
+        | Command::Intel(_)
+        | Command::Incident(_)
+        | Command::Alert(_)
+        | Command::Report(_) => {
             unreachable!("handled before")
         }
         Command::Quarantine(cmd) => scan_cmd::quarantine(cmd),

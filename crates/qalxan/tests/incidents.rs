@@ -534,3 +534,110 @@ async fn pages_run_the_same_workflow() {
     );
     assert!(html.contains("<svg"), "charts");
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_qalxan");
+
+fn qalxan(db: &qalxan_store::testing::TestDb, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("QALXAN_CONFIG")
+        .arg("--data")
+        .arg(db.dir.path().join("data"));
+    if db.is_postgres() {
+        cmd.args(["--database-url", &db.url]);
+    }
+    cmd.output().unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_opens_closes_and_reports() {
+    let db = qalxan_store::testing::TestDb::new().await.unwrap();
+    let out = qalxan(
+        &db,
+        &[
+            "incident",
+            "open",
+            "--title",
+            "Phishing of the tax office",
+            "--category",
+            "fraud/phishing",
+            "--severity",
+            "high",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "opened incident #1"
+    );
+    let out = qalxan(&db, &["incident", "status", "1", "closed"]);
+    assert!(!out.status.success(), "closing needs a reason");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reason"));
+    let out = qalxan(
+        &db,
+        &[
+            "incident",
+            "status",
+            "1",
+            "closed",
+            "--reason",
+            "takedown done",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = qalxan(&db, &["incident", "list", "--all"]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        listed.contains("closed") && listed.contains("fraud/phishing"),
+        "{listed}"
+    );
+    let out = qalxan(&db, &["incident", "report", "1"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("# Incident #1: Phishing of the tax office")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pdf = dir.path().join("h1.pdf");
+    let out = qalxan(
+        &db,
+        &[
+            "report",
+            "--format",
+            "pdf",
+            "--output",
+            pdf.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&pdf).unwrap();
+    if let Some(pages) = rendered_pages(&bytes) {
+        assert!(pages >= 1);
+    }
+    let out = qalxan(&db, &["report", "--format", "json"]);
+    let f: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            f["incidents_opened"].as_i64(),
+            f["incidents_closed"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(f["by_category"], json!([["Fraud", 1]]));
+    let out = qalxan(&db, &["report", "--from", "2030-13-01"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("from"),
+        "names the bad field"
+    );
+}

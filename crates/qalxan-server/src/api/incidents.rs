@@ -66,7 +66,7 @@ fn tlp_of(text: &str) -> Result<Tlp, ApiError> {
 }
 
 impl IncidentInput {
-    pub(crate) fn into_new(self, from: Option<&AlertRecord>) -> Result<NewIncident, ApiError> {
+    pub fn into_new(self, from: Option<&AlertRecord>) -> Result<NewIncident, ApiError> {
         let title = match (self.title, from) {
             (Some(t), _) => t,
             (None, Some(a)) => a.title.clone(),
@@ -735,40 +735,22 @@ pub struct ReportFormat {
     pub format: Option<String>,
 }
 
-/// A report in the format asked for.
-pub(crate) fn render(
+/// A report's bytes in `format` (`md`, `pdf` or `json`) and their media type.
+pub fn render_report(
     doc: &Document,
     title: &str,
     format: Option<&str>,
-    file: &str,
-) -> Result<Response, ApiError> {
+) -> Result<(&'static str, Vec<u8>), ApiError> {
     match format.unwrap_or("md") {
         "md" | "markdown" => Ok((
-            [
-                (
-                    header::CONTENT_TYPE,
-                    "text/markdown; charset=utf-8".to_owned(),
-                ),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("inline; filename=\"{file}.md\""),
-                ),
-            ],
-            doc.to_markdown(),
-        )
-            .into_response()),
-        "pdf" => Ok((
-            [
-                (header::CONTENT_TYPE, "application/pdf".to_owned()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{file}.pdf\""),
-                ),
-            ],
-            qalxan_incident::pdf::render(doc, title),
-        )
-            .into_response()),
-        "json" => Ok(Json(doc).into_response()),
+            "text/markdown; charset=utf-8",
+            doc.to_markdown().into_bytes(),
+        )),
+        "pdf" => Ok(("application/pdf", qalxan_incident::pdf::render(doc, title))),
+        "json" => Ok((
+            "application/json",
+            serde_json::to_vec_pretty(doc).map_err(|e| ApiError::internal(&e))?,
+        )),
         other => Err(ApiError::invalid(
             "format",
             format!("unknown report format '{other}' (expected md, pdf or json)"),
@@ -776,11 +758,35 @@ pub(crate) fn render(
     }
 }
 
+/// A report as a download.
+pub(crate) fn render(
+    doc: &Document,
+    title: &str,
+    format: Option<&str>,
+    file: &str,
+) -> Result<Response, ApiError> {
+    let (content_type, bytes) = render_report(doc, title, format)?;
+    let ext = match content_type {
+        "application/pdf" => "pdf",
+        "application/json" => "json",
+        _ => "md",
+    };
+    let disposition = if ext == "pdf" { "attachment" } else { "inline" };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("{disposition}; filename=\"{file}.{ext}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 /// The incident report for the authorities.
-pub(crate) fn incident_document(
-    d: &IncidentDetail,
-    institutions: &[(InstitutionId, String)],
-) -> Document {
+pub fn incident_document(d: &IncidentDetail, institutions: &[(InstitutionId, String)]) -> Document {
     let i = &d.incident;
     let name_of = |id: Option<InstitutionId>| {
         id.and_then(|id| {
@@ -1031,7 +1037,7 @@ pub(crate) fn parse_bound(field: &str, text: &str) -> Result<i64, ApiError> {
 }
 
 impl PeriodicQuery {
-    pub(crate) fn window(&self) -> Result<(i64, i64), ApiError> {
+    pub fn window(&self) -> Result<(i64, i64), ApiError> {
         let to = match self.to.as_deref().filter(|s| !s.is_empty()) {
             Some(t) => parse_bound("to", t)?,
             None => now_millis(),

@@ -5,7 +5,7 @@ pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod documents;
 pub(crate) mod events;
-pub(crate) mod incidents;
+pub mod incidents;
 pub(crate) mod institutions;
 pub mod intel;
 pub(crate) mod me;
