@@ -1,7 +1,9 @@
 //! The incident's life: its statuses and the moves between them, the other closed sets an
 //! incident carries (impact, PAP, victims), and the SLA timers.
 
-use qalxan_core::{named_enum, Severity, HOUR_MS};
+use qalxan_core::{named_enum, Severity};
+
+const MINUTE_MS: i64 = 60_000;
 
 named_enum!(
     /// Where an incident stands. The order is the usual course of work.
@@ -133,9 +135,9 @@ impl Status {
 /// How long the CERT may take, by severity: to triage (first assessment) and to contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SlaPolicy {
-    /// Per severity (info, low, medium, high, critical), in hours.
-    pub triage_hours: [i64; 5],
-    pub contain_hours: [i64; 5],
+    /// Per severity (info, low, medium, high, critical), in minutes.
+    pub triage_minutes: [i64; 5],
+    pub contain_minutes: [i64; 5],
 }
 
 impl Default for SlaPolicy {
@@ -143,8 +145,8 @@ impl Default for SlaPolicy {
     /// hour and contained within a day, a low one within days.
     fn default() -> Self {
         SlaPolicy {
-            triage_hours: [72, 24, 8, 4, 1],
-            contain_hours: [720, 168, 72, 24, 8],
+            triage_minutes: [72 * 60, 24 * 60, 8 * 60, 4 * 60, 60],
+            contain_minutes: [720 * 60, 168 * 60, 72 * 60, 24 * 60, 8 * 60],
         }
     }
 }
@@ -192,9 +194,13 @@ impl SlaPolicy {
     ) -> (Timer, Timer) {
         let i = severity_index(severity);
         (
-            Timer::new(opened_at + self.triage_hours[i] * HOUR_MS, triaged_at, now),
             Timer::new(
-                opened_at + self.contain_hours[i] * HOUR_MS,
+                opened_at + self.triage_minutes[i] * MINUTE_MS,
+                triaged_at,
+                now,
+            ),
+            Timer::new(
+                opened_at + self.contain_minutes[i] * MINUTE_MS,
                 contained_at,
                 now,
             ),
@@ -205,6 +211,7 @@ impl SlaPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use qalxan_core::HOUR_MS;
 
     #[test]
     fn transitions() {

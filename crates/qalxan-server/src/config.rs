@@ -45,6 +45,17 @@ pub struct Config {
     pub alert_window_minutes: u32,
     /// Largest evidence file attached to an incident, in bytes.
     pub evidence_max_bytes: usize,
+    /// SMTP server for notification e-mails, e.g. `smtp://mail.cert.example:25`,
+    /// `smtp://user:password@host:587?tls=required` or `smtps://host`; empty: no e-mail.
+    pub smtp_url: String,
+    /// Sender of notification e-mails.
+    pub smtp_from: String,
+    /// Seconds between checks for SLA breaches (new incidents are announced at once).
+    pub sla_check_seconds: u32,
+    /// Minutes to triage an incident, by severity: info, low, medium, high, critical.
+    pub sla_triage_minutes: [i64; 5],
+    /// Minutes to contain an incident, by severity: info, low, medium, high, critical.
+    pub sla_contain_minutes: [i64; 5],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +99,11 @@ impl Default for Config {
             docs_max_bytes: 25 * 1024 * 1024,
             alert_window_minutes: 60,
             evidence_max_bytes: 50 * 1024 * 1024,
+            smtp_url: String::new(),
+            smtp_from: "Qalxan <qalxan@localhost>".to_owned(),
+            sla_check_seconds: 60,
+            sla_triage_minutes: qalxan_incident::SlaPolicy::default().triage_minutes,
+            sla_contain_minutes: qalxan_incident::SlaPolicy::default().contain_minutes,
         }
     }
 }
@@ -112,7 +128,20 @@ impl Config {
         "docs_max_bytes",
         "alert_window_minutes",
         "evidence_max_bytes",
+        "smtp_url",
+        "smtp_from",
+        "sla_check_seconds",
+        "sla_triage_minutes",
+        "sla_contain_minutes",
     ];
+
+    /// The SLA targets incidents are measured against.
+    pub fn sla(&self) -> qalxan_incident::SlaPolicy {
+        qalxan_incident::SlaPolicy {
+            triage_minutes: self.sla_triage_minutes,
+            contain_minutes: self.sla_contain_minutes,
+        }
+    }
 
     /// The database to use: the configured URL, or SQLite in the data folder.
     pub fn database_url(&self) -> Option<&str> {

@@ -11,6 +11,7 @@ mod chart;
 pub mod config;
 pub mod error;
 mod metrics;
+pub mod notify;
 mod pages;
 pub mod taxii;
 
@@ -42,6 +43,8 @@ struct Inner {
     metrics: metrics::Metrics,
     trusted_proxies: Vec<IpNet>,
     scanner: qalxan_scan::Scanner,
+    /// Wakes the notification task when an incident was opened or changed.
+    incidents_changed: tokio::sync::Notify,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +71,7 @@ impl AppState {
                 metrics: metrics::Metrics::new(),
                 trusted_proxies,
                 scanner,
+                incidents_changed: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -82,6 +86,12 @@ impl AppState {
 
     pub fn scanner(&self) -> &qalxan_scan::Scanner {
         &self.inner.scanner
+    }
+
+    /// Wakes the notification task (new incidents are announced at once, not at its next
+    /// round).
+    pub(crate) fn incidents_changed(&self) -> &tokio::sync::Notify {
+        &self.inner.incidents_changed
     }
 
     fn metrics(&self) -> &metrics::Metrics {
@@ -154,11 +164,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let maintenance = tokio::spawn(maintain(state.store().clone()));
+    let notifications = tokio::spawn(notify::run(state.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     maintenance.abort();
+    notifications.abort();
     result
 }
 

@@ -19,6 +19,7 @@ mod events;
 mod incidents;
 mod institutions;
 mod intel;
+mod notifications;
 mod reports;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -40,6 +41,7 @@ pub use intel::{
     tlp_rank, Collection, ImportSummary, IndicatorFilter, IndicatorRecord, ObjectFilter,
     SightingRecord, StoredObject, TaxiiStatus, CERT_COLLECTION, SHARED_COLLECTION,
 };
+pub use notifications::{NotificationSettings, Webhook};
 pub use tokens::{ApiToken, NewToken};
 pub use users::{LoginFailures, NewUser, Session, User, UserUpdate};
 

@@ -118,7 +118,11 @@ fn write_out(out: &Output, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-pub async fn incident(store: &Store, cmd: IncidentCommand) -> Result<u8> {
+pub async fn incident(
+    store: &Store,
+    sla: qalxan_incident::SlaPolicy,
+    cmd: IncidentCommand,
+) -> Result<u8> {
     let actor = Actor::cli();
     match cmd {
         IncidentCommand::List {
@@ -162,7 +166,7 @@ pub async fn incident(store: &Store, cmd: IncidentCommand) -> Result<u8> {
                     .into_iter()
                     .map(|i| (i.id, i.fields.name))
                     .collect();
-                print!("{}", api::incident_document(&d, &names).to_markdown());
+                print!("{}", api::incident_document(&d, &names, &sla).to_markdown());
             }
             Ok(0)
         }
@@ -205,7 +209,7 @@ pub async fn incident(store: &Store, cmd: IncidentCommand) -> Result<u8> {
                 .into_iter()
                 .map(|i| (i.id, i.fields.name))
                 .collect();
-            let doc = api::incident_document(&d, &names);
+            let doc = api::incident_document(&d, &names, &sla);
             let (_, bytes) =
                 api::render_report(&doc, &format!("Incident #{id}"), Some(&out.format))
                     .map_err(api_err)?;

@@ -366,7 +366,7 @@ async fn run(cli: Cli) -> Result<u8> {
         let _log = logging::init_cli();
         let store = open_store(&config).await?;
         let code = match cli.command {
-            Command::Incident(cmd) => incident_cmd::incident(&store, cmd).await,
+            Command::Incident(cmd) => incident_cmd::incident(&store, config.sla(), cmd).await,
             Command::Alert(cmd) => incident_cmd::alert(&store, cmd).await,
             Command::Report(args) => incident_cmd::report(&store, args).await,
             _ => unreachable!("checked above"),
@@ -395,6 +395,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Config => {
             let mut shown = config.clone();
             shown.database_url = qalxan_store::redact_url(&shown.database_url);
+            shown.smtp_url = qalxan_store::redact_url(&shown.smtp_url);
             print!("{}", toml_string(&shown)?);
             Ok(())
         }

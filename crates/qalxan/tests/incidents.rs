@@ -641,3 +641,215 @@ async fn the_cli_opens_closes_and_reports() {
         "names the bad field"
     );
 }
+
+/// Webhook deliveries received: event header, signature header, body.
+type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>;
+
+/// A webhook receiver: records each delivery's event header, signature header and body.
+async fn webhook_receiver() -> (String, Deliveries) {
+    use axum::http::HeaderMap;
+    let got: Deliveries = Default::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let h = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                sink.lock().unwrap().push((
+                    h("x-qalxan-event"),
+                    h("x-qalxan-signature"),
+                    body.to_vec(),
+                ));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+/// The HMAC as Python's standard library computes it, to check ours independently.
+fn python_hmac(secret: &str, body: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args(["-c", "import hmac,hashlib,sys; print('sha256=' + hmac.new(sys.argv[1].encode(), sys.stdin.buffer.read(), hashlib.sha256).hexdigest())", secret])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// aiosmtpd (a real SMTP server) writing what it receives into a Maildir; `None` when absent.
+fn smtp_server(dir: &std::path::Path) -> Option<(u16, Killed)> {
+    let have = Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .ok()?;
+    if !have.status.success() {
+        eprintln!("skipping the e-mail check: aiosmtpd is absent (.ci/run installs it)");
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Killed(
+        Command::new("python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(dir)
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some((port, child));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("aiosmtpd did not start");
+}
+
+#[tokio::test]
+async fn new_incidents_and_sla_breaches_are_notified() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Python's Maildir creates its folders only when the directory does not exist yet.
+    let maildir = tmp.path().join("mail");
+    let smtp = smtp_server(&maildir);
+    let mut config = qalxan_server::Config {
+        sla_check_seconds: 1,
+        // Critical incidents must be triaged at once: the breach is immediate.
+        sla_triage_minutes: [60, 60, 60, 60, 0],
+        ..Default::default()
+    };
+    if let Some((port, _)) = &smtp {
+        config.smtp_url = format!("smtp://127.0.0.1:{port}");
+    }
+    let server = TestServer::start_with(config).await;
+    let admin = server.api(&server.token(Role::Admin, None).await);
+    let (_, users) = admin.get("/api/v1/users").await;
+    let admin_id = users.as_array().unwrap()[0]["id"].as_i64().unwrap();
+    let (s, body) = admin
+        .patch(
+            &format!("/api/v1/users/{admin_id}"),
+            &json!({"email": "duty@cert.example"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (url, got) = webhook_receiver().await;
+    let secret = "a-shared-secret-of-32-characters";
+    let (s, hook) = admin
+        .post(
+            "/api/v1/webhooks",
+            &json!({"url": url, "secret": secret, "min_severity": "high"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{hook}");
+    assert!(
+        hook.get("secret").is_none(),
+        "the secret is never shown back"
+    );
+    let (s, short) = admin
+        .post("/api/v1/webhooks", &json!({"url": url, "secret": "short"}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{short}");
+
+    let (_, critical) = admin
+        .post(
+            "/api/v1/incidents",
+            &json!({"title": "Ransomware at the registry", "severity": "critical"}),
+        )
+        .await;
+    let (_, low) = admin
+        .post(
+            "/api/v1/incidents",
+            &json!({"title": "Port scan", "severity": "low"}),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let n = got.lock().unwrap().len();
+        if n >= 2 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Time for a duplicate to show up, if the ledger failed.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let deliveries = got.lock().unwrap().clone();
+    let mut events: Vec<&str> = deliveries.iter().map(|(e, _, _)| e.as_str()).collect();
+    events.sort_unstable();
+    assert_eq!(
+        events,
+        vec!["incident.opened", "sla.triage_breached"],
+        "once each, the low one not at all"
+    );
+    for (_, signature, body) in &deliveries {
+        assert_eq!(signature, &python_hmac(secret, body));
+        let v: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(v["incident"]["id"], critical["id"]);
+        assert_ne!(v["incident"]["id"], low["id"]);
+    }
+    if let Some((_, server)) = smtp {
+        let new = maildir.join("new");
+        let mut mails = Vec::new();
+        for _ in 0..100 {
+            mails = std::fs::read_dir(&new)
+                .map(|d| d.filter_map(|e| e.ok()).collect())
+                .unwrap_or_default();
+            if mails.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let texts: Vec<String> = mails
+            .iter()
+            .map(|m| std::fs::read_to_string(m.path()).unwrap())
+            .collect();
+        drop(server);
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert!(texts.iter().all(|t| t.contains("duty@cert.example")));
+        assert!(
+            texts.iter().any(
+                |t| t.contains("Subject: [Qalxan] New incident: #1 Ransomware at the registry")
+            ),
+            "{texts:?}"
+        );
+        assert!(
+            texts.iter().any(|t| t.contains("Triage overdue")),
+            "{texts:?}"
+        );
+    }
+}

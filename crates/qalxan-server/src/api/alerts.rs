@@ -384,6 +384,7 @@ pub async fn promote(
         .store()
         .promote_alerts(&principal.actor(), &body.alerts, to)
         .await?;
+    state.incidents_changed().notify_one();
     Ok((
         StatusCode::CREATED,
         Json(super::incidents::IncidentView::new(incident, &state)),

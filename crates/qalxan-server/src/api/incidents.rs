@@ -101,8 +101,8 @@ pub struct Sla {
     pub contain: Timer,
 }
 
-pub(crate) fn sla_of(r: &IncidentRecord) -> Sla {
-    let (triage, contain) = SlaPolicy::default().timers(
+pub(crate) fn sla_of(policy: &SlaPolicy, r: &IncidentRecord) -> Sla {
+    let (triage, contain) = policy.timers(
         r.severity,
         r.opened_at.0,
         r.triaged_at.map(|t| t.0),
@@ -122,12 +122,12 @@ pub struct IncidentView {
 }
 
 impl IncidentView {
-    pub(crate) fn new(incident: IncidentRecord, _state: &AppState) -> IncidentView {
+    pub(crate) fn new(incident: IncidentRecord, state: &AppState) -> IncidentView {
         IncidentView {
             category_label: Category::parse(&incident.category)
                 .map(|c| c.label())
                 .unwrap_or_else(|_| incident.category.clone()),
-            sla: sla_of(&incident),
+            sla: sla_of(&state.config().sla(), &incident),
             incident,
         }
     }
@@ -189,6 +189,7 @@ pub async fn create(
         .store()
         .create_incident(&principal.actor(), body.into_new(None)?)
         .await?;
+    state.incidents_changed().notify_one();
     Ok((StatusCode::CREATED, Json(IncidentView::new(record, &state))))
 }
 
@@ -786,7 +787,11 @@ pub(crate) fn render(
 }
 
 /// The incident report for the authorities.
-pub fn incident_document(d: &IncidentDetail, institutions: &[(InstitutionId, String)]) -> Document {
+pub fn incident_document(
+    d: &IncidentDetail,
+    institutions: &[(InstitutionId, String)],
+    sla: &SlaPolicy,
+) -> Document {
     let i = &d.incident;
     let name_of = |id: Option<InstitutionId>| {
         id.and_then(|id| {
@@ -797,7 +802,7 @@ pub fn incident_document(d: &IncidentDetail, institutions: &[(InstitutionId, Str
         })
         .unwrap_or_else(|| "-".to_owned())
     };
-    let sla = sla_of(i);
+    let sla = sla_of(sla, i);
     let category = Category::parse(&i.category)
         .map(|c| c.label())
         .unwrap_or_else(|_| i.category.clone());
@@ -1001,7 +1006,7 @@ pub async fn report(
         .into_iter()
         .map(|i| (i.id, i.fields.name))
         .collect();
-    let doc = incident_document(&d, &names);
+    let doc = incident_document(&d, &names, &state.config().sla());
     let title = format!("Incident #{}", d.incident.id);
     render(
         &doc,

@@ -9,6 +9,7 @@ pub mod incidents;
 pub(crate) mod institutions;
 pub mod intel;
 pub(crate) mod me;
+pub(crate) mod notifications;
 pub(crate) mod scan;
 pub mod tokens;
 pub(crate) mod users;
@@ -121,6 +122,18 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         .route("/openapi.json", get(openapi_json))
         .route("/me", get(me::get_me))
         .route("/me/password", axum::routing::post(me::change_password))
+        .route(
+            "/me/notifications",
+            get(notifications::get_mine).put(notifications::set_mine),
+        )
+        .route(
+            "/webhooks",
+            get(notifications::list).post(notifications::create),
+        )
+        .route(
+            "/webhooks/{id}",
+            axum::routing::delete(notifications::delete),
+        )
         .route(
             "/institutions",
             get(institutions::list).post(institutions::create),
@@ -265,6 +278,11 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
         incidents::report,
         incidents::periodic,
         incidents::taxonomy,
+        notifications::list,
+        notifications::create,
+        notifications::delete,
+        notifications::get_mine,
+        notifications::set_mine,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),

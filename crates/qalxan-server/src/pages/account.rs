@@ -9,6 +9,8 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use maud::{html, Markup};
+use qalxan_core::{Role, Severity};
+use qalxan_store::NotificationSettings;
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
@@ -31,6 +33,7 @@ fn account_page(
     notice: Option<&str>,
     error: Option<&str>,
     institution: Option<String>,
+    settings: NotificationSettings,
 ) -> Markup {
     let u = &user.user;
     let content = html! {
@@ -57,6 +60,21 @@ fn account_page(
                 button type="submit" { "Change password" }
             }
         }
+        @if matches!(u.role, Role::Admin | Role::Analyst) {
+            section.card.wide {
+                h2 { "E-mail notifications" }
+                @if u.email.is_empty() { p.muted { "Your account has no e-mail address; an administrator can add one." } }
+                form method="post" action="/account/notifications" {
+                    (csrf_field(user))
+                    label.inline { input type="checkbox" name="email_incidents" value="1" checked[settings.email_incidents]; " new incidents" }
+                    label.inline { input type="checkbox" name="email_sla" value="1" checked[settings.email_sla]; " SLA breaches" }
+                    label.inline { "of severity at least " select name="min_severity" {
+                        @for s in Severity::ALL { option value=(s.as_str()) selected[*s == settings.min_severity] { (s) } }
+                    } }
+                    button type="submit" { "Save" }
+                }
+            }
+        }
     };
     layout(user, Nav::Account, "Account", content)
 }
@@ -78,10 +96,39 @@ pub async fn page(
     Query(q): Query<AccountQuery>,
 ) -> PageResult {
     let institution = institution_name(&state, &user).await;
+    let settings = state.store().notification_settings(user.user.id).await?;
     Ok(respond(
         StatusCode::OK,
-        account_page(&user, q.notice.as_deref(), None, institution),
+        account_page(&user, q.notice.as_deref(), None, institution, settings),
     ))
+}
+
+#[derive(Deserialize)]
+pub struct NotificationForm {
+    #[serde(default)]
+    email_incidents: Option<String>,
+    #[serde(default)]
+    email_sla: Option<String>,
+    min_severity: Severity,
+}
+
+pub async fn notifications(
+    State(state): State<AppState>,
+    CsrfForm { user, form }: CsrfForm<NotificationForm>,
+) -> PageResult {
+    state
+        .store()
+        .set_notification_settings(
+            &user.principal.actor(),
+            user.user.id,
+            NotificationSettings {
+                email_incidents: form.email_incidents.is_some(),
+                email_sla: form.email_sla.is_some(),
+                min_severity: form.min_severity,
+            },
+        )
+        .await?;
+    Ok(Redirect::to("/account?notice=saved").into_response())
 }
 
 pub async fn change_password(
@@ -105,9 +152,10 @@ pub async fn change_password(
         Ok(()) => Ok(Redirect::to("/account?notice=password").into_response()),
         Err(message) => {
             let institution = institution_name(&state, &user).await;
+            let settings = state.store().notification_settings(user.user.id).await?;
             Ok(respond(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                account_page(&user, None, Some(&message), institution),
+                account_page(&user, None, Some(&message), institution, settings),
             ))
         }
     }

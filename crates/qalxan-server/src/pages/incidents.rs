@@ -272,6 +272,7 @@ pub async fn alerts_act(
                     }
                 };
                 let incident = store.promote_alerts(&actor, &ids, to).await?;
+                state.incidents_changed().notify_one();
                 Ok(
                     Redirect::to(&format!("/incidents/{}?done=created", incident.id))
                         .into_response(),
@@ -297,8 +298,8 @@ pub struct ListQuery {
     error: Option<String>,
 }
 
-fn sla_cell(r: &IncidentRecord) -> Markup {
-    let sla = api::sla_of(r);
+fn sla_cell(policy: &qalxan_incident::SlaPolicy, r: &IncidentRecord) -> Markup {
+    let sla = api::sla_of(policy, r);
     html! {
         @if sla.triage.overdue && r.triaged_at.is_none() { span.overdue data-overdue="triage" { "triage overdue" } }
         @else if sla.contain.overdue && r.contained_at.is_none() { span.overdue data-overdue="contain" { "containment overdue" } }
@@ -329,6 +330,7 @@ pub async fn list(
         .list_institutions(user.principal.scope())
         .await?;
     let can_open = api::HANDLERS.contains(&user.principal.role);
+    let policy = state.config().sla();
     let content = html! {
         h1 { "Incidents" }
         (error_box(q.error.as_deref()))
@@ -346,14 +348,14 @@ pub async fn list(
             div.scroll { table #incidents {
                 thead { tr { th { "#" } th { "Incident" } th { "Category" } th { "Severity" } th { "Status" } th { "SLA" } th { "Institutions" } th { "Opened" } } }
                 tbody { @for r in &list {
-                    @let sla = api::sla_of(r);
+                    @let sla = api::sla_of(&policy, r);
                     tr.overdue[(sla.triage.overdue && r.triaged_at.is_none()) || (sla.contain.overdue && r.contained_at.is_none())] data-incident=(r.id) {
                         td { (r.id) }
                         td { a href={"/incidents/" (r.id)} { (r.title) } }
                         td { (Category::parse(&r.category).map(|c| c.label()).unwrap_or_else(|_| r.category.clone())) }
                         td { (sev(r.severity)) }
                         td { (r.status) }
-                        td { (sla_cell(r)) }
+                        td { (sla_cell(&policy, r)) }
                         td { (r.institutions.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")) }
                         td { (r.opened_at) }
                     }
@@ -425,7 +427,10 @@ pub async fn create(
         }
     };
     match created {
-        Ok(r) => Ok(Redirect::to(&format!("/incidents/{}?done=created", r.id)).into_response()),
+        Ok(r) => {
+            state.incidents_changed().notify_one();
+            Ok(Redirect::to(&format!("/incidents/{}?done=created", r.id)).into_response())
+        }
         Err(e) => {
             let q =
                 serde_urlencoded::to_string([("error", crate::error::ApiError::from(e).detail)])
@@ -458,7 +463,7 @@ pub async fn show(
         .await?
         .ok_or_else(|| not_found("incident"))?;
     let i = &d.incident;
-    let sla = api::sla_of(i);
+    let sla = api::sla_of(&state.config().sla(), i);
     let can_run = api::HANDLERS.contains(&user.principal.role);
     let can_contribute = api::CONTRIBUTORS.contains(&user.principal.role);
     let institutions = state

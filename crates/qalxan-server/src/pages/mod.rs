@@ -38,6 +38,7 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         .route("/logout", post(login::logout))
         .route("/account", get(account::page))
         .route("/account/password", post(account::change_password))
+        .route("/account/notifications", post(account::notifications))
         .route("/events", get(events::page))
         .route(
             "/institutions",
