@@ -58,6 +58,10 @@ async function post(base, token, path, body) {
 
 const institution = cli('institution', 'add', 'Ministry of Digital Development', '--sector', 'government');
 const token = cli('token', 'create', '--name', 'browser-test-sensor', '--role', 'sensor');
+const idsToken = cli('token', 'create', '--name', 'browser-test-ids', '--role', 'sensor');
+// Two incidents already open, from the shell.
+cli('incident', 'open', '--title', 'Defacement of a school site', '--category', 'intrusions/application-compromise');
+cli('incident', 'open', '--title', 'Phishing of tax payers', '--category', 'fraud/phishing', '--severity', 'high');
 const server = await startServer();
 // Whatever happens below, the server does not outlive this script.
 process.on('exit', () => server.child.kill('SIGTERM'));
@@ -73,7 +77,7 @@ for (let h = 0; h < 24; h++) {
 }
 events.push({ kind: 'ddos.detected', value: 48000, severity: 'critical', occurred_at: new Date(now - 5 * 3_600_000).toISOString() });
 events.push({ kind: 'scan.infected', count: 7 }, { kind: 'doc.neutralized', count: 3 });
-events.push({ kind: 'intel.indicator', count: 120 }, { kind: 'incident.opened' }, { kind: 'incident.opened' });
+events.push({ kind: 'intel.indicator', count: 120 });
 events.push({ kind: 'incident.victim', count: 5, institution_id: Number(institution) });
 await post(base, token, '/api/v1/events', { events });
 // The OpenAPI document, for .ci/run to check with an independent validator.
@@ -187,6 +191,60 @@ try {
   await Promise.all([page.waitForURL(/\/intel\/\d+$/), page.click('table.indicators tbody tr:first-child a')]);
   assert.equal(await page.getAttribute('[data-blocking]', 'data-blocking'), 'true');
   await page.screenshot({ path: join(out, 'intel-indicator.png'), fullPage: true });
+
+  // Incident response: two parts raise the same alert; it is one alert with a count of 2,
+  // promoted to an incident that gets a team, a task, an observable, victims and a closure.
+  const alert = { rule: 'ids.exploit', title: 'Exploit attempts on the e-services portal', severity: 'high',
+    institution_id: Number(institution), observables: [{ value: '198.51.100.77' }] };
+  await post(base, token, '/api/v1/alerts', { alerts: [alert] });
+  await post(base, idsToken, '/api/v1/alerts', { alerts: [alert] });
+  await page.goto(base + '/alerts');
+  assert.ok(await page.locator('meta[http-equiv=refresh]').count(), 'the monitor reloads itself');
+  const row = page.locator('tr', { hasText: 'Exploit attempts on the e-services portal' });
+  assert.equal((await row.locator('[data-count]').textContent()).trim(), '2');
+  assert.match(await row.textContent(), /browser-test-sensor.*browser-test-ids/);
+  await page.screenshot({ path: join(out, 'alerts.png'), fullPage: true });
+  await row.locator('input[type=checkbox]').check();
+  await page.selectOption('select[name=category]', 'intrusion-attempts/exploit');
+  await Promise.all([page.waitForURL(/\/incidents\/\d+\?done=created/), page.click('button[value=promote]')]);
+  const incidentUrl = page.url().split('?')[0];
+  assert.match(await page.textContent('main'), /Intrusion attempts \/ exploit/);
+  await page.selectOption('form[action$="/team"] select[name=lead]', { label: 'admin' });
+  await Promise.all([page.waitForURL(/done=saved/), page.click('form[action$="/team"] button')]);
+  assert.match(await page.textContent('#team'), /admin \(lead\)/);
+  await page.fill('form[action$="/task"] input[name=title]', 'Patch the portal');
+  await Promise.all([page.waitForURL(/done=saved/), page.click('form[action$="/task"] button')]);
+  await page.fill('#add-observable input[name=value]', 'hxxps://e-services-login[.]example/');
+  await Promise.all([page.waitForURL(/done=saved/), page.click('#add-observable button')]);
+  assert.equal(await page.locator('#observables a[href^="/intel/"]').count(), 1, 'the URL added is an indicator');
+  await Promise.all([page.waitForURL(/done=saved/), page.click('button[data-to-intel="198.51.100.77"]')]);
+  assert.equal(await page.locator('#observables a[href^="/intel/"]').count(), 2, 'and the attacker address, sent on');
+  await page.selectOption('form[action$="/victim"] select[name=institution]', institution);
+  await page.selectOption('form[action$="/victim"] select[name=role]', 'administrative');
+  await page.fill('form[action$="/victim"] input[name=count]', '3');
+  await Promise.all([page.waitForURL(/done=saved/), page.click('form[action$="/victim"] button')]);
+  await page.fill('form[action$="/comment"] textarea', 'Portal patched, sessions revoked.');
+  await Promise.all([page.waitForURL(/done=saved/), page.click('form[action$="/comment"] button')]);
+  await page.selectOption('form[action$="/status"] select[name=status]', 'closed');
+  await Promise.all([page.waitForURL(/error=/), page.click('form[action$="/status"] button')]);
+  assert.match(await page.textContent('p.error'), /reason/);
+  await page.selectOption('form[action$="/status"] select[name=status]', 'closed');
+  await page.fill('form[action$="/status"] input[name=reason]', 'resolved');
+  await Promise.all([page.waitForURL(/done=saved/), page.click('form[action$="/status"] button')]);
+  assert.equal(await page.getAttribute('[data-status]', 'data-status'), 'closed');
+  assert.ok(await page.locator('#timeline li[data-kind=comment]').count());
+  await page.screenshot({ path: join(out, 'incident.png'), fullPage: true });
+  assert.equal(page.url().split('?')[0], incidentUrl);
+
+  // The periodic report counts what was put in, with charts and a PDF.
+  await page.goto(base + '/reports');
+  assert.equal((await page.textContent('[data-figure="incidents-opened"]')).trim(), '3');
+  assert.equal((await page.textContent('[data-figure="incidents-closed"]')).trim(), '1');
+  assert.match(await page.textContent('#victims'), /^3 employees from 1 institution fell victim, 100 % administrative/);
+  assert.ok(await page.locator('svg.hbars rect.bar').count() >= 3);
+  await page.screenshot({ path: join(out, 'report.png'), fullPage: true });
+  const [pdf] = await Promise.all([page.waitForEvent('download'), page.click('a[data-report=pdf]')]);
+  assert.equal(readFileSync(await pdf.path()).subarray(0, 5).toString(), '%PDF-');
 
   // Logging out ends the session.
   await Promise.all([page.waitForURL(/\/login/), page.click('form.logout button')]);

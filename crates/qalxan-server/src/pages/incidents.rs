@@ -577,12 +577,21 @@ pub async fn show(
                 thead { tr { th { "Type" } th { "Value" } th { "Indicator" } } }
                 tbody { @for o in &d.observables { tr {
                     td { (o.kind) } td { code { (o.value) } }
-                    td { @if let Some(ind) = o.indicator_id { a href={"/intel/" (ind)} { "#" (ind) } } @else { "—" } }
+                    td { @if let Some(ind) = o.indicator_id { a href={"/intel/" (ind)} { "#" (ind) } }
+                        @else if can_run {
+                            form.inline method="post" action={"/incidents/" (i.id) "/observable"} {
+                                (csrf_field(&user))
+                                input type="hidden" name="type" value=(o.kind);
+                                input type="hidden" name="value" value=(o.value);
+                                input type="hidden" name="to_intel" value="1";
+                                button type="submit" data-to-intel=(o.value) { "Send to intelligence" }
+                            }
+                        } @else { "—" } }
                 } } }
             }
         }
         @if can_run {
-            form.inline method="post" action={"/incidents/" (i.id) "/observable"} {
+            form.inline #add-observable method="post" action={"/incidents/" (i.id) "/observable"} {
                 (csrf_field(&user))
                 label.inline { "Value " input type="text" name="value" required placeholder="evil.example, 203.0.113.7, a hash…"; }
                 label.inline { input type="checkbox" name="to_intel" value="1" checked; " send to threat intelligence" }
@@ -714,7 +723,7 @@ pub async fn act(
             }
             "observable" => {
                 let input = [ObservableInput {
-                    kind: None,
+                    kind: Some(one(&form, "type").to_owned()).filter(|k| !k.is_empty()),
                     value: one(&form, "value").to_owned(),
                 }];
                 let observed = api_alerts::observables_of(&input, "observables")?;
