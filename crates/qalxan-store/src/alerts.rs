@@ -227,9 +227,11 @@ impl Store {
             }
         }
 
+        // The batch's keys drive the join (CROSS JOIN keeps them the outer loop in SQLite), so
+        // each key is one probe of the live-key index however many alerts are stored.
         let keys_from = match self.backend {
-            Backend::Sqlite => "SELECT value FROM json_each($1)",
-            Backend::Postgres => "SELECT json_array_elements_text($1::json)",
+            Backend::Sqlite => "json_each($1) AS j",
+            Backend::Postgres => "json_array_elements_text($1::json) AS j(value)",
         };
         let mut ids = vec![0i64; groups.len()];
         for (chunk_no, chunk) in groups.chunks(CHUNK).enumerate() {
@@ -237,9 +239,9 @@ impl Store {
             let keys: Vec<&str> = chunk.iter().map(|g| g.key.as_str()).collect();
             let cutoff = chunk.iter().map(|g| g.first).min().unwrap_or(now) - window_ms;
             let rows = sqlx::query(&format!(
-                "SELECT id, key, severity, observables, sources, last_seen FROM alerts \
-                 WHERE status IN ('open', 'acknowledged') AND last_seen >= $2 \
-                 AND key IN ({keys_from}) ORDER BY id"
+                "SELECT a.id, a.key, a.severity, a.observables, a.sources, a.last_seen \
+                 FROM {keys_from} CROSS JOIN alerts AS a WHERE a.key = j.value \
+                 AND a.status IN ('open', 'acknowledged') AND a.last_seen >= $2 ORDER BY a.id"
             ))
             .bind(serde_json::to_string(&keys).unwrap_or_default())
             .bind(cutoff)
@@ -341,6 +343,16 @@ impl Store {
                     ids[*slot] = row.try_get(0)?;
                 }
                 summary.created += inserts.len();
+                let mut per_institution: HashMap<Option<i64>, i64> = HashMap::new();
+                for (slot, _) in &inserts {
+                    *per_institution
+                        .entry(groups[*slot].institution_id)
+                        .or_default() += 1;
+                }
+                for (inst, n) in per_institution {
+                    count_move(&mut tx, inst.map(InstitutionId), None, AlertStatus::Open, n)
+                        .await?;
+                }
             }
         }
         tx.commit().await?;
@@ -429,6 +441,16 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let after = from_row(&row)?;
+        if before.status != after.status {
+            count_move(
+                &mut tx,
+                after.institution_id,
+                Some(before.status),
+                after.status,
+                1,
+            )
+            .await?;
+        }
         audit_alert(&mut tx, actor, &before, &after).await?;
         tx.commit().await?;
         Ok(after)
@@ -481,6 +503,14 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             audit_alert(&mut tx, actor, &other, &from_row(&row)?).await?;
+            count_move(
+                &mut tx,
+                other.institution_id,
+                Some(other.status),
+                AlertStatus::Merged,
+                1,
+            )
+            .await?;
         }
         let row = sqlx::query(&format!(
             "UPDATE alerts SET count = $1, severity = $2, first_seen = $3, last_seen = $4, \
@@ -502,25 +532,51 @@ impl Store {
         Ok(after)
     }
 
-    /// Alerts per status, for the monitoring page's counters.
+    /// Alerts per status, for the monitor page's counters.
     pub async fn alert_counts(
         &self,
         only: Option<InstitutionId>,
     ) -> Result<Vec<(AlertStatus, i64)>> {
         let rows = sqlx::query(
-            "SELECT status, COUNT(*) AS n FROM alerts WHERE ($1 IS NULL OR institution_id = $1) \
-             GROUP BY status",
+            "SELECT status, CAST(SUM(n) AS BIGINT) AS n FROM alert_counts \
+             WHERE ($1 IS NULL OR institution_id = $1) GROUP BY status",
         )
         .bind(only.map(|i| i.0))
         .fetch_all(&self.read)
         .await?;
         let mut out = Vec::new();
         for row in &rows {
-            out.push((parse_column(row, "alerts", "status")?, row.try_get("n")?));
+            let n: i64 = row.try_get("n")?;
+            if n > 0 {
+                out.push((parse_column(row, "alert_counts", "status")?, n));
+            }
         }
         out.sort();
         Ok(out)
     }
+}
+
+/// Moves `n` alerts of an institution (`None`: of none) into `status` and out of `from`.
+pub(crate) async fn count_move(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    institution: Option<InstitutionId>,
+    from: Option<AlertStatus>,
+    to: AlertStatus,
+    n: i64,
+) -> Result<()> {
+    let inst = institution.map_or(0, |i| i.0);
+    for (status, delta) in from.map(|f| (f, -n)).into_iter().chain([(to, n)]) {
+        sqlx::query(
+            "INSERT INTO alert_counts (institution_id, status, n) VALUES ($1, $2, $3) \
+             ON CONFLICT (institution_id, status) DO UPDATE SET n = alert_counts.n + excluded.n",
+        )
+        .bind(inst)
+        .bind(status.as_str())
+        .bind(delta)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn fetch(

@@ -1317,6 +1317,14 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             alerts::audit_alert(&mut tx, actor, a, &alerts::from_row(&row)?).await?;
+            alerts::count_move(
+                &mut tx,
+                a.institution_id,
+                Some(a.status),
+                AlertStatus::Promoted,
+                1,
+            )
+            .await?;
             log(
                 &mut tx,
                 incident.id,

@@ -150,6 +150,26 @@ async fn alerts_aggregate_by_key_within_the_window() {
         .await
         .unwrap()
         .is_none());
+    // The monitor's counters agree with the alerts themselves, overall and per institution.
+    for scope in [None, Some(inst)] {
+        let all = store
+            .list_alerts(&AlertFilter {
+                institution_id: scope,
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut expected: Vec<(AlertStatus, i64)> = Vec::new();
+        for a in &all {
+            match expected.iter_mut().find(|(s, _)| *s == a.status) {
+                Some((_, n)) => *n += 1,
+                None => expected.push((a.status, 1)),
+            }
+        }
+        expected.sort();
+        assert_eq!(store.alert_counts(scope).await.unwrap(), expected);
+    }
     // Bad input names the field.
     let err = store
         .ingest_alerts(
@@ -193,6 +213,10 @@ async fn merge_and_promote_into_an_incident() {
         (b.status, b.merged_into),
         (AlertStatus::Merged, Some(s.ids[0]))
     );
+    assert_eq!(
+        store.alert_counts(Some(inst)).await.unwrap(),
+        vec![(AlertStatus::Open, 1), (AlertStatus::Merged, 1)]
+    );
 
     let incident = store
         .promote_alerts(
@@ -217,6 +241,10 @@ async fn merge_and_promote_into_an_incident() {
         .await
         .unwrap()
         .is_none());
+    assert_eq!(
+        store.alert_counts(None).await.unwrap(),
+        vec![(AlertStatus::Merged, 1), (AlertStatus::Promoted, 1)]
+    );
     assert!(
         store
             .promote_alerts(&Actor::cli(), &[s.ids[0]], PromoteTo::Existing(incident.id))

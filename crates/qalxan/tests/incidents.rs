@@ -199,7 +199,15 @@ async fn alerts_become_an_incident_and_the_report_counts_them() {
         .iter()
         .find(|o| o["kind"] == "url")
         .unwrap();
-    assert!(url["indicator_id"].as_i64().is_some(), "{obs}");
+    let indicator = url["indicator_id"].as_i64().unwrap();
+    let (_, ind) = admin
+        .get(&format!("/api/v1/intel/indicators/{indicator}"))
+        .await;
+    assert_eq!(
+        ind["incidents"][0]["id"], id,
+        "the indicator knows its incident: {ind}"
+    );
+    assert_eq!(ind["indicator"]["tlp"], "TLP:AMBER", "the incident's TLP");
     let (_, m) = admin
         .get("/api/v1/intel/match?value=https://tax-portal-login.example/x")
         .await;

@@ -134,6 +134,29 @@ pub struct IndicatorCreate {
 pub struct IndicatorDetail {
     pub indicator: IndicatorRecord,
     pub sightings: Vec<SightingRecord>,
+    /// The incidents whose observables include this value (those the caller may see).
+    pub incidents: Vec<LinkedIncident>,
+}
+
+/// An incident an indicator is linked to.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LinkedIncident {
+    pub id: i64,
+    pub title: String,
+}
+
+pub(crate) async fn linked_incidents(
+    state: &AppState,
+    principal: &Principal,
+    indicator: i64,
+) -> Result<Vec<LinkedIncident>, ApiError> {
+    Ok(state
+        .store()
+        .incidents_for_indicator(indicator, principal.scope())
+        .await?
+        .into_iter()
+        .map(|(id, title)| LinkedIncident { id, title })
+        .collect())
 }
 
 pub(crate) fn observable_of(
@@ -171,6 +194,7 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         Json(IndicatorDetail {
+            incidents: linked_incidents(&state, &principal, indicator.id).await?,
             indicator,
             sightings,
         }),
@@ -255,6 +279,7 @@ pub async fn get(
         .filter(|(i, _)| i.tlp <= max_tlp(&principal))
         .ok_or_else(|| ApiError::not_found("indicator"))?;
     Ok(Json(IndicatorDetail {
+        incidents: linked_incidents(&state, &principal, indicator.id).await?,
         indicator,
         sightings,
     }))

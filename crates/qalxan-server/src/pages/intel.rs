@@ -319,6 +319,7 @@ pub async fn show(
         .filter(|r| r.id != i.id && r.tlp <= max_tlp(&user.principal))
         .collect();
     let can_edit = EDITORS.contains(&user.principal.role);
+    let incidents = crate::api::intel::linked_incidents(&state, &user.principal, i.id).await?;
     let content = html! {
         div.heading {
             h1 { code { (i.value) } " " small { (i.kind) } }
@@ -353,6 +354,10 @@ pub async fn show(
                 thead { tr { th { "Seen by" } th.num { "Times" } th { "First" } th { "Last" } } }
                 tbody { @for s in &sightings { tr { td { (s.sensor) } td.num { (s.count) } td { (s.first_seen) } td { (s.last_seen) } } } }
             }
+        }
+        @if !incidents.is_empty() {
+            h2 { "Incidents" }
+            ul.incidents { @for x in &incidents { li { a href={"/incidents/" (x.id)} { "#" (x.id) " " (x.title) } } } }
         }
         @if !related.is_empty() {
             h2 { "Also known" }

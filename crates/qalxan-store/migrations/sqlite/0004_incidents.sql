@@ -133,3 +133,12 @@ CREATE INDEX alerts_institution ON alerts (institution_id, id);
 CREATE INDEX alerts_status ON alerts (status, id);
 CREATE INDEX alerts_incident ON alerts (incident_id);
 CREATE INDEX alerts_first_seen ON alerts (first_seen);
+
+-- Alerts per institution (0: none) and status, kept in the same transactions as the alerts so
+-- the monitor's counters never count a million rows.
+CREATE TABLE alert_counts (
+    institution_id BIGINT NOT NULL,
+    status         TEXT   NOT NULL,
+    n              BIGINT NOT NULL,
+    PRIMARY KEY (institution_id, status)
+);
