@@ -56,6 +56,9 @@ pub struct Config {
     pub sla_triage_minutes: [i64; 5],
     /// Minutes to contain an incident, by severity: info, low, medium, high, critical.
     pub sla_contain_minutes: [i64; 5],
+    /// Threat-intelligence feeds to pull on a schedule (`[[intel_feeds]]` tables: name, kind
+    /// `taxii` or `url`, url, collection, token_env, tlp, every_minutes).
+    pub intel_feeds: Vec<crate::feeds::Feed>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +107,7 @@ impl Default for Config {
             sla_check_seconds: 60,
             sla_triage_minutes: qalxan_incident::SlaPolicy::default().triage_minutes,
             sla_contain_minutes: qalxan_incident::SlaPolicy::default().contain_minutes,
+            intel_feeds: Vec::new(),
         }
     }
 }
@@ -133,6 +137,7 @@ impl Config {
         "sla_check_seconds",
         "sla_triage_minutes",
         "sla_contain_minutes",
+        "intel_feeds",
     ];
 
     /// The SLA targets incidents are measured against.

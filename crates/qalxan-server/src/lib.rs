@@ -10,6 +10,7 @@ pub mod auth;
 mod chart;
 pub mod config;
 pub mod error;
+pub mod feeds;
 mod metrics;
 pub mod notify;
 mod pages;
@@ -45,6 +46,8 @@ struct Inner {
     scanner: qalxan_scan::Scanner,
     /// Wakes the notification task when an incident was opened or changed.
     incidents_changed: tokio::sync::Notify,
+    /// What each configured feed's last pull did.
+    feeds: std::sync::Mutex<Vec<feeds::FeedStatus>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,16 @@ impl AppState {
             .collect::<Result<_, _>>()?;
         let db = qalxan_scan::Database::load(&config.scan_database_paths(), Default::default())?;
         let scanner = qalxan_scan::Scanner::new(Arc::new(db), Default::default());
+        let feed_statuses = config
+            .intel_feeds
+            .iter()
+            .map(|f| feeds::FeedStatus {
+                name: f.name.clone(),
+                url: f.url.clone(),
+                every_minutes: f.every_minutes,
+                ..Default::default()
+            })
+            .collect();
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
@@ -72,6 +85,7 @@ impl AppState {
                 trusted_proxies,
                 scanner,
                 incidents_changed: tokio::sync::Notify::new(),
+                feeds: std::sync::Mutex::new(feed_statuses),
             }),
         })
     }
@@ -92,6 +106,38 @@ impl AppState {
     /// round).
     pub(crate) fn incidents_changed(&self) -> &tokio::sync::Notify {
         &self.inner.incidents_changed
+    }
+
+    /// The configured feeds and their last pulls.
+    pub fn feed_statuses(&self) -> Vec<feeds::FeedStatus> {
+        self.inner
+            .feeds
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn record_feed(
+        &self,
+        feed: &feeds::Feed,
+        started: i64,
+        result: &Result<feeds::PullSummary, feeds::FeedError>,
+    ) {
+        let Ok(mut all) = self.inner.feeds.lock() else {
+            return;
+        };
+        if let Some(s) = all.iter_mut().find(|s| s.name == feed.name) {
+            s.pulls += 1;
+            s.last_attempt = Some(qalxan_core::Timestamp(started));
+            match result {
+                Ok(summary) => {
+                    s.last_success = Some(qalxan_core::Timestamp(started));
+                    s.last_error = None;
+                    s.last = Some(summary.clone());
+                }
+                Err(e) => s.last_error = Some(e.to_string()),
+            }
+        }
     }
 
     fn metrics(&self) -> &metrics::Metrics {
@@ -165,12 +211,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let maintenance = tokio::spawn(maintain(state.store().clone()));
     let notifications = tokio::spawn(notify::run(state.clone()));
+    let feeds = tokio::spawn(feeds::run(state.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     maintenance.abort();
     notifications.abort();
+    feeds.abort();
     result
 }
 

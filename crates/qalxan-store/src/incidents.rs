@@ -462,11 +462,37 @@ impl Store {
         .bind(i64::from(f.limit.clamp(1, 1000)))
         .fetch_all(&mut *conn)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut r = record_from_row(row)?;
-            r.institutions = institutions_of(&mut conn, r.id).await?;
-            out.push(r);
+        let mut out = rows
+            .iter()
+            .map(record_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        // The page's institutions in one query, not one per incident.
+        let ids: Vec<i64> = out.iter().map(|r| r.id).collect();
+        let ids_from = match self.backend {
+            crate::Backend::Sqlite => "SELECT value FROM json_each($1)",
+            crate::Backend::Postgres => "SELECT (json_array_elements_text($1::json))::bigint",
+        };
+        let links = sqlx::query(&format!(
+            "SELECT ii.incident_id, i.id, i.name FROM incident_institutions ii \
+             JOIN institutions i ON i.id = ii.institution_id \
+             WHERE ii.incident_id IN ({ids_from}) ORDER BY i.name"
+        ))
+        .bind(serde_json::to_string(&ids).unwrap_or_default())
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut by_incident: std::collections::HashMap<i64, Vec<InstitutionRef>> =
+            std::collections::HashMap::new();
+        for l in &links {
+            by_incident
+                .entry(l.try_get("incident_id")?)
+                .or_default()
+                .push(InstitutionRef {
+                    id: InstitutionId(l.try_get("id")?),
+                    name: l.try_get("name")?,
+                });
+        }
+        for r in &mut out {
+            r.institutions = by_incident.remove(&r.id).unwrap_or_default();
         }
         Ok(out)
     }
@@ -538,15 +564,7 @@ impl Store {
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(|r| {
-            Ok(LogEntry {
-                id: r.try_get("id")?,
-                at: Timestamp(r.try_get("at")?),
-                actor: r.try_get("actor")?,
-                kind: r.try_get("kind")?,
-                text: r.try_get("text")?,
-            })
-        })
+        .map(log_from_row)
         .collect::<Result<Vec<_>>>()?;
         let observables = sqlx::query(
             "SELECT id, kind, value, indicator_id, added_at FROM incident_observables \
@@ -963,13 +981,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(LogEntry {
-            id: row.try_get("id")?,
-            at: Timestamp(row.try_get("at")?),
-            actor: row.try_get("actor")?,
-            kind: row.try_get("kind")?,
-            text: row.try_get("text")?,
-        })
+        log_from_row(&row)
     }
 
     /// Attaches observables, each linked to the indicator of the same kind and value when the
@@ -1372,6 +1384,16 @@ impl Store {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
+}
+
+fn log_from_row(r: &AnyRow) -> Result<LogEntry> {
+    Ok(LogEntry {
+        id: r.try_get("id")?,
+        at: Timestamp(r.try_get("at")?),
+        actor: r.try_get("actor")?,
+        kind: r.try_get("kind")?,
+        text: r.try_get("text")?,
+    })
 }
 
 fn task_from_row(r: &AnyRow) -> Result<Task> {

@@ -2,7 +2,7 @@
 //! feeds and URLs; export; match a value; check a STIX pattern; pull from a partner's TAXII
 //! server; print the blocklist.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use qalxan_core::Tlp;
 use qalxan_intel::Import;
@@ -201,37 +201,11 @@ fn tlp_arg(t: &str) -> Result<Tlp> {
     Tlp::parse_lenient(t).map_err(|e| anyhow::anyhow!("--tlp: {e}"))
 }
 
-async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<u8>> {
-    let resp = client
-        .get(url)
-        .send()
-        .await
-        .with_context(|| format!("fetching {url}"))?;
-    if !resp.status().is_success() {
-        bail!("fetching {url}: HTTP {}", resp.status());
-    }
-    Ok(resp
-        .bytes()
-        .await
-        .with_context(|| format!("reading {url}"))?
-        .to_vec())
-}
-
 /// The documents one input names: a file, every file of a folder (a MISP feed's events when it
 /// has manifest.json), or a URL (with its events when it is a feed's manifest).
 async fn documents(input: &str, client: &reqwest::Client) -> Result<Vec<(String, Vec<u8>)>> {
     if input.starts_with("http://") || input.starts_with("https://") {
-        let data = fetch(client, input).await?;
-        if let Some(uuids) = manifest(&data) {
-            let base = input.rsplit_once('/').map(|(b, _)| b).unwrap_or(input);
-            let mut out = Vec::new();
-            for u in uuids {
-                let url = format!("{base}/{u}.json");
-                out.push((url.clone(), fetch(client, &url).await?));
-            }
-            return Ok(out);
-        }
-        return Ok(vec![(input.to_owned(), data)]);
+        return Ok(qalxan_server::feeds::url_documents(client, input).await?);
     }
     let path = Path::new(input);
     if path.is_dir() {
@@ -281,10 +255,7 @@ fn manifest(data: &[u8]) -> Option<Vec<String>> {
 
 async fn import(store: &Store, args: ImportArgs) -> Result<u8> {
     let tlp = tlp_arg(&args.tlp)?;
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("qalxan/", env!("CARGO_PKG_VERSION")))
-        .timeout(std::time::Duration::from_secs(120))
-        .build()?;
+    let client = qalxan_server::feeds::client()?;
     let mut failed = false;
     for input in &args.inputs {
         for (name, data) in documents(input, &client).await? {
@@ -362,56 +333,19 @@ async fn pull(
     token: Option<String>,
 ) -> Result<u8> {
     let tlp = tlp_arg(tlp)?;
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("qalxan/", env!("CARGO_PKG_VERSION")))
-        .timeout(std::time::Duration::from_secs(120))
-        .build()?;
+    let client = qalxan_server::feeds::client()?;
     let base = format!(
         "{}/collections/{collection}/objects/",
         url.trim_end_matches('/')
     );
-    let mut next: Option<String> = None;
-    let mut objects = Vec::new();
-    loop {
-        let mut req = client
-            .get(&base)
-            .header("Accept", qalxan_server::taxii::TAXII_MEDIA)
-            .query(&[("limit", "1000")]);
-        if let Some(a) = &added_after {
-            req = req.query(&[("added_after", a)]);
-        }
-        if let Some(n) = &next {
-            req = req.query(&[("next", n)]);
-        }
-        if let Some(t) = &token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("fetching {base}"))?;
-        let status = resp.status();
-        let body: serde_json::Value = resp
-            .json()
-            .await
-            .with_context(|| format!("{base}: not JSON"))?;
-        if !status.is_success() {
-            bail!(
-                "{base}: HTTP {status}: {}",
-                body["description"].as_str().unwrap_or_default()
-            );
-        }
-        if let Some(list) = body["objects"].as_array() {
-            objects.extend(list.iter().cloned());
-        }
-        if objects.len() > qalxan_intel::MAX_OBJECTS {
-            bail!("{base}: more than {} objects", qalxan_intel::MAX_OBJECTS);
-        }
-        match (body["more"].as_bool(), body["next"].as_str()) {
-            (Some(true), Some(n)) => next = Some(n.to_owned()),
-            _ => break,
-        }
-    }
+    let objects = qalxan_server::feeds::taxii_objects(
+        &client,
+        url,
+        collection,
+        added_after.as_deref(),
+        token.as_deref(),
+    )
+    .await?;
     let source = format!("taxii:{}", url.trim_end_matches('/'));
     let parsed = qalxan_intel::stix::import_objects(objects, &source, tlp, "objects")?;
     let summary = store

@@ -534,6 +534,35 @@ async fn pages_run_the_same_workflow() {
     let (s, html) = browser.page("/incidents").await;
     assert_eq!(s, StatusCode::OK);
     assert!(html.contains("Malicious requests from"));
+    // Webhooks from their page.
+    let r = browser
+        .submit(
+            "/webhooks",
+            "/webhooks",
+            &[
+                ("url", "https://soc.example/hook"),
+                ("secret", "0123456789abcdef0123"),
+                ("min_severity", "critical"),
+            ],
+        )
+        .await;
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .contains("done=saved"));
+    let (_, html) = browser.page("/webhooks").await;
+    assert!(
+        html.contains("https://soc.example/hook") && !html.contains("0123456789abcdef0123"),
+        "the secret is not shown"
+    );
+    let r = browser
+        .submit(
+            "/webhooks",
+            "/webhooks",
+            &[("url", "ftp://x"), ("secret", "0123456789abcdef0123")],
+        )
+        .await;
+    assert!(r.headers()["location"].to_str().unwrap().contains("error="));
     let (s, html) = browser.page("/reports").await;
     assert_eq!(s, StatusCode::OK);
     assert!(

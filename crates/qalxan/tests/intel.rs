@@ -622,3 +622,82 @@ async fn intelligence_pages() {
     let (_, html) = browser.page("/intel?type=nonsense").await;
     assert!(html.contains("unknown indicator type"), "{html}");
 }
+
+#[tokio::test]
+async fn configured_feeds_are_pulled_by_the_server() {
+    // A partner CERT running Qalxan, sharing a TLP:GREEN indicator over TAXII.
+    let partner = TestServer::start().await;
+    let partner_admin = partner.api(&partner.token(Role::Admin, None).await);
+    let (s, body) = partner_admin
+        .post(
+            "/api/v1/intel/indicators",
+            &json!({"value": "partner-c2.example", "tlp": "TLP:GREEN"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let us = partner.institution("Our CERT").await;
+    let token_env = format!("QALXAN_TEST_PARTNER_TOKEN_{}", std::process::id());
+    // The only environment variable this test binary sets; the feed reads it at each pull.
+    std::env::set_var(&token_env, partner.token(Role::Institution, Some(us)).await);
+
+    // A MISP feed (manifest.json and its event) and a plain list, over HTTP.
+    let uuid = "5b0c3a4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b";
+    let event = json!({"Event": {"uuid": uuid, "info": "Phishing kit", "Attribute": [
+        {"type": "domain", "category": "Network activity", "to_ids": true, "value": "misp-feed.example"}]}});
+    let manifest = json!({uuid: {"info": "Phishing kit", "timestamp": "1700000000"}});
+    let app = axum::Router::new()
+        .route(
+            "/feed/manifest.json",
+            axum::routing::get(move || async move { axum::Json(manifest) }),
+        )
+        .route(
+            &format!("/feed/{uuid}.json"),
+            axum::routing::get(move || async move { axum::Json(event) }),
+        )
+        .route(
+            "/list.txt",
+            axum::routing::get(|| async { "203.0.113.99\n# a comment\n" }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let files = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let feeds: Vec<qalxan_server::feeds::Feed> = serde_json::from_value(json!([
+        {"name": "partner", "kind": "taxii", "url": partner.url("/taxii2/api/"),
+         "collection": qalxan_store::SHARED_COLLECTION, "token_env": token_env},
+        {"name": "misp", "kind": "url", "url": format!("{files}/feed/manifest.json"), "tlp": "green"},
+        {"name": "list", "kind": "url", "url": format!("{files}/list.txt")},
+    ]))
+    .unwrap();
+    let server = TestServer::start_with(qalxan_server::Config {
+        intel_feeds: feeds,
+        ..Default::default()
+    })
+    .await;
+    let api = server.api(&server.token(Role::Admin, None).await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut statuses = Value::Null;
+    while std::time::Instant::now() < deadline {
+        statuses = api.get("/api/v1/intel/feeds").await.1;
+        if statuses
+            .as_array()
+            .is_some_and(|a| a.iter().all(|f| f["pulls"].as_u64() >= Some(1)))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for f in statuses.as_array().unwrap() {
+        assert_eq!(f["last_error"], Value::Null, "{f}");
+        assert!(f["last"]["added"].as_u64() >= Some(1), "{f}");
+    }
+    for (value, source) in [
+        ("partner-c2.example", "partner"),
+        ("misp-feed.example", "misp"),
+        ("203.0.113.99", "list"),
+    ] {
+        let (s, m) = api.get(&format!("/api/v1/intel/match?value={value}")).await;
+        assert_eq!(s, StatusCode::OK, "{m}");
+        assert!(m.to_string().contains(source), "{value} from {source}: {m}");
+    }
+}

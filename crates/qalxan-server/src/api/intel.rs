@@ -857,3 +857,14 @@ pub async fn create_collection(
         .await?;
     Ok((StatusCode::CREATED, Json(c)))
 }
+
+/// The configured feeds and what their last pulls did.
+#[utoipa::path(get, operation_id = "intel_feeds", path = "/api/v1/intel/feeds", tag = "intel",
+    responses((status = 200, body = Vec<crate::feeds::FeedStatus>), (status = 403, body = Problem)))]
+pub async fn feeds(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Vec<crate::feeds::FeedStatus>>, ApiError> {
+    principal.require(&[Role::Admin, Role::Analyst, Role::Auditor])?;
+    Ok(Json(state.feed_statuses()))
+}

@@ -60,6 +60,7 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         )
         .route("/intel/export", get(intel::export))
         .route("/intel/lists", get(intel::lists))
+        .route("/intel/feeds", get(intel::feeds))
         .route("/intel/sightings", axum::routing::post(intel::sighting))
         .route(
             "/intel/pattern-check",
@@ -256,6 +257,7 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
         intel::pattern_check,
         intel::collections,
         intel::create_collection,
+        intel::feeds,
         alerts::create,
         alerts::list,
         alerts::get,

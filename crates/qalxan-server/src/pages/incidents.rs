@@ -894,3 +894,97 @@ pub async fn reports(
         layout(&user, Nav::Reports, "Reports", content),
     ))
 }
+
+#[derive(Deserialize, Default)]
+pub struct WebhookQuery {
+    #[serde(default)]
+    done: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Webhooks (admins): where new incidents and SLA breaches are posted, signed.
+pub async fn webhooks(
+    State(state): State<AppState>,
+    user: PageUser,
+    Query(q): Query<WebhookQuery>,
+) -> PageResult {
+    user.principal.require(&[Role::Admin])?;
+    let hooks = state.store().list_webhooks().await?;
+    let content = html! {
+        h1 { "Webhooks" }
+        p.muted { "New incidents and SLA breaches at or above a severity are posted as JSON to these addresses, with "
+            code { "X-Qalxan-Event" } " and " code { "X-Qalxan-Signature: sha256=HMAC-SHA256(secret, body)" } "." }
+        (notice_box(q.done.as_deref()))
+        (error_box(q.error.as_deref()))
+        @if hooks.is_empty() { p.muted { "No webhooks." } } @else {
+            table #webhooks {
+                thead { tr { th { "URL" } th { "From severity" } th { "Added" } th { "" } } }
+                tbody { @for h in &hooks { tr {
+                    td { code { (h.url) } } td { (sev(h.min_severity)) } td { (h.created_at) " · " (h.created_by) }
+                    td { form.inline method="post" action={"/webhooks/" (h.id) "/delete"} {
+                        (csrf_field(&user)) button type="submit" { "Remove" } } }
+                } } }
+            }
+        }
+        form.card.wide method="post" action="/webhooks" {
+            h2 { "Add a webhook" }
+            (csrf_field(&user))
+            label { "URL" input type="url" name="url" required placeholder="https://soc.example/hooks/qalxan"; }
+            label { "Secret (at least 16 characters, shared with the receiver)" input type="password" name="secret" required minlength="16" autocomplete="off"; }
+            label.inline { "From severity " (severity_select("min_severity", Severity::High)) }
+            button type="submit" { "Add webhook" }
+        }
+    };
+    Ok(respond(
+        StatusCode::OK,
+        layout(&user, Nav::Webhooks, "Webhooks", content),
+    ))
+}
+
+fn back_to_webhooks(error: Option<&str>) -> Response {
+    match error {
+        Some(e) => {
+            let q = serde_urlencoded::to_string([("error", e)]).unwrap_or_default();
+            Redirect::to(&format!("/webhooks?{q}")).into_response()
+        }
+        None => Redirect::to("/webhooks?done=saved").into_response(),
+    }
+}
+
+pub async fn add_webhook(
+    State(state): State<AppState>,
+    CsrfForm { user, form }: CsrfForm<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    user.principal.require(&[Role::Admin])?;
+    let severity = one(&form, "min_severity").parse().unwrap_or(Severity::High);
+    Ok(
+        match state
+            .store()
+            .create_webhook(
+                &user.principal.actor(),
+                one(&form, "url"),
+                one(&form, "secret"),
+                severity,
+            )
+            .await
+        {
+            Ok(_) => back_to_webhooks(None),
+            Err(e) => back_to_webhooks(Some(&crate::error::ApiError::from(e).detail)),
+        },
+    )
+}
+
+pub async fn delete_webhook(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { user, .. }: CsrfForm<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    user.principal.require(&[Role::Admin])?;
+    let id = parse_id(&id, "webhook")?;
+    state
+        .store()
+        .delete_webhook(&user.principal.actor(), id)
+        .await?;
+    Ok(back_to_webhooks(None))
+}

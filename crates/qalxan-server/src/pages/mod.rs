@@ -85,6 +85,11 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         )
         .route("/incidents/{id}/{action}", post(incidents::act))
         .route("/reports", get(incidents::reports))
+        .route(
+            "/webhooks",
+            get(incidents::webhooks).post(incidents::add_webhook),
+        )
+        .route("/webhooks/{id}/delete", post(incidents::delete_webhook))
         .route("/static/style.css", get(stylesheet))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found)
@@ -268,6 +273,7 @@ pub enum Nav {
     Alerts,
     Incidents,
     Reports,
+    Webhooks,
     Users,
     Tokens,
     Audit,
@@ -343,6 +349,7 @@ fn layout_refreshing(
         (Nav::Users, "/users", "Users", staff_reader),
         (Nav::Tokens, "/tokens", "API tokens", staff_reader),
         (Nav::Audit, "/audit", "Audit trail", staff_reader),
+        (Nav::Webhooks, "/webhooks", "Webhooks", role == Role::Admin),
         (Nav::Account, "/account", "Account", true),
     ];
     page_head(
