@@ -59,6 +59,10 @@ pub struct Config {
     /// Threat-intelligence feeds to pull on a schedule (`[[intel_feeds]]` tables: name, kind
     /// `taxii` or `url`, url, collection, token_env, tlp, every_minutes).
     pub intel_feeds: Vec<crate::feeds::Feed>,
+    /// TrueType font reports are drawn in (embedded in the PDFs, so any script prints);
+    /// empty or unreadable: the standard Helvetica, which knows only Western European letters.
+    pub report_font: PathBuf,
+    pub report_font_bold: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +112,8 @@ impl Default for Config {
             sla_triage_minutes: qalxan_incident::SlaPolicy::default().triage_minutes,
             sla_contain_minutes: qalxan_incident::SlaPolicy::default().contain_minutes,
             intel_feeds: Vec::new(),
+            report_font: PathBuf::from("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+            report_font_bold: PathBuf::from("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
         }
     }
 }
@@ -138,7 +144,29 @@ impl Config {
         "sla_triage_minutes",
         "sla_contain_minutes",
         "intel_feeds",
+        "report_font",
+        "report_font_bold",
     ];
+
+    /// The report fonts' bytes, when both files can be read.
+    pub fn load_report_fonts(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        if self.report_font.as_os_str().is_empty() {
+            return None;
+        }
+        match (
+            std::fs::read(&self.report_font),
+            std::fs::read(&self.report_font_bold),
+        ) {
+            (Ok(r), Ok(b)) => Some((r, b)),
+            _ => {
+                tracing::info!(
+                    font = %self.report_font.display(),
+                    "report font not readable: PDF reports use Helvetica"
+                );
+                None
+            }
+        }
+    }
 
     /// The SLA targets incidents are measured against.
     pub fn sla(&self) -> qalxan_incident::SlaPolicy {

@@ -48,6 +48,8 @@ struct Inner {
     incidents_changed: tokio::sync::Notify,
     /// What each configured feed's last pull did.
     feeds: std::sync::Mutex<Vec<feeds::FeedStatus>>,
+    /// The TrueType fonts PDF reports embed (regular, bold), when configured and readable.
+    report_fonts: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,7 @@ impl AppState {
             .collect::<Result<_, _>>()?;
         let db = qalxan_scan::Database::load(&config.scan_database_paths(), Default::default())?;
         let scanner = qalxan_scan::Scanner::new(Arc::new(db), Default::default());
+        let report_fonts = config.load_report_fonts();
         let feed_statuses = config
             .intel_feeds
             .iter()
@@ -86,6 +89,7 @@ impl AppState {
                 scanner,
                 incidents_changed: tokio::sync::Notify::new(),
                 feeds: std::sync::Mutex::new(feed_statuses),
+                report_fonts,
             }),
         })
     }
@@ -106,6 +110,14 @@ impl AppState {
     /// round).
     pub(crate) fn incidents_changed(&self) -> &tokio::sync::Notify {
         &self.inner.incidents_changed
+    }
+
+    /// The fonts PDF reports are drawn in.
+    pub fn report_fonts(&self) -> Option<qalxan_incident::pdf::Fonts<'_>> {
+        self.inner
+            .report_fonts
+            .as_ref()
+            .map(|(regular, bold)| qalxan_incident::pdf::Fonts { regular, bold })
     }
 
     /// The configured feeds and their last pulls.

@@ -120,9 +120,11 @@ fn write_out(out: &Output, bytes: &[u8]) -> Result<()> {
 
 pub async fn incident(
     store: &Store,
-    sla: qalxan_incident::SlaPolicy,
+    config: &qalxan_server::Config,
     cmd: IncidentCommand,
 ) -> Result<u8> {
+    let sla = config.sla();
+    let fonts = config.load_report_fonts();
     let actor = Actor::cli();
     match cmd {
         IncidentCommand::List {
@@ -210,8 +212,11 @@ pub async fn incident(
                 .map(|i| (i.id, i.fields.name))
                 .collect();
             let doc = api::incident_document(&d, &names, &sla);
+            let fonts = fonts
+                .as_ref()
+                .map(|(regular, bold)| qalxan_incident::pdf::Fonts { regular, bold });
             let (_, bytes) =
-                api::render_report(&doc, &format!("Incident #{id}"), Some(&out.format))
+                api::render_report(&doc, &format!("Incident #{id}"), Some(&out.format), fonts)
                     .map_err(api_err)?;
             write_out(&out, &bytes)?;
             Ok(0)
@@ -248,7 +253,8 @@ pub async fn alert(store: &Store, cmd: AlertCommand) -> Result<u8> {
     }
 }
 
-pub async fn report(store: &Store, args: ReportArgs) -> Result<u8> {
+pub async fn report(store: &Store, config: &qalxan_server::Config, args: ReportArgs) -> Result<u8> {
+    let fonts = config.load_report_fonts();
     let q = api::PeriodicQuery {
         from: args.from,
         to: args.to,
@@ -262,7 +268,10 @@ pub async fn report(store: &Store, args: ReportArgs) -> Result<u8> {
     } else {
         let title = "Periodic report of the CERT";
         let doc = qalxan_incident::periodic_document(&figures, title);
-        api::render_report(&doc, title, Some(&args.out.format))
+        let fonts = fonts
+            .as_ref()
+            .map(|(regular, bold)| qalxan_incident::pdf::Fonts { regular, bold });
+        api::render_report(&doc, title, Some(&args.out.format), fonts)
             .map_err(api_err)?
             .1
     };

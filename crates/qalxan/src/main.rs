@@ -366,9 +366,9 @@ async fn run(cli: Cli) -> Result<u8> {
         let _log = logging::init_cli();
         let store = open_store(&config).await?;
         let code = match cli.command {
-            Command::Incident(cmd) => incident_cmd::incident(&store, config.sla(), cmd).await,
+            Command::Incident(cmd) => incident_cmd::incident(&store, &config, cmd).await,
             Command::Alert(cmd) => incident_cmd::alert(&store, cmd).await,
-            Command::Report(args) => incident_cmd::report(&store, args).await,
+            Command::Report(args) => incident_cmd::report(&store, &config, args).await,
             _ => unreachable!("checked above"),
         };
         store.close().await;

@@ -741,13 +741,17 @@ pub fn render_report(
     doc: &Document,
     title: &str,
     format: Option<&str>,
+    fonts: Option<qalxan_incident::pdf::Fonts<'_>>,
 ) -> Result<(&'static str, Vec<u8>), ApiError> {
     match format.unwrap_or("md") {
         "md" | "markdown" => Ok((
             "text/markdown; charset=utf-8",
             doc.to_markdown().into_bytes(),
         )),
-        "pdf" => Ok(("application/pdf", qalxan_incident::pdf::render(doc, title))),
+        "pdf" => Ok((
+            "application/pdf",
+            qalxan_incident::pdf::render_with(doc, title, fonts),
+        )),
         "json" => Ok((
             "application/json",
             serde_json::to_vec_pretty(doc).map_err(|e| ApiError::internal(&e))?,
@@ -761,12 +765,13 @@ pub fn render_report(
 
 /// A report as a download.
 pub(crate) fn render(
+    state: &AppState,
     doc: &Document,
     title: &str,
     format: Option<&str>,
     file: &str,
 ) -> Result<Response, ApiError> {
-    let (content_type, bytes) = render_report(doc, title, format)?;
+    let (content_type, bytes) = render_report(doc, title, format, state.report_fonts())?;
     let ext = match content_type {
         "application/pdf" => "pdf",
         "application/json" => "json",
@@ -1009,6 +1014,7 @@ pub async fn report(
     let doc = incident_document(&d, &names, &state.config().sla());
     let title = format!("Incident #{}", d.incident.id);
     render(
+        &state,
         &doc,
         &title,
         q.format.as_deref(),
@@ -1080,7 +1086,7 @@ pub async fn periodic(
     }
     let title = "Periodic report of the CERT";
     let doc = periodic_document(&figures, title);
-    render(&doc, title, q.format.as_deref(), "qalxan-report")
+    render(&state, &doc, title, q.format.as_deref(), "qalxan-report")
 }
 
 /// The RSIT taxonomy incidents are classified with.
