@@ -220,6 +220,15 @@ async fn due(state: &AppState) -> Vec<(Notice, IncidentRecord)> {
     };
     let now = now_millis();
     let policy = state.config().sla();
+    // Read what was sent before claiming, so a long-overdue incident costs no write per round.
+    let ids: Vec<i64> = open.iter().map(|i| i.id).collect();
+    let sent = match state.store().notices_sent(&ids).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the notices sent");
+            return Vec::new();
+        }
+    };
     let mut out = Vec::new();
     for i in open {
         let (triage, contain) = policy.timers(
@@ -240,6 +249,9 @@ async fn due(state: &AppState) -> Vec<(Notice, IncidentRecord)> {
             wanted.push(Notice::ContainBreached);
         }
         for n in wanted {
+            if sent.contains(&(i.id, n.as_str().to_owned())) {
+                continue;
+            }
             match state.store().claim_notice(i.id, n.as_str()).await {
                 Ok(true) => out.push((n, i.clone())),
                 Ok(false) => {}

@@ -217,6 +217,26 @@ impl Store {
         Ok(out)
     }
 
+    /// The notices already sent for these incidents, so the sender claims only new ones.
+    pub async fn notices_sent(
+        &self,
+        incidents: &[i64],
+    ) -> Result<std::collections::HashSet<(i64, String)>> {
+        let ids_from = match self.backend {
+            crate::Backend::Sqlite => "SELECT value FROM json_each($1)",
+            crate::Backend::Postgres => "SELECT (json_array_elements_text($1::json))::bigint",
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT incident_id, kind FROM incident_notices WHERE incident_id IN ({ids_from})"
+        ))
+        .bind(serde_json::to_string(incidents).unwrap_or_default())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("incident_id")?, r.try_get("kind")?)))
+            .collect()
+    }
+
     /// Records that `kind` was announced for an incident; false when it already was (by this
     /// or another server).
     pub async fn claim_notice(&self, incident_id: i64, kind: &str) -> Result<bool> {
