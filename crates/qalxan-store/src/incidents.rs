@@ -468,10 +468,7 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         // The page's institutions in one query, not one per incident.
         let ids: Vec<i64> = out.iter().map(|r| r.id).collect();
-        let ids_from = match self.backend {
-            crate::Backend::Sqlite => "SELECT value FROM json_each($1)",
-            crate::Backend::Postgres => "SELECT (json_array_elements_text($1::json))::bigint",
-        };
+        let ids_from = crate::json_ids(self.backend);
         let links = sqlx::query(&format!(
             "SELECT ii.incident_id, i.id, i.name FROM incident_institutions ii \
              JOIN institutions i ON i.id = ii.institution_id \

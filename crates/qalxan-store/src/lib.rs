@@ -316,6 +316,14 @@ pub(crate) fn json_rows(backend: crate::Backend, cols: &[Col]) -> String {
     format!("SELECT {} FROM {from} WHERE true", list.join(", "))
 }
 
+/// `SELECT` of the integers in `$1`, a JSON array, for `id IN (...)` with one parameter.
+pub(crate) fn json_ids(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "SELECT value FROM json_each($1)",
+        Backend::Postgres => "SELECT (json_array_elements_text($1::json))::bigint",
+    }
+}
+
 /// Reads a column that holds one of the core's named values.
 fn parse_column<T: FromStr>(row: &AnyRow, table: &'static str, column: &'static str) -> Result<T>
 where

@@ -222,10 +222,7 @@ impl Store {
         &self,
         incidents: &[i64],
     ) -> Result<std::collections::HashSet<(i64, String)>> {
-        let ids_from = match self.backend {
-            crate::Backend::Sqlite => "SELECT value FROM json_each($1)",
-            crate::Backend::Postgres => "SELECT (json_array_elements_text($1::json))::bigint",
-        };
+        let ids_from = crate::json_ids(self.backend);
         let rows = sqlx::query(&format!(
             "SELECT incident_id, kind FROM incident_notices WHERE incident_id IN ({ids_from})"
         ))
