@@ -541,6 +541,28 @@ async fn pages_run_the_same_workflow() {
     let (s, html) = browser.page("/incidents").await;
     assert_eq!(s, StatusCode::OK);
     assert!(html.contains("Malicious requests from"));
+
+    // The monitor pages back through older alerts; only its first page reloads itself.
+    let batch: Vec<Value> = (0..205)
+        .map(|i| json!({"rule": "scanner.probe", "observables": [{"value": format!("198.18.0.{}", i % 250)}],
+            "key": format!("probe-{i}")}))
+        .collect();
+    let (s, body) = gw.post("/api/v1/alerts", &json!({"alerts": batch})).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (_, html) = browser.page("/alerts?rule=scanner.probe").await;
+    assert_eq!(html.matches("data-alert=").count(), 200);
+    let start = html
+        .find(r#"rel="next" href=""#)
+        .expect("a link to older alerts")
+        + r#"rel="next" href=""#.len();
+    let next = html[start..start + html[start..].find('"').unwrap()].replace("&amp;", "&");
+    let (s, older) = browser.page(&next).await;
+    assert_eq!(s, StatusCode::OK, "{next}");
+    assert_eq!(older.matches("data-alert=").count(), 5, "{next}");
+    assert!(
+        !older.contains("http-equiv=\"refresh\""),
+        "an older page does not reload itself"
+    );
     // Webhooks from their page.
     let r = browser
         .submit(

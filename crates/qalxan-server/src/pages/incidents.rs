@@ -88,11 +88,17 @@ pub struct MonitorQuery {
     severity: String,
     #[serde(default)]
     rule: String,
+    /// Alerts older than this id: the next page.
+    #[serde(default)]
+    before: Option<i64>,
     #[serde(default)]
     done: Option<String>,
     #[serde(default)]
     error: Option<String>,
 }
+
+/// Alerts per page of the monitor.
+const MONITOR_PAGE: u32 = 200;
 
 /// The alert monitor: newest alerts, reloading itself, with filters and bulk actions.
 pub async fn alerts(
@@ -121,8 +127,8 @@ pub async fn alerts(
         severity,
         institution_id: None,
         since: None,
-        before: None,
-        limit: Some(200),
+        before: q.before,
+        limit: Some(MONITOR_PAGE),
     };
     let filter = query
         .filter(&user.principal)
@@ -210,12 +216,34 @@ pub async fn alerts(
                 }
             }
         }
+        @if list.len() as u32 >= MONITOR_PAGE {
+            @if let Some(last) = list.last() {
+                p { a rel="next" href={"/alerts?" (older_query(&q, last.id))} { "Older alerts" } }
+            }
+        }
         p.muted data-server-ms=(started.elapsed().as_millis()) { "Listed in " (started.elapsed().as_millis()) " ms." }
     };
     Ok(respond(
         StatusCode::OK,
-        layout_refreshing(&user, Nav::Alerts, "Alerts", Some(MONITOR_REFRESH), content),
+        layout_refreshing(
+            &user,
+            Nav::Alerts,
+            "Alerts",
+            q.before.is_none().then_some(MONITOR_REFRESH),
+            content,
+        ),
     ))
+}
+
+/// The monitor's query for the page after the alert `before`, keeping the filters.
+fn older_query(q: &MonitorQuery, before: i64) -> String {
+    serde_urlencoded::to_string([
+        ("status", q.status.as_str()),
+        ("severity", q.severity.as_str()),
+        ("rule", q.rule.as_str()),
+        ("before", &before.to_string()),
+    ])
+    .unwrap_or_default()
 }
 
 fn back_to_alerts(error: &str) -> Response {
