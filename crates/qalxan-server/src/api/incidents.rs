@@ -133,30 +133,25 @@ impl IncidentView {
     }
 }
 
-/// An incident with everything attached.
+/// An incident with everything attached, and its category's name and SLA clocks.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct IncidentDetailView {
     #[serde(flatten)]
-    pub view: IncidentView,
-    pub team: Vec<Member>,
-    pub tasks: Vec<Task>,
-    pub timeline: Vec<LogEntry>,
-    pub observables: Vec<IncidentObservable>,
-    pub victims: Vec<Victim>,
-    pub evidence: Vec<Evidence>,
-    pub alerts: Vec<AlertRecord>,
+    pub detail: IncidentDetail,
+    pub category_label: String,
+    pub sla: Sla,
 }
 
-fn detail_view(d: IncidentDetail, state: &AppState) -> IncidentDetailView {
+fn detail_view(detail: IncidentDetail, state: &AppState) -> IncidentDetailView {
+    let IncidentView {
+        category_label,
+        sla,
+        ..
+    } = IncidentView::new(detail.incident.clone(), state);
     IncidentDetailView {
-        view: IncidentView::new(d.incident, state),
-        team: d.team,
-        tasks: d.tasks,
-        timeline: d.timeline,
-        observables: d.observables,
-        victims: d.victims,
-        evidence: d.evidence,
-        alerts: d.alerts,
+        detail,
+        category_label,
+        sla,
     }
 }
 
@@ -173,6 +168,24 @@ pub(crate) async fn visible(
         .get_incident(id, principal.scope())
         .await?
         .ok_or_else(|| ApiError::not_found("incident"))
+}
+
+/// The incident's id, if the caller may see it (one query, for changes that need no more).
+pub(crate) async fn visible_id(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<i64, ApiError> {
+    let id = parse_id(id, "incident")?;
+    if state
+        .store()
+        .incident_visible(id, principal.scope())
+        .await?
+    {
+        Ok(id)
+    } else {
+        Err(ApiError::not_found("incident"))
+    }
 }
 
 /// Opens an incident.
@@ -290,12 +303,12 @@ pub async fn update(
     ApiJson(p): ApiJson<IncidentPatch>,
 ) -> Result<Json<IncidentView>, ApiError> {
     principal.require(HANDLERS)?;
-    let d = visible(&state, &principal, &id).await?;
+    let id = visible_id(&state, &principal, &id).await?;
     let record = state
         .store()
         .update_incident(
             &principal.actor(),
-            d.incident.id,
+            id,
             IncidentUpdate {
                 title: p.title,
                 description: p.description,
@@ -333,10 +346,10 @@ pub async fn set_status(
     ApiJson(body): ApiJson<StatusChange>,
 ) -> Result<Json<IncidentView>, ApiError> {
     principal.require(HANDLERS)?;
-    let d = visible(&state, &principal, &id).await?;
+    let id = visible_id(&state, &principal, &id).await?;
     let record = state
         .store()
-        .set_incident_status(&principal.actor(), d.incident.id, body.status, &body.reason)
+        .set_incident_status(&principal.actor(), id, body.status, &body.reason)
         .await?;
     Ok(Json(IncidentView::new(record, &state)))
 }
@@ -360,19 +373,14 @@ pub async fn set_team(
     ApiJson(body): ApiJson<TeamInput>,
 ) -> Result<Json<Vec<Member>>, ApiError> {
     principal.require(HANDLERS)?;
-    let d = visible(&state, &principal, &id).await?;
+    let id = visible_id(&state, &principal, &id).await?;
     if body.members.len() > 100 {
         return Err(ApiError::invalid("members", "at most 100"));
     }
     Ok(Json(
         state
             .store()
-            .set_incident_team(
-                &principal.actor(),
-                d.incident.id,
-                body.lead_user_id,
-                &body.members,
-            )
+            .set_incident_team(&principal.actor(), id, body.lead_user_id, &body.members)
             .await?,
     ))
 }
@@ -396,12 +404,12 @@ pub async fn add_task(
     ApiJson(body): ApiJson<TaskInput>,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
     principal.require(HANDLERS)?;
-    let d = visible(&state, &principal, &id).await?;
+    let id = visible_id(&state, &principal, &id).await?;
     let task = state
         .store()
         .add_incident_task(
             &principal.actor(),
-            d.incident.id,
+            id,
             &body.title,
             body.owner_user_id,
             body.due_at.map(|t| t.0),
@@ -444,14 +452,14 @@ pub async fn update_task(
     ApiJson(body): ApiJson<TaskPatch>,
 ) -> Result<Json<Task>, ApiError> {
     principal.require(HANDLERS)?;
-    let d = visible(&state, &principal, &id).await?;
+    let id = visible_id(&state, &principal, &id).await?;
     let task = parse_id(&task, "task")?;
     Ok(Json(
         state
             .store()
             .update_incident_task(
                 &principal.actor(),
-                d.incident.id,
+                id,
                 task,
                 body.status,
                 body.owner_user_id,
@@ -478,10 +486,10 @@ pub async fn comment(
     ApiJson(body): ApiJson<CommentInput>,
 ) -> Result<(StatusCode, Json<LogEntry>), ApiError> {
     principal.require(CONTRIBUTORS)?;
-    let d = visible(&state, &principal, &id).await?;
+    let id = visible_id(&state, &principal, &id).await?;
     let entry = state
         .store()
-        .add_incident_comment(&principal.actor(), d.incident.id, &body.text)
+        .add_incident_comment(&principal.actor(), id, &body.text)
         .await?;
     Ok((StatusCode::CREATED, Json(entry)))
 }
@@ -589,12 +597,12 @@ pub async fn add_victims(
     ApiJson(body): ApiJson<VictimInput>,
 ) -> Result<(StatusCode, Json<Victim>), ApiError> {
     principal.require(HANDLERS)?;
-    let d = visible(&state, &principal, &id).await?;
+    let id = visible_id(&state, &principal, &id).await?;
     let v = state
         .store()
         .add_incident_victims(
             &principal.actor(),
-            d.incident.id,
+            id,
             NewVictim {
                 kind: body.kind,
                 institution_id: body.institution_id,
@@ -671,7 +679,7 @@ pub async fn add_evidence(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Evidence>), ApiError> {
     principal.require(CONTRIBUTORS)?;
-    let d = visible(&state, &principal, &id).await?;
+    let id = visible_id(&state, &principal, &id).await?;
     let body = super::upload_body(
         body,
         "evidence_max_bytes",
@@ -680,7 +688,7 @@ pub async fn add_evidence(
     let e = attach_evidence(
         &state,
         &principal,
-        d.incident.id,
+        id,
         query.name.as_deref().unwrap_or("evidence"),
         body,
     )

@@ -704,11 +704,13 @@ pub async fn act(
     };
     principal.require(needed)?;
     let id = parse_id(&id, "incident")?;
-    let d = state
+    if !state
         .store()
-        .get_incident(id, principal.scope())
+        .incident_visible(id, principal.scope())
         .await?
-        .ok_or_else(|| not_found("incident"))?;
+    {
+        return Err(not_found("incident"));
+    }
     let actor = principal.actor();
     let store = state.store();
     let opt_id = |key: &str| one(&form, key).parse::<i64>().ok();
@@ -755,6 +757,10 @@ pub async fn act(
                     value: one(&form, "value").to_owned(),
                 }];
                 let observed = api_alerts::observables_of(&input, "observables")?;
+                let d = store
+                    .get_incident(id, principal.scope())
+                    .await?
+                    .ok_or_else(|| crate::error::ApiError::not_found("incident"))?;
                 api::send_observables(
                     &state,
                     principal,
