@@ -196,12 +196,22 @@ try {
   // promoted to an incident that gets a team, a task, an observable, victims and a closure.
   const alert = { rule: 'ids.exploit', title: 'Exploit attempts on the e-services portal', severity: 'high',
     institution_id: Number(institution), observables: [{ value: '198.51.100.77' }] };
-  await post(base, token, '/api/v1/alerts', { alerts: [alert] });
-  await post(base, idsToken, '/api/v1/alerts', { alerts: [alert] });
+  // The monitor is open before they arrive: it follows them live, without reloading.
   await page.goto(base + '/alerts');
-  assert.ok(await page.locator('meta[http-equiv=refresh]').count(), 'the monitor reloads itself');
+  await page.waitForSelector('#live-state[data-live=on]');
+  const openBefore = Number((await page.textContent('strong[data-count=open]')).replace(/,/g, ''));
+  await page.evaluate(() => { window.stillTheSamePage = true; });
+  await post(base, token, '/api/v1/alerts', { alerts: [alert] });
   const row = page.locator('tr', { hasText: 'Exploit attempts on the e-services portal' });
-  assert.equal((await row.locator('[data-count]').textContent()).trim(), '2');
+  await row.waitFor();
+  await post(base, idsToken, '/api/v1/alerts', { alerts: [alert] });
+  await page.waitForFunction(() => {
+    const r = [...document.querySelectorAll('#alerts tbody tr')].find((tr) => tr.textContent.includes('e-services portal'));
+    return r && r.querySelector('[data-count]').textContent.trim() === '2';
+  });
+  assert.equal(await page.locator('#alerts tbody tr', { hasText: 'e-services portal' }).count(), 1, 'one row, updated in place');
+  assert.ok(await page.evaluate(() => window.stillTheSamePage === true), 'the monitor did not reload');
+  await page.waitForFunction((n) => document.querySelector('strong[data-count=open]').textContent === String(n + 1), openBefore);
   assert.match(await row.textContent(), /browser-test-sensor.*browser-test-ids/);
   await page.screenshot({ path: join(out, 'alerts.png'), fullPage: true });
   await row.locator('input[type=checkbox]').check();

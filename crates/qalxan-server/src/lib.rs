@@ -11,6 +11,7 @@ mod chart;
 pub mod config;
 pub mod error;
 pub mod feeds;
+mod live;
 mod metrics;
 pub mod notify;
 mod pages;
@@ -46,6 +47,8 @@ struct Inner {
     scanner: qalxan_scan::Scanner,
     /// Wakes the notification task when an incident was opened or changed.
     incidents_changed: tokio::sync::Notify,
+    /// Live alert views: their wake-up, stop signal and bound.
+    live: live::Live,
     /// What each configured feed's last pull did.
     feeds: std::sync::Mutex<Vec<feeds::FeedStatus>>,
     /// The TrueType fonts PDF reports embed (regular, bold), when configured and readable.
@@ -88,6 +91,7 @@ impl AppState {
                 trusted_proxies,
                 scanner,
                 incidents_changed: tokio::sync::Notify::new(),
+                live: live::Live::new(),
                 feeds: std::sync::Mutex::new(feed_statuses),
                 report_fonts,
             }),
@@ -110,6 +114,15 @@ impl AppState {
     /// round).
     pub(crate) fn incidents_changed(&self) -> &tokio::sync::Notify {
         &self.inner.incidents_changed
+    }
+
+    pub(crate) fn live(&self) -> &live::Live {
+        &self.inner.live
+    }
+
+    /// Wakes the live alert views: alerts were raised or changed on this server.
+    pub(crate) fn alerts_changed(&self) {
+        self.inner.live.alerts_changed();
     }
 
     /// The fonts PDF reports are drawn in.
@@ -224,7 +237,13 @@ pub async fn serve(
     let maintenance = tokio::spawn(maintain(state.store().clone()));
     let notifications = tokio::spawn(notify::run(state.clone()));
     let feeds = tokio::spawn(feeds::run(state.clone()));
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // Live views are endless responses: they end first, or graceful shutdown would wait on
+    // them forever.
+    let shutdown = async move {
+        shutdown.await;
+        state.live().stop();
+    };
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

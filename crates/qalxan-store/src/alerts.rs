@@ -70,6 +70,22 @@ pub struct AlertFilter {
     pub limit: u32,
 }
 
+impl AlertFilter {
+    /// Whether `alert` is one this filter lists (its cursor and limit aside): how a live view
+    /// decides whether a changed alert joins or leaves what it shows.
+    pub fn matches(&self, alert: &AlertRecord) -> bool {
+        self.institution_id
+            .is_none_or(|i| alert.institution_id == Some(i))
+            && self.status.is_none_or(|s| alert.status == s)
+            && self.rule.as_deref().is_none_or(|r| alert.rule == r)
+            && self.min_severity.is_none_or(|s| alert.severity >= s)
+            && self.since.is_none_or(|t| alert.last_seen.0 >= t)
+            && self
+                .incident_id
+                .is_none_or(|i| alert.incident_id == Some(i))
+    }
+}
+
 /// What an ingestion did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestSummary {
@@ -382,6 +398,29 @@ impl Store {
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(from_row).collect()
+    }
+
+    /// Alerts of `institution_id` (all when `None`) that changed at or after `since` (Unix
+    /// ms), the most recent `limit` changes, oldest first: what a live view applies to what it
+    /// shows.
+    pub async fn changed_alerts(
+        &self,
+        institution_id: Option<InstitutionId>,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<AlertRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM alerts WHERE updated_at >= $1 \
+             AND ($2 IS NULL OR institution_id = $2) ORDER BY updated_at DESC, id DESC LIMIT $3"
+        ))
+        .bind(since)
+        .bind(institution_id.map(|i| i.0))
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.read)
+        .await?;
+        let mut list = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        list.reverse();
+        Ok(list)
     }
 
     /// One alert, if it exists and `only` (the caller's institution, if scoped) may see it.

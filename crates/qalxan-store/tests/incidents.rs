@@ -474,3 +474,63 @@ async fn the_workflow_and_the_report() {
         .unwrap();
     assert_eq!(overview.open_incidents, 1);
 }
+
+#[tokio::test]
+async fn changed_alerts_follow_every_change_in_scope() {
+    let db = TestDb::new().await.unwrap();
+    let store = &db.store;
+    let ministry = institution(store, "Ministry").await;
+    let agency = institution(store, "Agency").await;
+    let now = now_millis();
+    let a = store
+        .ingest_alerts("gw", &[draft("a", Some(ministry), 1, now)], HOUR_MS)
+        .await
+        .unwrap()
+        .ids[0];
+    let b = store
+        .ingest_alerts("gw", &[draft("b", Some(agency), 1, now)], HOUR_MS)
+        .await
+        .unwrap()
+        .ids[0];
+    let ids = |list: &[qalxan_store::AlertRecord]| list.iter().map(|r| r.id).collect::<Vec<_>>();
+    let all = store.changed_alerts(None, now - 1000, 100).await.unwrap();
+    assert_eq!(ids(&all), vec![a, b], "oldest change first");
+    let own = store
+        .changed_alerts(Some(ministry), now - 1000, 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(&own), vec![a]);
+    // A limit keeps the newest changes.
+    let newest = store.changed_alerts(None, now - 1000, 1).await.unwrap();
+    assert_eq!(ids(&newest), vec![b]);
+
+    // A change stamps the alert again: after `b`'s time only the dismissed `a` is new.
+    let cursor = all.last().unwrap().updated_at.0 + 1;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let dismissed = store
+        .set_alert_status(&Actor::cli(), a, AlertStatus::Dismissed, "test")
+        .await
+        .unwrap();
+    assert!(dismissed.updated_at.0 >= cursor);
+    let since = store.changed_alerts(None, cursor, 100).await.unwrap();
+    assert_eq!(ids(&since), vec![a]);
+    assert_eq!(since[0].status, AlertStatus::Dismissed);
+
+    // What a filtered view makes of it.
+    let open = AlertFilter {
+        status: Some(AlertStatus::Open),
+        institution_id: Some(ministry),
+        ..Default::default()
+    };
+    assert!(!open.matches(&since[0]));
+    assert!(AlertFilter {
+        status: None,
+        ..open.clone()
+    }
+    .matches(&since[0]));
+    assert!(!AlertFilter {
+        institution_id: Some(agency),
+        ..Default::default()
+    }
+    .matches(&since[0]));
+}

@@ -964,3 +964,195 @@ async fn new_incidents_and_sla_breaches_are_notified() {
         );
     }
 }
+
+/// One server-sent event as read off the wire.
+#[derive(Debug, Default, Clone)]
+struct Sse {
+    event: String,
+    data: String,
+    id: Option<String>,
+}
+
+/// Reads a `text/event-stream` response into events on a channel.
+fn sse_events(response: reqwest::Response) -> tokio::sync::mpsc::UnboundedReceiver<Sse> {
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut response = response;
+        let mut buffer = String::new();
+        let mut event = Sse::default();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find('\n') {
+                let line: String = buffer.drain(..=end).collect();
+                let line = line.trim_end_matches('\n');
+                if line.is_empty() {
+                    if !event.event.is_empty() && tx.send(std::mem::take(&mut event)).is_err() {
+                        return;
+                    }
+                    event = Sse::default();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event.event = v.trim_start().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    if !event.data.is_empty() {
+                        event.data.push('\n');
+                    }
+                    event.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    event.id = Some(v.trim_start().to_owned());
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// The next event of `kind` (others are skipped), within ten seconds.
+async fn next_of(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Sse>, kind: &str) -> Sse {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let e = rx.recv().await.expect("the stream ended");
+            if e.event == kind {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no '{kind}' event within 10 s"))
+}
+
+/// Whether an event of `kind` arrives within `ms` milliseconds.
+async fn arrives(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Sse>, kind: &str, ms: u64) -> bool {
+    tokio::time::timeout(std::time::Duration::from_millis(ms), next_of(rx, kind))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn the_monitor_follows_alerts_live() {
+    let server = TestServer::start().await;
+    let ministry = server.institution("Ministry").await;
+    let agency = server.institution("Agency").await;
+    let analyst = server.api(&server.token(Role::Analyst, None).await);
+    let ministry_staff = server.api(&server.token(Role::Institution, Some(ministry)).await);
+    let follow = |api: &common::Api, query: &str| {
+        api.request(
+            reqwest::Method::GET,
+            &format!("/api/v1/alerts/stream{query}"),
+        )
+        .send()
+    };
+    let mut open = sse_events(follow(&analyst, "?status=open").await.unwrap());
+    let mut own = sse_events(follow(&ministry_staff, "").await.unwrap());
+    // Asking for another institution's alerts is refused, as listing them is.
+    let r = follow(&ministry_staff, &format!("?institution_id={}", agency.0))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    let raise = |institution: qalxan_core::InstitutionId, ip: &'static str| {
+        let analyst = &analyst;
+        async move {
+            let (s, body) = analyst
+                .post(
+                    "/api/v1/alerts",
+                    &json!({"alerts": [{"rule": "waf.blocked",
+                    "severity": "high", "institution_id": institution.0,
+                    "observables": [{"value": ip}]}]}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{body}");
+            body["ids"][0].as_i64().unwrap()
+        }
+    };
+    // A new alert arrives on both streams; the same key again arrives with its count.
+    let id = raise(ministry, "203.0.113.7").await;
+    let e = next_of(&mut open, "alert").await;
+    let a: Value = serde_json::from_str(&e.data).unwrap();
+    assert_eq!((a["id"].as_i64(), a["count"].as_i64()), (Some(id), Some(1)));
+    assert!(e.id.is_some(), "a batch's last event carries the cursor");
+    let a: Value = serde_json::from_str(&next_of(&mut own, "alert").await.data).unwrap();
+    assert_eq!(a["id"].as_i64(), Some(id));
+    raise(ministry, "203.0.113.7").await;
+    let a: Value = serde_json::from_str(&next_of(&mut open, "alert").await.data).unwrap();
+    assert_eq!((a["id"].as_i64(), a["count"].as_i64()), (Some(id), Some(2)));
+
+    // Another institution's alert reaches the CERT's stream, not the ministry's.
+    let other = raise(agency, "198.51.100.9").await;
+    let a: Value = serde_json::from_str(&next_of(&mut open, "alert").await.data).unwrap();
+    assert_eq!(a["id"].as_i64(), Some(other));
+    let a: Value = serde_json::from_str(&next_of(&mut own, "alert").await.data).unwrap();
+    assert_eq!(a["count"].as_i64(), Some(2), "{a}");
+    assert!(
+        !arrives(&mut own, "alert", 3000).await,
+        "the ministry's stream showed the agency's alert"
+    );
+
+    // Dismissed, it leaves the stream of open alerts.
+    let (s, body) = analyst
+        .post(
+            &format!("/api/v1/alerts/{id}/status"),
+            &json!({"status": "dismissed", "reason": "our own scanner"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let gone = next_of(&mut open, "gone").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&gone.data).unwrap(),
+        json!({"id": id})
+    );
+
+    // A client that reconnects with the last id it saw gets what changed since.
+    let cursor = gone.id.expect("the cursor");
+    raise(agency, "198.51.100.10").await;
+    let resumed = analyst
+        .request(reqwest::Method::GET, "/api/v1/alerts/stream")
+        .header("Last-Event-ID", &cursor)
+        .send()
+        .await
+        .unwrap();
+    let mut resumed = sse_events(resumed);
+    // Delivery is at least once: changes shortly before the cursor may come again.
+    loop {
+        let a: Value = serde_json::from_str(&next_of(&mut resumed, "alert").await.data).unwrap();
+        if a["observables"][0]["value"] == "198.51.100.10" {
+            break;
+        }
+    }
+
+    // The page's stream carries table rows drawn as the page draws them, and the counters.
+    let browser = server.admin_browser().await;
+    let (_, html) = browser.page("/alerts").await;
+    assert!(
+        html.contains("data-stream=\"/alerts/stream?"),
+        "the page follows its stream"
+    );
+    let mut rows = sse_events(browser.get("/alerts/stream?status=open").await);
+    let newest = raise(ministry, "192.0.2.99").await;
+    // Rows changed shortly before the stream opened come too: the page may have missed them.
+    let mut row = next_of(&mut rows, "row").await;
+    while !row.data.contains("192.0.2.99") {
+        row = next_of(&mut rows, "row").await;
+    }
+    assert!(
+        row.data
+            .starts_with(&format!("<tr data-alert=\"{newest}\">"))
+            && row.data.contains("192.0.2.99"),
+        "{}",
+        row.data
+    );
+    let counts: Value = serde_json::from_str(&next_of(&mut rows, "counts").await.data).unwrap();
+    assert_eq!(counts["open"], "3", "{counts}");
+    // Without a session there is no stream.
+    let r = server
+        .anonymous()
+        .request(reqwest::Method::GET, "/api/v1/alerts/stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}

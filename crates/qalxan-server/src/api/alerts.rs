@@ -8,9 +8,10 @@
 use super::{page_limit, parse_id, ApiJson, ApiQuery, Page};
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::AppState;
+use crate::{live, AppState};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::sse::Event;
 use axum::Json;
 use qalxan_core::{now_millis, InstitutionId, Role, Severity, Timestamp};
 use qalxan_incident::alert::{self, AlertDraft};
@@ -125,6 +126,8 @@ pub(crate) async fn raise_from_events(state: &AppState, source: &str, events: &[
         .await
     {
         tracing::warn!(error = %e, "could not raise alerts from events");
+    } else {
+        state.alerts_changed();
     }
 }
 
@@ -200,6 +203,7 @@ pub async fn create(
         .store()
         .ingest_alerts(&principal.actor().name, &drafts, window_ms(&state))
         .await?;
+    state.alerts_changed();
     Ok((StatusCode::CREATED, Json(summary)))
 }
 
@@ -256,6 +260,50 @@ pub async fn list(
     Ok(Json(Page::new(alerts, filter.limit, |a| a.id)))
 }
 
+/// Follows the alerts the caller may see as they are raised and change: server-sent events
+/// (`text/event-stream`). `alert` events carry an alert as listed that matches the filters;
+/// `gone` events (`{"id": N}`) an alert that changed and no longer matches the status asked
+/// for; `lagged` says more changed at once than one batch holds (list afresh). Each batch's
+/// last event has an id: send it back as `Last-Event-ID` to resume (delivery is at least
+/// once: changes from a few seconds before it may come again). Streams last five minutes;
+/// clients reconnect.
+#[utoipa::path(get, operation_id = "follow_alerts", path = "/api/v1/alerts/stream", tag = "incidents", params(AlertQuery),
+    responses((status = 200, content_type = "text/event-stream", description = "alert, gone and lagged events"),
+        (status = 404, body = Problem), (status = 503, body = Problem)))]
+pub async fn follow(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: axum::http::HeaderMap,
+    ApiQuery(query): ApiQuery<AlertQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    principal.require(READERS)?;
+    let filter = query
+        .filter(&principal)
+        .ok_or_else(|| ApiError::not_found("institution"))?;
+    let follower = live::Follower::new(&state, filter.institution_id, live::resume_from(&headers))
+        .ok_or_else(|| ApiError::unavailable("too many live views on this server; retry later"))?;
+    Ok(live::stream(follower, move |change| {
+        let mut events = Vec::new();
+        for a in &change.alerts {
+            if filter.matches(a) {
+                match Event::default().event("alert").json_data(a) {
+                    Ok(e) => events.push(e),
+                    Err(e) => tracing::warn!(error = %e, "could not encode an alert"),
+                }
+            } else if live::left(&filter, a) {
+                events.push(
+                    Event::default()
+                        .event("gone")
+                        .data(format!("{{\"id\":{}}}", a.id)),
+                );
+            }
+        }
+        std::future::ready(live::finish(events, &change))
+    })
+    .into_response())
+}
+
 pub(crate) async fn visible_alert(
     state: &AppState,
     principal: &Principal,
@@ -305,12 +353,12 @@ pub async fn set_status(
     principal.require(HANDLERS)?;
     let id = parse_id(&id, "alert")?;
     visible_alert(&state, &principal, id).await?;
-    Ok(Json(
-        state
-            .store()
-            .set_alert_status(&principal.actor(), id, body.status, &body.reason)
-            .await?,
-    ))
+    let alert = state
+        .store()
+        .set_alert_status(&principal.actor(), id, body.status, &body.reason)
+        .await?;
+    state.alerts_changed();
+    Ok(Json(alert))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -338,12 +386,12 @@ pub async fn merge(
             format!("name 1 to {MAX_BATCH} alerts"),
         ));
     }
-    Ok(Json(
-        state
-            .store()
-            .merge_alerts(&principal.actor(), id, &body.alerts)
-            .await?,
-    ))
+    let alert = state
+        .store()
+        .merge_alerts(&principal.actor(), id, &body.alerts)
+        .await?;
+    state.alerts_changed();
+    Ok(Json(alert))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -385,6 +433,7 @@ pub async fn promote(
         .promote_alerts(&principal.actor(), &body.alerts, to)
         .await?;
     state.incidents_changed().notify_one();
+    state.alerts_changed();
     Ok((
         StatusCode::CREATED,
         Json(super::incidents::IncidentView::new(incident, &state)),

@@ -68,6 +68,7 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         )
         .route("/alerts", get(alerts::list).post(alerts::create))
         .route("/alerts/promote", axum::routing::post(alerts::promote))
+        .route("/alerts/stream", get(alerts::follow))
         .route("/alerts/{id}", get(alerts::get))
         .route(
             "/alerts/{id}/status",
@@ -260,6 +261,7 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
         intel::feeds,
         alerts::create,
         alerts::list,
+        alerts::follow,
         alerts::get,
         alerts::set_status,
         alerts::merge,

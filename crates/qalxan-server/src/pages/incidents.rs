@@ -9,18 +9,19 @@ use super::{
 use crate::api::alerts::{self as api_alerts, AlertQuery, ObservableInput};
 use crate::api::incidents::{self as api, IncidentInput, PeriodicQuery};
 use crate::chart;
-use crate::AppState;
+use crate::{live, AppState};
 use axum::body::Bytes;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use qalxan_core::{InstitutionId, Role, Severity};
 use qalxan_incident::{AlertStatus, Category, Status, TaskStatus, VictimKind, VictimRole};
-use qalxan_store::{IncidentRecord, NewVictim, PromoteTo};
+use qalxan_store::{AlertFilter, AlertRecord, IncidentRecord, NewVictim, PromoteTo};
 use serde::Deserialize;
 
-/// Seconds between reloads of the alert monitor.
+/// Seconds between reloads of the alert monitor where scripts do not run.
 const MONITOR_REFRESH: u32 = 15;
 
 fn sev(s: Severity) -> Markup {
@@ -100,26 +101,18 @@ pub struct MonitorQuery {
 /// Alerts per page of the monitor.
 const MONITOR_PAGE: u32 = 200;
 
-/// The alert monitor: newest alerts, reloading itself, with filters and bulk actions.
-pub async fn alerts(
-    State(state): State<AppState>,
-    user: PageUser,
-    Query(q): Query<MonitorQuery>,
-) -> PageResult {
-    user.principal.require(api_alerts::READERS)?;
+/// The monitor's filter from its query.
+fn monitor_filter(user: &PageUser, q: &MonitorQuery) -> Result<AlertFilter, PageError> {
+    let bad = |e: qalxan_core::UnknownName| PageError::new(StatusCode::BAD_REQUEST, e.to_string());
     let status: Option<AlertStatus> = if q.status.is_empty() {
         None
     } else {
-        Some(q.status.parse().map_err(|e: qalxan_core::UnknownName| {
-            PageError::new(StatusCode::BAD_REQUEST, e.to_string())
-        })?)
+        Some(q.status.parse().map_err(bad)?)
     };
     let severity: Option<Severity> = if q.severity.is_empty() {
         None
     } else {
-        Some(q.severity.parse().map_err(|e: qalxan_core::UnknownName| {
-            PageError::new(StatusCode::BAD_REQUEST, e.to_string())
-        })?)
+        Some(q.severity.parse().map_err(bad)?)
     };
     let query = AlertQuery {
         status,
@@ -130,9 +123,47 @@ pub async fn alerts(
         before: q.before,
         limit: Some(MONITOR_PAGE),
     };
-    let filter = query
+    query
         .filter(&user.principal)
-        .ok_or_else(|| not_found("alerts"))?;
+        .ok_or_else(|| not_found("alerts"))
+}
+
+/// One alert of the monitor's table (the page and its live stream draw rows alike).
+fn alert_row(
+    a: &AlertRecord,
+    can_act: bool,
+    name_of: &impl Fn(Option<InstitutionId>) -> String,
+) -> Markup {
+    html! {
+        tr data-alert=(a.id) {
+            @if can_act { td { input type="checkbox" name="id" value=(a.id) aria-label={"select alert " (a.id)}; } }
+            td { (a.id) }
+            td { (a.title)
+                @if !a.observables.is_empty() { br; span.muted { @for o in a.observables.iter().take(3) { code { (o.value) } " " } } } }
+            td { code { (a.rule) } }
+            td { (name_of(a.institution_id)) }
+            td { (sev(a.severity)) }
+            td.num data-count { (fmt_int(a.count)) }
+            td { (a.sources.join(", ")) }
+            td { (a.last_seen) }
+            td data-status=(a.status.as_str()) { (a.status)
+                @if let Some(i) = a.incident_id { " → " a href={"/incidents/" (i)} { "incident #" (i) } }
+                @if let Some(m) = a.merged_into { " → #" (m) }
+                @if !a.status_reason.is_empty() { br; span.muted { (a.status_reason) } } }
+        }
+    }
+}
+
+/// The alert monitor: newest alerts, followed live (server-sent events; without scripts the
+/// first page reloads itself), with filters and bulk actions.
+pub async fn alerts(
+    State(state): State<AppState>,
+    user: PageUser,
+    Query(q): Query<MonitorQuery>,
+) -> PageResult {
+    user.principal.require(api_alerts::READERS)?;
+    let filter = monitor_filter(&user, &q)?;
+    let (status, severity) = (filter.status, filter.min_severity);
     let started = std::time::Instant::now();
     let list = state.store().list_alerts(&filter).await?;
     let counts = state.store().alert_counts(user.principal.scope()).await?;
@@ -142,14 +173,28 @@ pub async fn alerts(
         .await?;
     let name_of = institution_names(&institutions);
     let can_act = api_alerts::HANDLERS.contains(&user.principal.role);
+    let first_page = q.before.is_none();
+    let stream = first_page.then(|| {
+        let query = serde_urlencoded::to_string([
+            ("status", q.status.as_str()),
+            ("severity", q.severity.as_str()),
+            ("rule", q.rule.as_str()),
+        ])
+        .unwrap_or_default();
+        format!("/alerts/stream?{query}")
+    });
     let content = html! {
         h1 { "Alerts" }
-        p.muted { "What the gateways, scanners, sandbox and sensors raise, folded by key: the same attacker against the same institution is one alert with a count. This page reloads every " (MONITOR_REFRESH) " seconds." }
+        p.muted { "What the gateways, scanners, sandbox and sensors raise, folded by key: the same attacker against the same institution is one alert with a count. "
+            @if first_page {
+                "New and changed alerts appear as they happen: " span #live-state { "reloading every " (MONITOR_REFRESH) " seconds" } "."
+            } }
         (notice_box(q.done.as_deref()))
         (error_box(q.error.as_deref()))
         div.row {
-            @for (s, n) in &counts {
-                p { a href={"/alerts?status=" (s.as_str())} { (s) } ": " strong data-count=(s.as_str()) { (fmt_int(*n)) } }
+            @for s in AlertStatus::ALL {
+                @let n = counts.iter().find(|(c, _)| c == s).map_or(0, |(_, n)| *n);
+                p { a href={"/alerts?status=" (s.as_str())} { (s) } ": " strong data-count=(s.as_str()) { (fmt_int(n)) } }
             }
         }
         form.inline method="get" action="/alerts" {
@@ -164,54 +209,34 @@ pub async fn alerts(
             label.inline { "Kind " input type="text" name="rule" value=(q.rule) placeholder="waf.blocked"; }
             button type="submit" { "Filter" }
         }
-        @if list.is_empty() {
-            p.muted { "No alerts match." }
-        } @else {
-            form method="post" action="/alerts/act" {
-                (csrf_field(&user))
-                div.scroll {
-                    table #alerts {
-                        thead { tr {
-                            @if can_act { th { "" } }
-                            th { "#" } th { "Alert" } th { "Kind" } th { "Institution" } th { "Severity" }
-                            th.num { "Count" } th { "Sources" } th { "Last seen" } th { "Status" }
-                        } }
-                        tbody {
-                            @for a in &list {
-                                tr data-alert=(a.id) {
-                                    @if can_act { td { input type="checkbox" name="id" value=(a.id) aria-label={"select alert " (a.id)}; } }
-                                    td { (a.id) }
-                                    td { (a.title)
-                                        @if !a.observables.is_empty() { br; span.muted { @for o in a.observables.iter().take(3) { code { (o.value) } " " } } } }
-                                    td { code { (a.rule) } }
-                                    td { (name_of(a.institution_id)) }
-                                    td { (sev(a.severity)) }
-                                    td.num data-count { (fmt_int(a.count)) }
-                                    td { (a.sources.join(", ")) }
-                                    td { (a.last_seen) }
-                                    td { (a.status)
-                                        @if let Some(i) = a.incident_id { " → " a href={"/incidents/" (i)} { "incident #" (i) } }
-                                        @if let Some(m) = a.merged_into { " → #" (m) }
-                                        @if !a.status_reason.is_empty() { br; span.muted { (a.status_reason) } } }
-                                }
-                            }
-                        }
+        p.muted #no-alerts hidden[!list.is_empty()] { "No alerts match." }
+        form method="post" action="/alerts/act" hidden[list.is_empty()] {
+            (csrf_field(&user))
+            div.scroll {
+                table #alerts data-stream=[stream.as_deref()] data-rows=(MONITOR_PAGE) {
+                    thead { tr {
+                        @if can_act { th { "" } }
+                        th { "#" } th { "Alert" } th { "Kind" } th { "Institution" } th { "Severity" }
+                        th.num { "Count" } th { "Sources" } th { "Last seen" } th { "Status" }
+                    } }
+                    tbody {
+                        @for a in &list { (alert_row(a, can_act, &name_of)) }
                     }
                 }
-                @if can_act {
-                    div.card.wide {
-                        p.muted { "With the selected alerts:" }
-                        div.row {
-                            button type="submit" name="action" value="acknowledge" { "Acknowledge" }
-                            label.inline { "Reason " input type="text" name="reason" placeholder="why it is no threat"; }
-                            button type="submit" name="action" value="dismiss" { "Dismiss" }
-                            button type="submit" name="action" value="merge" { "Merge into the first" }
-                        }
-                        div.row {
-                            label.inline { "Category " (category_select("category", Some("other/undetermined"))) }
-                            label.inline { "Incident #" input type="number" name="incident_id" min="1" placeholder="new"; }
-                            button type="submit" name="action" value="promote" { "Promote to incident" }
-                        }
+            }
+            @if can_act {
+                div.card.wide {
+                    p.muted { "With the selected alerts:" }
+                    div.row {
+                        button type="submit" name="action" value="acknowledge" { "Acknowledge" }
+                        label.inline { "Reason " input type="text" name="reason" placeholder="why it is no threat"; }
+                        button type="submit" name="action" value="dismiss" { "Dismiss" }
+                        button type="submit" name="action" value="merge" { "Merge into the first" }
+                    }
+                    div.row {
+                        label.inline { "Category " (category_select("category", Some("other/undetermined"))) }
+                        label.inline { "Incident #" input type="number" name="incident_id" min="1" placeholder="new"; }
+                        button type="submit" name="action" value="promote" { "Promote to incident" }
                     }
                 }
             }
@@ -229,10 +254,67 @@ pub async fn alerts(
             &user,
             Nav::Alerts,
             "Alerts",
-            q.before.is_none().then_some(MONITOR_REFRESH),
+            first_page.then_some(MONITOR_REFRESH),
             content,
         ),
     ))
+}
+
+/// The monitor's live stream: `row` events carry a table row to add or replace, `gone` the id
+/// of an alert that left the filter, `counts` the counters per status, `lagged` that the page
+/// should reload.
+pub async fn alerts_stream(
+    State(state): State<AppState>,
+    user: PageUser,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<MonitorQuery>,
+) -> Result<Response, PageError> {
+    user.principal.require(api_alerts::READERS)?;
+    let filter = monitor_filter(&user, &q)?;
+    let scope = user.principal.scope();
+    let follower =
+        live::Follower::new(&state, scope, live::resume_from(&headers)).ok_or_else(|| {
+            PageError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many live views on this server; reload later",
+            )
+        })?;
+    let can_act = api_alerts::HANDLERS.contains(&user.principal.role);
+    Ok(live::stream(follower, move |change| {
+        let state = state.clone();
+        let filter = filter.clone();
+        async move {
+            let institutions = state
+                .store()
+                .list_institutions(scope)
+                .await
+                .unwrap_or_default();
+            let name_of = institution_names(&institutions);
+            let mut events = Vec::new();
+            for a in &change.alerts {
+                if filter.matches(a) {
+                    // An event's data ends at a line break; HTML reads one as a space.
+                    let row = alert_row(a, can_act, &name_of)
+                        .into_string()
+                        .replace(['\r', '\n'], " ");
+                    events.push(Event::default().event("row").data(row));
+                } else if live::left(&filter, a) {
+                    events.push(Event::default().event("gone").data(a.id.to_string()));
+                }
+            }
+            if let Ok(counts) = state.store().alert_counts(scope).await {
+                let counts: serde_json::Map<String, serde_json::Value> = counts
+                    .into_iter()
+                    .map(|(s, n)| (s.as_str().to_owned(), fmt_int(n).into()))
+                    .collect();
+                if let Ok(e) = Event::default().event("counts").json_data(counts) {
+                    events.push(e);
+                }
+            }
+            live::finish(events, &change)
+        }
+    })
+    .into_response())
 }
 
 /// The monitor's query for the page after the alert `before`, keeping the filters.
@@ -310,6 +392,8 @@ pub async fn alerts_act(
         }
     }
     .await;
+    // Even a failed bulk action may have changed the alerts before the one that failed.
+    state.alerts_changed();
     match result {
         Ok(r) => Ok(r),
         Err(e) => Ok(back_to_alerts(&crate::error::ApiError::from(e).detail)),

@@ -30,6 +30,7 @@ use qalxan_store::{Session, User};
 use serde::de::DeserializeOwned;
 
 const STYLE: &str = include_str!("../../assets/style.css");
+const MONITOR_SCRIPT: &str = include_str!("../../assets/monitor.js");
 
 pub fn router(config: &crate::Config) -> Router<AppState> {
     Router::new()
@@ -75,6 +76,7 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         .route("/intel/{id}", get(intel::show).post(intel::update))
         .route("/alerts", get(incidents::alerts))
         .route("/alerts/act", post(incidents::alerts_act))
+        .route("/alerts/stream", get(incidents::alerts_stream))
         .route("/incidents", get(incidents::list).post(incidents::create))
         .route("/incidents/{id}", get(incidents::show))
         .route(
@@ -91,8 +93,20 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         )
         .route("/webhooks/{id}/delete", post(incidents::delete_webhook))
         .route("/static/style.css", get(stylesheet))
+        .route("/static/monitor.js", get(monitor_script))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found)
+}
+
+async fn monitor_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        MONITOR_SCRIPT,
+    )
+        .into_response()
 }
 
 async fn stylesheet() -> Response {
@@ -241,8 +255,8 @@ fn bare_page(title: &str, content: Markup) -> Markup {
     page_head(title, None, content)
 }
 
-/// The skeleton, reloading itself every `refresh` seconds when given (live views without
-/// scripts).
+/// The skeleton. A live view (`refresh` given) follows changes with `/static/monitor.js`
+/// and, where scripts do not run, reloads itself every `refresh` seconds.
 fn page_head(title: &str, refresh: Option<u32>, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
@@ -252,7 +266,8 @@ fn page_head(title: &str, refresh: Option<u32>, content: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
                 @if let Some(seconds) = refresh {
-                    meta http-equiv="refresh" content=(seconds);
+                    noscript { meta http-equiv="refresh" content=(seconds); }
+                    script src="/static/monitor.js" defer {}
                 }
                 title { (title) " · Qalxan" }
                 link rel="stylesheet" href="/static/style.css";
