@@ -50,6 +50,11 @@ pub struct Config {
     pub smtp_url: String,
     /// Sender of notification e-mails.
     pub smtp_from: String,
+    /// E-mail new incidents (not TLP:RED) to the contact address of each affected institution;
+    /// their staff accounts follow their own settings either way.
+    pub notify_institution_contacts: bool,
+    /// Institutions' contacts hear of incidents at least this severe.
+    pub institution_contact_min_severity: qalxan_core::Severity,
     /// Seconds between checks for SLA breaches (new incidents are announced at once).
     pub sla_check_seconds: u32,
     /// Minutes to triage an incident, by severity: info, low, medium, high, critical.
@@ -108,6 +113,8 @@ impl Default for Config {
             evidence_max_bytes: 50 * 1024 * 1024,
             smtp_url: String::new(),
             smtp_from: "Qalxan <qalxan@localhost>".to_owned(),
+            notify_institution_contacts: true,
+            institution_contact_min_severity: qalxan_core::Severity::High,
             sla_check_seconds: 60,
             sla_triage_minutes: qalxan_incident::SlaPolicy::default().triage_minutes,
             sla_contain_minutes: qalxan_incident::SlaPolicy::default().contain_minutes,

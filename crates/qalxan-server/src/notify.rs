@@ -1,6 +1,7 @@
 //! Notifications: new incidents and SLA breaches, sent to webhooks (JSON signed with
 //! HMAC-SHA256, as GitHub and Stripe sign theirs) and by e-mail (SMTP with lettre) to the CERT
-//! staff whose settings ask for them.
+//! staff whose settings ask for them and, for new incidents not marked TLP:RED, to the affected
+//! institutions' staff and contact addresses.
 //!
 //! One background task does all the sending: handlers only wake it. It finds what is due from
 //! the database (incidents not yet announced, timers run out) and claims each notice in the
@@ -9,7 +10,7 @@
 
 use crate::AppState;
 use hmac::{Hmac, Mac};
-use qalxan_core::{now_millis, DAY_MS};
+use qalxan_core::{now_millis, Tlp, DAY_MS};
 use qalxan_store::{IncidentFilter, IncidentRecord};
 use sha2::Sha256;
 use std::time::Duration;
@@ -121,6 +122,62 @@ async fn send_webhooks(
     }
 }
 
+/// Who gets an e-mail about `notice`: the CERT staff whose settings ask for it, and for a new
+/// incident its institutions' staff and contacts, unless it is TLP:RED (for the named
+/// recipients only, never passed to an institution by the sender). One e-mail per address.
+async fn mail_recipients(
+    state: &AppState,
+    notice: Notice,
+    i: &IncidentRecord,
+) -> Result<Vec<(String, String)>, qalxan_store::StoreError> {
+    let store = state.store();
+    let mut list = store
+        .notification_recipients(i.severity, notice != Notice::Opened)
+        .await?;
+    let config = state.config();
+    if notice == Notice::Opened && i.tlp != Tlp::Red {
+        let institutions: Vec<_> = i.institutions.iter().map(|x| x.id).collect();
+        let contacts = config
+            .notify_institution_contacts
+            .then_some(config.institution_contact_min_severity);
+        list.extend(
+            store
+                .institution_recipients(&institutions, i.severity, contacts)
+                .await?,
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    list.retain(|(_, email)| seen.insert(email.trim().to_lowercase()));
+    Ok(list)
+}
+
+/// The text of a notification e-mail; the TLP label leads, as CERTs mark what they send.
+fn mail_text(notice: Notice, i: &IncidentRecord, url: &str) -> (String, String) {
+    let tlp = i.tlp.as_str();
+    let subject = format!(
+        "[Qalxan] [{tlp}] {}: #{} {} ({})",
+        notice.headline(),
+        i.id,
+        i.title,
+        i.severity
+    );
+    let body = format!(
+        "{tlp}\n\n{}: #{} {}\n\nCategory: {}\nSeverity: {}\nStatus: {}\nInstitutions: {}\n\n{url}\n",
+        notice.headline(),
+        i.id,
+        i.title,
+        i.category,
+        i.severity,
+        i.status,
+        i.institutions
+            .iter()
+            .map(|x| x.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    (subject, body)
+}
+
 async fn send_mail(state: &AppState, notice: Notice, i: &IncidentRecord) {
     use lettre::message::header::ContentType;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -128,8 +185,7 @@ async fn send_mail(state: &AppState, notice: Notice, i: &IncidentRecord) {
     if url.is_empty() {
         return;
     }
-    let sla = notice != Notice::Opened;
-    let recipients = match state.store().notification_recipients(i.severity, sla).await {
+    let recipients = match mail_recipients(state, notice, i).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read notification recipients");
@@ -154,45 +210,25 @@ async fn send_mail(state: &AppState, notice: Notice, i: &IncidentRecord) {
         }
     };
     let p = payload(state, notice, i);
-    let text = format!(
-        "{}: #{} {}\n\nCategory: {}\nSeverity: {}\nStatus: {}\nInstitutions: {}\n\n{}\n",
-        notice.headline(),
-        i.id,
-        i.title,
-        i.category,
-        i.severity,
-        i.status,
-        i.institutions
-            .iter()
-            .map(|x| x.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-        p["incident"]["url"].as_str().unwrap_or_default(),
-    );
-    for (username, email) in recipients {
+    let (subject, text) = mail_text(notice, i, p["incident"]["url"].as_str().unwrap_or_default());
+    for (who, email) in recipients {
         let to = match email.parse() {
             Ok(t) => t,
             Err(e) => {
-                tracing::warn!(user = %username, error = %e, "skipping an unusable e-mail address");
+                tracing::warn!(recipient = %who, error = %e, "skipping an unusable e-mail address");
                 continue;
             }
         };
         let message = Message::builder()
             .from(lettre::message::Mailbox::clone(&from))
             .to(to)
-            .subject(format!(
-                "[Qalxan] {}: #{} {} ({})",
-                notice.headline(),
-                i.id,
-                i.title,
-                i.severity
-            ))
+            .subject(&subject)
             .header(ContentType::TEXT_PLAIN)
             .body(text.clone());
         match message {
             Ok(m) => {
                 if let Err(e) = mailer.send(m).await {
-                    tracing::warn!(user = %username, error = %e, "notification e-mail failed");
+                    tracing::warn!(recipient = %who, error = %e, "notification e-mail failed");
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot build the notification e-mail"),

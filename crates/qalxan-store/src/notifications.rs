@@ -3,7 +3,7 @@
 
 use crate::audit::{self, Change};
 use crate::{parse_column, Actor, Result, Store, StoreError};
-use qalxan_core::{now_millis, FieldError, Severity, Timestamp};
+use qalxan_core::{now_millis, FieldError, InstitutionId, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -212,6 +212,58 @@ impl Store {
             let wanted = if sla { s.email_sla } else { s.email_incidents };
             if wanted && severity >= s.min_severity {
                 out.push((r.try_get("username")?, r.try_get("email")?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Who at the affected `institutions` hears about a new incident of `severity`: their
+    /// staff accounts whose settings ask for it, and, when `contacts` is given and the
+    /// incident is at least that severe, each institution's contact address. Names and
+    /// addresses, one per address.
+    pub async fn institution_recipients(
+        &self,
+        institutions: &[InstitutionId],
+        severity: Severity,
+        contacts: Option<Severity>,
+    ) -> Result<Vec<(String, String)>> {
+        if institutions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = institutions.iter().map(|i| i.0).collect();
+        let ids = serde_json::to_string(&ids).unwrap_or_default();
+        let ids_from = crate::json_ids(self.backend);
+        let users = sqlx::query(&format!(
+            "SELECT id, username, email FROM users WHERE disabled = 0 AND email <> '' \
+             AND role = 'institution' AND institution_id IN ({ids_from}) ORDER BY id"
+        ))
+        .bind(&ids)
+        .fetch_all(&self.read)
+        .await?;
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for r in &users {
+            let s = self.notification_settings(r.try_get("id")?).await?;
+            let email: String = r.try_get("email")?;
+            if s.email_incidents && severity >= s.min_severity && seen.insert(email.to_lowercase())
+            {
+                out.push((r.try_get("username")?, email));
+            }
+        }
+        if contacts.is_some_and(|min| severity >= min) {
+            let rows = sqlx::query(&format!(
+                "SELECT name, contact_email FROM institutions WHERE contact_email <> '' \
+                 AND id IN ({ids_from}) ORDER BY id"
+            ))
+            .bind(&ids)
+            .fetch_all(&self.read)
+            .await?;
+            for r in &rows {
+                let email: String = r.try_get("contact_email")?;
+                if seen.insert(email.to_lowercase()) {
+                    let name: String = r.try_get("name")?;
+                    out.push((format!("contact of {name}"), email));
+                }
             }
         }
         Ok(out)

@@ -897,22 +897,49 @@ async fn new_incidents_and_sla_breaches_are_notified() {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{short}");
 
+    // The affected institution hears of its incidents: its contact address and its staff.
+    let (s, registry) = admin
+        .post(
+            "/api/v1/institutions",
+            &json!({"name": "State Registry", "contact_email": "soc@registry.example"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{registry}");
+    let (s, body) = admin
+        .post(
+            "/api/v1/users",
+            &json!({"username": "registry-it", "role": "institution",
+                "institution_id": registry["id"], "email": "it@registry.example"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+
     let (_, critical) = admin
         .post(
             "/api/v1/incidents",
-            &json!({"title": "Ransomware at the registry", "severity": "critical"}),
+            &json!({"title": "Ransomware at the registry", "severity": "critical",
+                "institutions": [registry["id"]]}),
         )
         .await;
     let (_, low) = admin
         .post(
             "/api/v1/incidents",
-            &json!({"title": "Port scan", "severity": "low"}),
+            &json!({"title": "Port scan", "severity": "low", "institutions": [registry["id"]]}),
         )
         .await;
+    // TLP:RED stays with the CERT's named staff.
+    let (s, red) = admin
+        .post(
+            "/api/v1/incidents",
+            &json!({"title": "Insider at the registry", "severity": "high", "tlp": "TLP:RED",
+                "institutions": [registry["id"]]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{red}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let n = got.lock().unwrap().len();
-        if n >= 2 || std::time::Instant::now() > deadline {
+        if n >= 3 || std::time::Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -924,43 +951,71 @@ async fn new_incidents_and_sla_breaches_are_notified() {
     events.sort_unstable();
     assert_eq!(
         events,
-        vec!["incident.opened", "sla.triage_breached"],
+        vec!["incident.opened", "incident.opened", "sla.triage_breached"],
         "once each, the low one not at all"
     );
-    for (_, signature, body) in &deliveries {
+    for (event, signature, body) in &deliveries {
         assert_eq!(signature, &python_hmac(secret, body));
         let v: Value = serde_json::from_slice(body).unwrap();
-        assert_eq!(v["incident"]["id"], critical["id"]);
         assert_ne!(v["incident"]["id"], low["id"]);
+        if event == "sla.triage_breached" {
+            assert_eq!(v["incident"]["id"], critical["id"]);
+        }
     }
     if let Some((_, server)) = smtp {
         let new = maildir.join("new");
-        let mut mails = Vec::new();
         for _ in 0..100 {
-            mails = std::fs::read_dir(&new)
-                .map(|d| d.filter_map(|e| e.ok()).collect())
-                .unwrap_or_default();
-            if mails.len() >= 2 {
+            let n = std::fs::read_dir(&new).map(|d| d.count()).unwrap_or(0);
+            if n >= 5 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        let texts: Vec<String> = mails
-            .iter()
-            .map(|m| std::fs::read_to_string(m.path()).unwrap())
+        // Time for a mail that should not be sent to arrive.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let texts: Vec<String> = std::fs::read_dir(&new)
+            .unwrap()
+            .map(|m| std::fs::read_to_string(m.unwrap().path()).unwrap())
             .collect();
         drop(server);
-        assert_eq!(texts.len(), 2, "{texts:?}");
-        assert!(texts.iter().all(|t| t.contains("duty@cert.example")));
-        assert!(
-            texts.iter().any(
-                |t| t.contains("Subject: [Qalxan] New incident: #1 Ransomware at the registry")
-            ),
+        let mut got: Vec<(String, String)> = texts
+            .iter()
+            .map(|t| {
+                // Long headers are folded onto continuation lines.
+                let t = t.replace("\n ", " ");
+                let header = |name: &str| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned()
+                };
+                (header("To:"), header("Subject:"))
+            })
+            .collect();
+        got.sort();
+        let opened = "[Qalxan] [TLP:AMBER] New incident: #1 Ransomware at the registry (critical)";
+        assert_eq!(
+            got,
+            vec![
+                ("duty@cert.example".to_owned(), opened.to_owned()),
+                (
+                    "duty@cert.example".to_owned(),
+                    "[Qalxan] [TLP:AMBER] Triage overdue: #1 Ransomware at the registry (critical)"
+                        .to_owned()
+                ),
+                (
+                    "duty@cert.example".to_owned(),
+                    "[Qalxan] [TLP:RED] New incident: #3 Insider at the registry (high)".to_owned()
+                ),
+                ("it@registry.example".to_owned(), opened.to_owned()),
+                ("soc@registry.example".to_owned(), opened.to_owned()),
+            ],
             "{texts:?}"
         );
         assert!(
-            texts.iter().any(|t| t.contains("Triage overdue")),
-            "{texts:?}"
+            texts.iter().all(|t| t.contains("TLP:")),
+            "the body leads with the TLP"
         );
     }
 }
