@@ -10,6 +10,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = qalxan_incident::Category::parse(&text);
     let parts: Vec<String> = text.split('\u{1}').map(str::to_owned).collect();
     let mut d = Document::default();
+    if parts.len() % 2 == 0 {
+        d.mark(parts[parts.len() - 1].clone());
+    }
     d.heading(1, parts[0].clone());
     for (i, p) in parts.iter().enumerate() {
         match i % 4 {

@@ -15,7 +15,7 @@ pub mod taxonomy;
 pub mod workflow;
 
 pub use alert::AlertDraft;
-pub use report::{periodic_document, Block, Document, PeriodicFigures};
+pub use report::{periodic_document, Audience, Block, Document, PeriodicFigures};
 pub use taxonomy::{Category, CategoryError};
 pub use workflow::{
     AlertStatus, Impact, Pap, SlaPolicy, Status, TaskStatus, Timer, TransitionError, VictimKind,

@@ -417,8 +417,12 @@ impl<'m> Layout<'m> {
                 }
             }
         }
-        // Page numbers in the footers.
+        // Page numbers in the footers; the marking at the top and the bottom of every page.
         let count = self.pages.len();
+        let marking = doc
+            .marking
+            .as_deref()
+            .map(|m| (self.m.encode(m, true), self.m.width(m, 9.0, true)));
         for i in 0..count {
             let footer = format!("{} / {count}", i + 1);
             let x = PAGE_W - MARGIN - self.m.width(&footer, 8.0, false);
@@ -429,6 +433,18 @@ impl<'m> Layout<'m> {
             page.next_line(x, MARGIN / 2.0);
             page.show(Str(&bytes));
             page.end_text();
+            if let Some((text, width)) = &marking {
+                for (x, y) in [
+                    (PAGE_W - MARGIN - width, PAGE_H - MARGIN / 2.0),
+                    (MARGIN, MARGIN / 2.0),
+                ] {
+                    page.begin_text();
+                    page.set_font(BOLD, 9.0);
+                    page.next_line(x, y);
+                    page.show(Str(text));
+                    page.end_text();
+                }
+            }
         }
     }
 }

@@ -2,7 +2,31 @@
 //! paste, to diff, to archive) and PDF ([`crate::pdf`]). The store computes the figures; this
 //! module only lays them out, so the two renderings always say the same thing.
 
+use qalxan_core::{named_enum, Tlp};
 use serde::Serialize;
+
+named_enum!(
+    /// Who an incident report is for. `cert`: everything, for the CERT and the authorities it
+    /// reports to. `partners`: what may be passed on to partner CERTs and sector peers under
+    /// the incident's TLP: the facts, victims as figures, observables and file hashes; no
+    /// names of institutions, people or files, no tasks, alerts or work log.
+    Audience, "report audience", {
+        Cert => "cert",
+        Partners => "partners",
+    }
+);
+
+impl Audience {
+    /// Whether a report for this audience may be made of an incident marked `tlp`: partners
+    /// may receive TLP:CLEAR, GREEN and AMBER; AMBER+STRICT stays inside the CERT's own
+    /// organisation and RED with its named recipients.
+    pub fn may_receive(self, tlp: Tlp) -> bool {
+        match self {
+            Audience::Cert => true,
+            Audience::Partners => matches!(tlp, Tlp::Clear | Tlp::Green | Tlp::Amber),
+        }
+    }
+}
 
 /// One block of a report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,10 +58,19 @@ pub enum Block {
 /// A report: blocks in reading order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Document {
+    /// How far the report may be shared, e.g. `TLP:AMBER`: Markdown opens with it, PDF pages
+    /// carry it at the top and the bottom, as the TLP standard asks of documents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marking: Option<String>,
     pub blocks: Vec<Block>,
 }
 
 impl Document {
+    pub fn mark(&mut self, marking: impl Into<String>) -> &mut Self {
+        self.marking = Some(marking.into());
+        self
+    }
+
     pub fn heading(&mut self, level: u8, text: impl Into<String>) -> &mut Self {
         self.blocks.push(Block::Heading {
             level,
@@ -75,6 +108,9 @@ impl Document {
     /// The report as CommonMark (GFM tables).
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
+        if let Some(m) = &self.marking {
+            out.push_str(&format!("**{}**\n\n", inline(m)));
+        }
         for block in &self.blocks {
             match block {
                 Block::Heading { level, text } => {
@@ -266,6 +302,31 @@ pub fn victims_sentence(f: &PeriodicFigures) -> String {
         f.citizens,
         if f.citizens == 1 { "" } else { "s" },
     )
+}
+
+#[cfg(test)]
+mod audience_tests {
+    use super::*;
+
+    #[test]
+    fn partners_get_nothing_above_amber() {
+        let shared: Vec<Tlp> = Tlp::ALL
+            .iter()
+            .copied()
+            .filter(|t| Audience::Partners.may_receive(*t))
+            .collect();
+        assert_eq!(shared, vec![Tlp::Clear, Tlp::Green, Tlp::Amber]);
+        assert!(Tlp::ALL.iter().all(|t| Audience::Cert.may_receive(*t)));
+    }
+
+    #[test]
+    fn the_marking_leads_the_markdown() {
+        let mut doc = Document::default();
+        doc.mark("TLP:GREEN").heading(1, "Incident #1");
+        assert!(doc
+            .to_markdown()
+            .starts_with("**TLP:GREEN**\n\n# Incident #1"));
+    }
 }
 
 #[cfg(test)]

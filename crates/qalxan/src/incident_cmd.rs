@@ -4,7 +4,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use qalxan_core::{InstitutionId, Severity};
-use qalxan_incident::{AlertStatus, Status};
+use qalxan_incident::{AlertStatus, Audience, Status};
 use qalxan_server::api::incidents as api;
 use qalxan_store::{Actor, AlertFilter, IncidentFilter, Store};
 use std::path::PathBuf;
@@ -53,6 +53,10 @@ pub enum IncidentCommand {
     /// Write the incident report for the authorities.
     Report {
         id: i64,
+        /// cert (everything) or partners (what the incident's TLP lets partner CERTs have:
+        /// no names of institutions, people or files, no work log).
+        #[arg(long, default_value = "cert")]
+        audience: Audience,
         #[command(flatten)]
         out: Output,
     },
@@ -162,13 +166,10 @@ pub async fn incident(
             if json {
                 println!("{}", serde_json::to_string_pretty(&d)?);
             } else {
-                let names: Vec<(InstitutionId, String)> = store
-                    .list_institutions(None)
-                    .await?
-                    .into_iter()
-                    .map(|i| (i.id, i.fields.name))
-                    .collect();
-                print!("{}", api::incident_document(&d, &names, &sla).to_markdown());
+                let institutions = store.list_institutions(None).await?;
+                let doc = api::incident_document(&d, &institutions, &sla, Audience::Cert)
+                    .map_err(api_err)?;
+                print!("{}", doc.to_markdown());
             }
             Ok(0)
         }
@@ -200,18 +201,13 @@ pub async fn incident(
             println!("incident #{} is {}", r.id, r.status);
             Ok(0)
         }
-        IncidentCommand::Report { id, out } => {
+        IncidentCommand::Report { id, audience, out } => {
             let d = store
                 .get_incident(id, None)
                 .await?
                 .ok_or_else(|| anyhow!("no incident {id}"))?;
-            let names: Vec<(InstitutionId, String)> = store
-                .list_institutions(None)
-                .await?
-                .into_iter()
-                .map(|i| (i.id, i.fields.name))
-                .collect();
-            let doc = api::incident_document(&d, &names, &sla);
+            let institutions = store.list_institutions(None).await?;
+            let doc = api::incident_document(&d, &institutions, &sla, audience).map_err(api_err)?;
             let fonts = fonts
                 .as_ref()
                 .map(|(regular, bold)| qalxan_incident::pdf::Fonts { regular, bold });

@@ -460,6 +460,80 @@ async fn alerts_become_an_incident_and_the_report_counts_them() {
         .get(&format!("/api/v1/incidents/{id}/report?format=docx"))
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(incident_md.starts_with("**TLP:AMBER**"), "{incident_md}");
+
+    // The report for partners: under the incident's TLP, the indicators and figures, no names.
+    let get_text = |path: String| {
+        let admin = &admin;
+        async move {
+            let r = admin
+                .request(reqwest::Method::GET, &path)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.bytes().await.unwrap())
+        }
+    };
+    let (s, partners) = get_text(format!("/api/v1/incidents/{id}/report?audience=partners")).await;
+    assert_eq!(s, StatusCode::OK);
+    let partners = String::from_utf8(partners.to_vec()).unwrap();
+    for shared in [
+        "**TLP:AMBER**",
+        "Prepared for partners",
+        "Intrusion attempts / exploit",
+        "https://tax-portal-login.example/x",
+        "203.0.113.50",
+        ev["sha256"].as_str().unwrap(),
+        "| administrative | 4 |",
+        "| technical | 1 |",
+        "5 employees and 7 citizens",
+    ] {
+        assert!(partners.contains(shared), "{shared} missing: {partners}");
+    }
+    for private in [
+        "Ministry of Finance",
+        "Tax Agency",
+        "leyla",
+        "Patch the portal",
+        "dropper.com",
+        "Passwords reset",
+    ] {
+        assert!(!partners.contains(private), "{private} shared: {partners}");
+    }
+    let (s, pdf) = get_text(format!(
+        "/api/v1/incidents/{id}/report?audience=partners&format=pdf"
+    ))
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    if rendered_pages(&pdf).is_some() {
+        let text = pdf_text(&pdf).unwrap_or_default();
+        assert!(
+            text.matches("TLP:AMBER").count() >= 2,
+            "the marking heads and foots each page: {text}"
+        );
+        assert!(!text.contains("Ministry of Finance"), "{text}");
+    }
+    // Marked TLP:RED, the incident is not shared with partners at all.
+    let (s, body) = admin
+        .patch(&format!("/api/v1/incidents/{id}"), &json!({"tlp": "red"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, refused) = admin
+        .get(&format!("/api/v1/incidents/{id}/report?audience=partners"))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("TLP:RED"),
+        "{refused}"
+    );
+    let (s, bad) = admin
+        .get(&format!("/api/v1/incidents/{id}/report?audience=press"))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        bad["detail"].as_str().unwrap().contains("audience"),
+        "{bad}"
+    );
 }
 
 #[tokio::test]
@@ -668,6 +742,12 @@ async fn the_cli_opens_closes_and_reports() {
     let out = qalxan(&db, &["incident", "report", "1"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("# Incident #1: Phishing of the tax office")
+    );
+    let out = qalxan(&db, &["incident", "report", "1", "--audience", "partners"]);
+    let shared = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && shared.contains("Prepared for partners"),
+        "{shared}"
     );
     let dir = tempfile::tempdir().unwrap();
     // Reports print Azerbaijani: with Debian's DejaVu fonts (the default report font) the PDF

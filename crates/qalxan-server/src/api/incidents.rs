@@ -17,7 +17,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use qalxan_core::{now_millis, InstitutionId, Role, Severity, Timestamp, Tlp, DAY_MS};
-use qalxan_incident::report::{periodic_document, Document};
+use qalxan_incident::report::{periodic_document, Audience, Document};
 use qalxan_incident::{
     Category, Impact, Pap, SlaPolicy, Status, TaskStatus, Timer, VictimKind, VictimRole,
 };
@@ -742,6 +742,10 @@ pub async fn get_evidence(
 pub struct ReportFormat {
     /// `md` (default), `pdf` or `json`.
     pub format: Option<String>,
+    /// `cert` (default): everything; `partners`: what may be shared under the incident's TLP
+    /// (refused for TLP:AMBER+STRICT and TLP:RED).
+    #[param(value_type = Option<String>)]
+    pub audience: Option<Audience>,
 }
 
 /// A report's bytes in `format` (`md`, `pdf` or `json`) and their media type.
@@ -799,29 +803,49 @@ pub(crate) fn render(
         .into_response())
 }
 
-/// The incident report for the authorities.
+/// The incident report for `audience`, marked with the incident's TLP; refused when the
+/// incident's TLP does not allow that audience.
 pub fn incident_document(
     d: &IncidentDetail,
-    institutions: &[(InstitutionId, String)],
+    institutions: &[qalxan_core::Institution],
     sla: &SlaPolicy,
-) -> Document {
+    audience: Audience,
+) -> Result<Document, ApiError> {
     let i = &d.incident;
+    if !audience.may_receive(i.tlp) {
+        return Err(ApiError::conflict(format!(
+            "incident #{} is marked {}: it is not shared with {audience}",
+            i.id, i.tlp
+        )));
+    }
+    let cert = audience == Audience::Cert;
     let name_of = |id: Option<InstitutionId>| {
-        id.and_then(|id| {
-            institutions
-                .iter()
-                .find(|(i, _)| *i == id)
-                .map(|(_, n)| n.clone())
-        })
-        .unwrap_or_else(|| "-".to_owned())
+        id.and_then(|id| institutions.iter().find(|x| x.id == id))
+            .map_or_else(|| "-".to_owned(), |x| x.fields.name.clone())
     };
     let sla = sla_of(sla, i);
     let category = Category::parse(&i.category)
         .map(|c| c.label())
         .unwrap_or_else(|_| i.category.clone());
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "-".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
     let mut doc = Document::default();
+    doc.mark(i.tlp.as_str());
     doc.heading(1, format!("Incident #{}: {}", i.id, i.title));
-    doc.facts(vec![
+    if !cert {
+        doc.paragraph(format!(
+            "Prepared for partners: shared under {} ({}); PAP {}.",
+            i.tlp,
+            tlp_meaning(i.tlp),
+            i.pap
+        ));
+    }
+    let mut facts = vec![
         (
             "Category (RSIT)".into(),
             format!("{category} ({})", i.category),
@@ -833,7 +857,7 @@ pub fn incident_document(
         ("TLP / PAP".into(), format!("{} / {}", i.tlp, i.pap)),
         (
             "Status".into(),
-            if i.status_reason.is_empty() {
+            if i.status_reason.is_empty() || !cert {
                 i.status.to_string()
             } else {
                 format!("{} ({})", i.status, i.status_reason)
@@ -852,7 +876,9 @@ pub fn incident_document(
             "Closed".into(),
             i.closed_at.map_or("-".into(), |t| t.to_string()),
         ),
-        (
+    ];
+    if cert {
+        facts.push((
             "SLA".into(),
             format!(
                 "triage {}, containment {}",
@@ -867,32 +893,45 @@ pub fn incident_document(
                     "on time"
                 }
             ),
-        ),
-        (
+        ));
+        facts.push((
             "Affected institutions".into(),
-            if i.institutions.is_empty() {
-                "-".into()
-            } else {
-                i.institutions
-                    .iter()
-                    .map(|x| x.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        ),
-        (
+            list(i.institutions.iter().map(|x| x.name.clone()).collect()),
+        ));
+        facts.push((
             "Team".into(),
-            if d.team.is_empty() {
-                "-".into()
-            } else {
+            list(
                 d.team
                     .iter()
                     .map(|m| format!("{} ({})", m.username, m.role))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        ),
-    ]);
+                    .collect(),
+            ),
+        ));
+    } else {
+        // Sectors say what kind of target it was without naming it.
+        let mut sectors: Vec<String> = i
+            .institutions
+            .iter()
+            .filter_map(|x| institutions.iter().find(|y| y.id == x.id))
+            .map(|y| y.fields.sector.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        sectors.sort();
+        sectors.dedup();
+        facts.push((
+            "Affected institutions".into(),
+            format!(
+                "{}{}",
+                i.institutions.len(),
+                if sectors.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (sectors: {})", sectors.join(", "))
+                }
+            ),
+        ));
+    }
+    doc.facts(facts);
     if !i.description.is_empty() {
         doc.heading(2, "Description");
         for para in i.description.split("\n\n") {
@@ -913,97 +952,153 @@ pub fn incident_document(
         .map(|v| v.count)
         .sum();
     doc.paragraph(format!("{employees} employees and {citizens} citizens."));
-    doc.table(
-        &["Kind", "Institution", "Role", "Count", "Note"],
-        d.victims
-            .iter()
-            .map(|v| {
-                vec![
-                    v.kind.to_string(),
-                    name_of(v.institution_id),
-                    v.role.map_or("-".into(), |r| r.to_string()),
-                    v.count.to_string(),
-                    v.note.clone(),
-                ]
-            })
-            .collect(),
-    );
+    if cert {
+        doc.table(
+            &["Kind", "Institution", "Role", "Count", "Note"],
+            d.victims
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.kind.to_string(),
+                        name_of(v.institution_id),
+                        v.role.map_or("-".into(), |r| r.to_string()),
+                        v.count.to_string(),
+                        v.note.clone(),
+                    ]
+                })
+                .collect(),
+        );
+    } else {
+        let mut by_role: Vec<(String, i64)> = Vec::new();
+        for v in d.victims.iter().filter(|v| v.kind == VictimKind::Employee) {
+            let role = v.role.map_or("-".into(), |r| r.to_string());
+            match by_role.iter_mut().find(|(r, _)| *r == role) {
+                Some((_, n)) => *n += v.count,
+                None => by_role.push((role, v.count)),
+            }
+        }
+        doc.table(
+            &["Employees' role", "Count"],
+            by_role
+                .into_iter()
+                .map(|(r, n)| vec![r, n.to_string()])
+                .collect(),
+        );
+    }
     doc.heading(2, "Observables");
-    doc.table(
-        &["Type", "Value", "Indicator"],
-        d.observables
-            .iter()
-            .map(|o| {
-                vec![
-                    o.kind.clone(),
-                    o.value.clone(),
-                    o.indicator_id.map_or("-".into(), |i| format!("#{i}")),
-                ]
-            })
-            .collect(),
-    );
-    doc.heading(2, "Tasks");
-    doc.table(
-        &["#", "Task", "Owner", "Due", "Status"],
-        d.tasks
-            .iter()
-            .map(|t| {
-                vec![
-                    t.id.to_string(),
-                    t.title.clone(),
-                    t.owner.clone().unwrap_or_else(|| "-".into()),
-                    t.due_at.map_or("-".into(), |d| d.to_string()),
-                    t.status.to_string(),
-                ]
-            })
-            .collect(),
-    );
-    doc.heading(2, "Evidence");
-    doc.table(
-        &["File", "Size", "SHA-256", "Scan"],
-        d.evidence
-            .iter()
-            .map(|e| {
-                vec![
-                    e.name.clone(),
-                    e.size.to_string(),
-                    e.sha256.clone(),
-                    e.scan_result.clone(),
-                ]
-            })
-            .collect(),
-    );
-    doc.heading(2, "Linked alerts");
-    doc.table(
-        &["#", "Alert", "Count", "First seen", "Last seen"],
-        d.alerts
-            .iter()
-            .map(|a| {
-                vec![
-                    a.id.to_string(),
-                    a.title.clone(),
-                    a.count.to_string(),
-                    a.first_seen.to_string(),
-                    a.last_seen.to_string(),
-                ]
-            })
-            .collect(),
-    );
-    doc.heading(2, "Timeline");
-    doc.table(
-        &["When", "Who", "What"],
-        d.timeline
-            .iter()
-            .map(|l| vec![l.at.to_string(), l.actor.clone(), l.text.clone()])
-            .collect(),
-    );
-    doc
+    if cert {
+        doc.table(
+            &["Type", "Value", "Indicator"],
+            d.observables
+                .iter()
+                .map(|o| {
+                    vec![
+                        o.kind.clone(),
+                        o.value.clone(),
+                        o.indicator_id.map_or("-".into(), |i| format!("#{i}")),
+                    ]
+                })
+                .collect(),
+        );
+    } else {
+        doc.table(
+            &["Type", "Value"],
+            d.observables
+                .iter()
+                .map(|o| vec![o.kind.clone(), o.value.clone()])
+                .collect(),
+        );
+    }
+    if cert {
+        doc.heading(2, "Tasks");
+        doc.table(
+            &["#", "Task", "Owner", "Due", "Status"],
+            d.tasks
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.to_string(),
+                        t.title.clone(),
+                        t.owner.clone().unwrap_or_else(|| "-".into()),
+                        t.due_at.map_or("-".into(), |d| d.to_string()),
+                        t.status.to_string(),
+                    ]
+                })
+                .collect(),
+        );
+        doc.heading(2, "Evidence");
+        doc.table(
+            &["File", "Size", "SHA-256", "Scan"],
+            d.evidence
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.name.clone(),
+                        e.size.to_string(),
+                        e.sha256.clone(),
+                        e.scan_result.clone(),
+                    ]
+                })
+                .collect(),
+        );
+        doc.heading(2, "Linked alerts");
+        doc.table(
+            &["#", "Alert", "Count", "First seen", "Last seen"],
+            d.alerts
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.id.to_string(),
+                        a.title.clone(),
+                        a.count.to_string(),
+                        a.first_seen.to_string(),
+                        a.last_seen.to_string(),
+                    ]
+                })
+                .collect(),
+        );
+        doc.heading(2, "Timeline");
+        doc.table(
+            &["When", "Who", "What"],
+            d.timeline
+                .iter()
+                .map(|l| vec![l.at.to_string(), l.actor.clone(), l.text.clone()])
+                .collect(),
+        );
+    } else {
+        // Files are known by their hashes; their names may name the victim.
+        doc.heading(2, "Files");
+        doc.table(
+            &["SHA-256", "Size", "Scan"],
+            d.evidence
+                .iter()
+                .map(|e| vec![e.sha256.clone(), e.size.to_string(), e.scan_result.clone()])
+                .collect(),
+        );
+        let detections: i64 = d.alerts.iter().map(|a| a.count).sum();
+        doc.paragraph(format!(
+            "{} alerts linked, standing for {detections} detections.",
+            d.alerts.len()
+        ));
+    }
+    Ok(doc)
+}
+
+/// What a TLP label asks of its recipients (FIRST TLP 2.0), printed on shared reports.
+fn tlp_meaning(tlp: Tlp) -> &'static str {
+    match tlp {
+        Tlp::Clear => "disclosure is not limited",
+        Tlp::Green => "limited disclosure, within the recipients' community",
+        Tlp::Amber => "limited disclosure, within the recipients' organisation and its clients on a need-to-know basis",
+        Tlp::AmberStrict => "limited disclosure, within the recipients' organisation only",
+        Tlp::Red => "for the eyes and ears of individual recipients only",
+    }
 }
 
 /// The incident report, as Markdown, PDF or JSON.
 #[utoipa::path(get, operation_id = "incident_report", path = "/api/v1/incidents/{id}/report", tag = "incidents",
     params(("id" = i64, Path), ReportFormat),
-    responses((status = 200, content_type = "text/markdown", body = String), (status = 404, body = Problem)))]
+    responses((status = 200, content_type = "text/markdown", body = String), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn report(
     State(state): State<AppState>,
     principal: Principal,
@@ -1012,22 +1107,15 @@ pub async fn report(
 ) -> Result<Response, ApiError> {
     principal.require(READERS)?;
     let d = visible(&state, &principal, &id).await?;
-    let names: Vec<(InstitutionId, String)> = state
-        .store()
-        .list_institutions(principal.scope())
-        .await?
-        .into_iter()
-        .map(|i| (i.id, i.fields.name))
-        .collect();
-    let doc = incident_document(&d, &names, &state.config().sla());
+    let institutions = state.store().list_institutions(principal.scope()).await?;
+    let audience = q.audience.unwrap_or(Audience::Cert);
+    let doc = incident_document(&d, &institutions, &state.config().sla(), audience)?;
     let title = format!("Incident #{}", d.incident.id);
-    render(
-        &state,
-        &doc,
-        &title,
-        q.format.as_deref(),
-        &format!("incident-{}", d.incident.id),
-    )
+    let file = match audience {
+        Audience::Cert => format!("incident-{}", d.incident.id),
+        Audience::Partners => format!("incident-{}-partners", d.incident.id),
+    };
+    render(&state, &doc, &title, q.format.as_deref(), &file)
 }
 
 #[derive(Deserialize, utoipa::IntoParams, Default)]

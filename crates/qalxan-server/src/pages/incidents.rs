@@ -624,8 +624,15 @@ pub async fn show(
             }
             div.card {
                 h2 { "Report" }
-                p { a href={"/api/v1/incidents/" (i.id) "/report?format=md"} { "Markdown" } " · "
+                p { "Full: " a href={"/api/v1/incidents/" (i.id) "/report?format=md"} { "Markdown" } " · "
                     a href={"/api/v1/incidents/" (i.id) "/report?format=pdf"} data-report="pdf" { "PDF" } }
+                @if qalxan_incident::Audience::Partners.may_receive(i.tlp) {
+                    p { "For partners (" (i.tlp) ", no names): "
+                        a href={"/api/v1/incidents/" (i.id) "/report?audience=partners&format=md"} { "Markdown" } " · "
+                        a href={"/api/v1/incidents/" (i.id) "/report?audience=partners&format=pdf"} data-report="partners-pdf" { "PDF" } }
+                } @else {
+                    p.muted { (i.tlp) ": not shared with partners." }
+                }
             }
         }
         @if !i.description.is_empty() { p { (i.description) } }
