@@ -132,6 +132,9 @@ pub struct IndicatorFilter {
     pub limit: u32,
 }
 
+/// The name the CERT's STIX identity carries (the `created_by_ref` of generated objects).
+const CERT_NAME: &str = "Qalxan CERT";
+
 const COLUMNS: &str = "i.id, i.kind, i.value, i.tlp_rank, i.confidence, i.tags, i.description, \
     i.first_seen, i.last_seen, i.valid_until, i.stix_id, i.blocking, i.warninglist, i.sightings, \
     i.created_at, i.updated_at";
@@ -318,10 +321,11 @@ impl Store {
         if exists.is_none() {
             return Err(StoreError::NotFound("collection"));
         }
-        let identity = qalxan_intel::stix::cert_identity("Qalxan CERT");
-        let identity_id = identity["id"].as_str().unwrap_or_default().to_owned();
+        let identity = qalxan_intel::stix::cert_identity(CERT_NAME);
         let default_tlp = indicators.iter().map(|i| i.tlp).max().unwrap_or(Tlp::Amber);
         let mut generated_any = false;
+        let mut generated_seq: u32 = 0;
+        let version = qalxan_intel::stix::format_time(now);
         use Col::{Int, Text};
         let source_rows = json_rows(
             self.backend,
@@ -395,12 +399,13 @@ impl Store {
                     }
                 }
                 if new && ind.stix_id.is_none() {
-                    generated.push(qalxan_intel::stix::indicator_object(
-                        ind,
-                        now,
-                        now,
-                        &identity_id,
-                    ));
+                    generated_seq += 1;
+                    generated.push(serde_json::json!([
+                        qalxan_intel::stix::sequential_id("indicator", now, generated_seq),
+                        version,
+                        tlp_rank(ind.tlp),
+                        id,
+                    ]));
                 }
             }
             if !pairs.is_empty() {
@@ -419,17 +424,25 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            // Generated per chunk, so a feed of millions never holds millions of objects.
-            generated_any |= !generated.is_empty();
-            summary.objects += insert_objects(
-                &mut tx,
-                self.backend,
-                collection,
-                generated.iter(),
-                default_tlp,
-                now,
-            )
-            .await?;
+            // Generated objects are drawn from their indicator when read (`stix_objects`):
+            // only their row is written here.
+            if !generated.is_empty() {
+                generated_any = true;
+                summary.objects += sqlx::query(&format!(
+                    "INSERT INTO stix_objects (collection_id, stix_id, type, spec_version, \
+                     version, tlp_rank, added_at, body, indicator_id) \
+                     SELECT $2, r.c0, 'indicator', '2.1', r.c1, r.c2, $3, '', r.c3 \
+                     FROM ({}) AS r WHERE true \
+                     ON CONFLICT (collection_id, stix_id, version) DO NOTHING",
+                    json_rows(self.backend, &[Text, Text, Int, Int])
+                ))
+                .bind(serde_json::Value::Array(generated).to_string())
+                .bind(collection.to_owned())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
         }
         if let Some(source) = single_source.as_ref().and_then(|s| s.first()) {
             sqlx::query(
@@ -688,6 +701,7 @@ impl Store {
             Some(v) => v,
             None => before.valid_until.map(|t| t.0),
         };
+        let now = now_millis().max(before.updated_at.0 + 1);
         let row = sqlx::query(&format!(
             "UPDATE indicators SET blocking = $1, tlp = $2, tlp_rank = $3, valid_until = $4, updated_at = $5 \
              WHERE id = $6 RETURNING {}",
@@ -697,11 +711,14 @@ impl Store {
         .bind(tlp.unwrap_or(before.tlp).as_str())
         .bind(tlp_rank(tlp.unwrap_or(before.tlp)))
         .bind(until)
-        .bind(now_millis())
+        .bind(now)
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
         let after = from_row(&row, Vec::new())?;
+        if after.tlp != before.tlp || after.valid_until != before.valid_until {
+            new_object_versions(&mut tx, self.backend, &after, now).await?;
+        }
         audit::record(
             &mut *tx,
             actor,
@@ -738,6 +755,11 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM sightings WHERE indicator_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        // Its generated STIX object is drawn from it: a deleted indicator is no longer shared.
+        sqlx::query("DELETE FROM stix_objects WHERE indicator_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -953,9 +975,11 @@ impl Store {
     ) -> Result<(Vec<StoredObject>, bool)> {
         let source = c.view_of.clone().unwrap_or_else(|| c.id.clone());
         let mut sql = String::from(
-            "SELECT seq, stix_id, type, spec_version, version, added_at, body FROM stix_objects o \
-             WHERE collection_id = $1 AND tlp_rank <= $2 AND ($3 IS NULL OR added_at > $3) \
-             AND ($4 IS NULL OR seq > $4)",
+            "SELECT seq, stix_id, type, spec_version, version, added_at, body, indicator_id \
+             FROM stix_objects o WHERE collection_id = $1 \
+             AND (CASE WHEN o.indicator_id IS NULL THEN o.tlp_rank \
+                  ELSE (SELECT i.tlp_rank FROM indicators i WHERE i.id = o.indicator_id) END) <= $2 \
+             AND ($3 IS NULL OR added_at > $3) AND ($4 IS NULL OR seq > $4)",
         );
         let mut binds: Vec<String> = Vec::new();
         let mut list = |col: &str, values: &[String], sql: &mut String| {
@@ -1014,26 +1038,66 @@ impl Store {
         }
         let rows = q.fetch_all(&self.read).await?;
         let more = rows.len() as i64 > limit;
-        let objects = rows
+        let rows = &rows[..rows.len().min(limit as usize)];
+        // Generated objects are drawn from their indicators, as they are now.
+        let lazy: Vec<i64> = rows
             .iter()
-            .take(limit as usize)
-            .map(|r| {
-                let body: String = r.try_get("body")?;
-                Ok(StoredObject {
-                    seq: r.try_get("seq")?,
-                    stix_id: r.try_get("stix_id")?,
-                    object_type: r.try_get("type")?,
-                    spec_version: r.try_get("spec_version")?,
-                    version: r.try_get("version")?,
-                    added_at: Timestamp(r.try_get("added_at")?),
-                    body: serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+            .map(|r| r.try_get::<Option<i64>, _>("indicator_id"))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        let indicators: HashMap<i64, IndicatorRecord> = if lazy.is_empty() {
+            HashMap::new()
+        } else {
+            let ids_from = crate::json_ids(self.backend);
+            let found = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM indicators i WHERE i.id IN ({ids_from})"
+            ))
+            .bind(serde_json::to_string(&lazy).unwrap_or_default())
+            .fetch_all(&self.read)
+            .await?;
+            self.records(&found)
+                .await?
+                .into_iter()
+                .map(|r| (r.id, r))
+                .collect()
+        };
+        let identity = qalxan_intel::stix::cert_identity(CERT_NAME);
+        let identity_id = identity["id"].as_str().unwrap_or_default();
+        let mut objects = Vec::with_capacity(rows.len());
+        for r in rows {
+            let added_at: i64 = r.try_get("added_at")?;
+            let body = match r.try_get::<Option<i64>, _>("indicator_id")? {
+                Some(id) => match indicators.get(&id) {
+                    Some(ind) => {
+                        let created = ind.created_at.0.min(added_at);
+                        let mut ind = ind.to_indicator();
+                        ind.stix_id = Some(r.try_get("stix_id")?);
+                        qalxan_intel::stix::indicator_object(&ind, created, added_at, identity_id)
+                    }
+                    // Deleted since this page's query: gone from the collection too.
+                    None => continue,
+                },
+                None => {
+                    let body: String = r.try_get("body")?;
+                    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
                         table: "stix_objects",
                         column: "body",
                         detail: e.to_string(),
-                    })?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                    })?
+                }
+            };
+            objects.push(StoredObject {
+                seq: r.try_get("seq")?,
+                stix_id: r.try_get("stix_id")?,
+                object_type: r.try_get("type")?,
+                spec_version: r.try_get("spec_version")?,
+                version: r.try_get("version")?,
+                added_at: Timestamp(added_at),
+                body,
+            });
+        }
         Ok((objects, more))
     }
 
@@ -1132,6 +1196,86 @@ impl Store {
             r.try_get("created_by")?,
         )))
     }
+}
+
+/// Shares a changed indicator (its TLP or its expiry) as a new version of its STIX object in
+/// every collection that holds it, so TAXII clients asking for what was added since their
+/// last pull get the change: generated objects get a new row drawn from the indicator, objects
+/// that came with the indicator a copy with `modified`, markings and `valid_until` updated.
+async fn new_object_versions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: crate::Backend,
+    ind: &IndicatorRecord,
+    now: i64,
+) -> Result<()> {
+    let version = qalxan_intel::stix::format_time(now);
+    let rank = tlp_rank(ind.tlp);
+    const LATEST: &str = "o.version = (SELECT MAX(x.version) FROM stix_objects x \
+        WHERE x.collection_id = o.collection_id AND x.stix_id = o.stix_id)";
+    sqlx::query(&format!(
+        "INSERT INTO stix_objects (collection_id, stix_id, type, spec_version, version, tlp_rank, \
+         added_at, body, indicator_id) SELECT o.collection_id, o.stix_id, o.type, o.spec_version, \
+         $1, $2, $3, '', o.indicator_id FROM stix_objects o WHERE o.indicator_id = $4 AND {LATEST} \
+         ON CONFLICT (collection_id, stix_id, version) DO NOTHING"
+    ))
+    .bind(&version)
+    .bind(rank)
+    .bind(now)
+    .bind(ind.id)
+    .execute(&mut **tx)
+    .await?;
+    let Some(stix_id) = &ind.stix_id else {
+        return Ok(());
+    };
+    let stored = sqlx::query(&format!(
+        "SELECT o.collection_id, o.body FROM stix_objects o WHERE o.stix_id = $1 \
+         AND o.indicator_id IS NULL AND {LATEST}"
+    ))
+    .bind(stix_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in stored {
+        let collection: String = row.try_get("collection_id")?;
+        let body: String = row.try_get("body")?;
+        let Ok(serde_json::Value::Object(mut o)) = serde_json::from_str(&body) else {
+            continue;
+        };
+        o.insert("modified".into(), version.clone().into());
+        let mut markings: Vec<serde_json::Value> = o
+            .get("object_marking_refs")
+            .and_then(|m| m.as_array())
+            .map(|m| {
+                m.iter()
+                    .filter(|r| {
+                        r.as_str()
+                            .and_then(qalxan_intel::stix::tlp_of_marking)
+                            .is_none()
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        markings.push(qalxan_intel::stix::tlp_marking_id(ind.tlp).into());
+        o.insert("object_marking_refs".into(), markings.into());
+        match ind.valid_until {
+            Some(t) => o.insert(
+                "valid_until".into(),
+                qalxan_intel::stix::format_time(t.0).into(),
+            ),
+            None => o.remove("valid_until"),
+        };
+        let body = serde_json::Value::Object(o);
+        insert_objects(
+            tx,
+            backend,
+            &collection,
+            std::iter::once(&body),
+            ind.tlp,
+            now,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn insert_objects<'a>(

@@ -222,3 +222,130 @@ async fn taxii_objects_keep_versions_and_views_cap_tlp() {
         (3, 3, actor.name.as_str())
     );
 }
+
+#[tokio::test]
+async fn generated_objects_follow_their_indicator() {
+    let db = TestDb::new().await.unwrap();
+    let store = &db.store;
+    let actor = Actor::cli();
+    let s = store
+        .import_intel(
+            &actor,
+            "feed.txt",
+            &[ind(Kind::Domain, "phish.example", "feed-a", Tlp::Green)],
+            &[],
+            CERT_COLLECTION,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.objects, 2,
+        "the indicator's object and the CERT's identity"
+    );
+    let cols = store.taxii_collections().await.unwrap();
+    let cert = cols.iter().find(|c| c.id == CERT_COLLECTION).unwrap();
+    let shared = cols.iter().find(|c| c.id == SHARED_COLLECTION).unwrap();
+    let f = ObjectFilter {
+        types: vec!["indicator".into()],
+        limit: 100,
+        ..Default::default()
+    };
+    let (objs, _) = store.stix_objects(shared, &f).await.unwrap();
+    assert_eq!(objs.len(), 1, "TLP:GREEN is shared");
+    let o = &objs[0];
+    assert_eq!(o.body["id"], o.stix_id.as_str());
+    assert_eq!(o.body["pattern"], "[domain-name:value = 'phish.example']");
+    assert_eq!(o.body["modified"], o.version.as_str());
+    assert_eq!(
+        o.body["object_marking_refs"][0],
+        qalxan_intel::stix::tlp_marking_id(Tlp::Green)
+    );
+    assert_eq!(o.body["description"], "Reported by feed-a.");
+
+    // Raised to AMBER, it leaves the partners' view; the CERT's shows the new marking.
+    let rec = &store
+        .list_indicators(&IndicatorFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0];
+    store
+        .update_indicator(&actor, rec.id, None, Some(Tlp::Amber), None)
+        .await
+        .unwrap();
+    assert!(store.stix_objects(shared, &f).await.unwrap().0.is_empty());
+    let (objs, _) = store.stix_objects(cert, &f).await.unwrap();
+    assert_eq!(objs.len(), 1, "the latest version");
+    assert_eq!(
+        objs[0].body["object_marking_refs"][0],
+        qalxan_intel::stix::tlp_marking_id(Tlp::Amber)
+    );
+    // The change is a new version, so clients pulling what was added since see it.
+    let all = ObjectFilter {
+        versions: vec!["all".into()],
+        ..f.clone()
+    };
+    let (versions, _) = store.stix_objects(cert, &all).await.unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0].stix_id, versions[1].stix_id);
+    assert!(versions[1].version > versions[0].version);
+    assert_eq!(versions[1].body["modified"], versions[1].version.as_str());
+    assert_eq!(versions[1].body["created"], versions[0].version.as_str());
+    // Deleted, it is no longer shared at all.
+    store.delete_indicator(&actor, rec.id).await.unwrap();
+    assert!(store.stix_objects(cert, &f).await.unwrap().0.is_empty());
+}
+
+#[tokio::test]
+async fn an_imported_object_changes_as_a_new_version() {
+    let db = TestDb::new().await.unwrap();
+    let store = &db.store;
+    let actor = Actor::cli();
+    let id = "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f";
+    let object = serde_json::json!({"type": "indicator", "spec_version": "2.1", "id": id,
+        "created": "2024-01-01T00:00:00.000Z", "modified": "2024-01-01T00:00:00.000Z",
+        "pattern": "[domain-name:value = 'evil.example']", "pattern_type": "stix",
+        "valid_from": "2024-01-01T00:00:00Z",
+        "object_marking_refs": [qalxan_intel::stix::tlp_marking_id(Tlp::Green)]});
+    let mut i = ind(Kind::Domain, "evil.example", "partner", Tlp::Green);
+    i.stix_id = Some(id.to_owned());
+    store
+        .import_intel(&actor, "bundle.json", &[i], &[object], CERT_COLLECTION)
+        .await
+        .unwrap();
+    let rec = &store
+        .list_indicators(&IndicatorFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0];
+    store
+        .update_indicator(&actor, rec.id, None, Some(Tlp::Amber), Some(Some(1_900_000_000_000)))
+        .await
+        .unwrap();
+    let cols = store.taxii_collections().await.unwrap();
+    let cert = cols.iter().find(|c| c.id == CERT_COLLECTION).unwrap();
+    let shared = cols.iter().find(|c| c.id == SHARED_COLLECTION).unwrap();
+    let all = ObjectFilter {
+        ids: vec![id.to_owned()],
+        versions: vec!["all".into()],
+        limit: 10,
+        ..Default::default()
+    };
+    let (versions, _) = store.stix_objects(cert, &all).await.unwrap();
+    assert_eq!(versions.len(), 2);
+    let new = &versions[1].body;
+    assert_eq!(new["created"], "2024-01-01T00:00:00.000Z");
+    assert_eq!(new["modified"], versions[1].version.as_str());
+    assert_eq!(
+        new["object_marking_refs"],
+        serde_json::json!([qalxan_intel::stix::tlp_marking_id(Tlp::Amber)])
+    );
+    assert_eq!(new["valid_until"], "2030-03-17T17:46:40.000Z");
+    // Partners keep the GREEN version they had; the AMBER one is not theirs.
+    let (theirs, _) = store.stix_objects(shared, &all).await.unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].version, "2024-01-01T00:00:00.000Z");
+}
