@@ -34,6 +34,9 @@ pub struct Config {
     pub stream_max: u64,
     /// Longest wait for the next command or chunk, in seconds (clamd's ReadTimeout).
     pub read_timeout: u64,
+    /// Hashes detected besides the signatures (the CERT's threat intelligence); kept across
+    /// RELOAD.
+    pub intel: Option<Arc<dyn qalxan_scan::HashIntel>>,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             scan: ScanOptions::default(),
             stream_max: 25 << 20,
             read_timeout: 120,
+            intel: None,
         }
     }
 }
@@ -86,7 +90,8 @@ pub struct Daemon {
 impl Daemon {
     pub fn new(config: Config, hook: Option<DetectionHook>) -> Result<Arc<Self>, DaemonError> {
         let db = Database::load(&config.databases, config.load)?;
-        let scanner = Scanner::new(Arc::new(db), config.scan.clone());
+        let scanner =
+            Scanner::new(Arc::new(db), config.scan.clone()).with_intel(config.intel.clone());
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Daemon {
             config,
@@ -109,7 +114,8 @@ impl Daemon {
     pub fn reload(&self) -> Result<usize, qalxan_scan::LoadError> {
         let db = Database::load(&self.config.databases, self.config.load)?;
         let count = db.signature_count();
-        let scanner = Scanner::new(Arc::new(db), self.config.scan.clone());
+        let scanner = Scanner::new(Arc::new(db), self.config.scan.clone())
+            .with_intel(self.config.intel.clone());
         match self.scanner.write() {
             Ok(mut s) => *s = scanner,
             Err(poisoned) => *poisoned.into_inner() = scanner,

@@ -455,7 +455,7 @@ fn scan_tree(daemon: &Daemon, root: &Path, mode: Mode) -> Vec<String> {
             all_match: true,
             ..scanner.options().clone()
         };
-        scanner = Scanner::new(scanner.database().clone(), options);
+        scanner = scanner.with_options(options);
     }
     let one = |p: &Path| -> Vec<String> {
         let shown = p.display().to_string();

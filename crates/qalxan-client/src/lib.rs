@@ -7,4 +7,4 @@ mod events;
 mod lists;
 
 pub use events::{EventSink, ServerLink};
-pub use lists::ListFeed;
+pub use lists::{fetch_lists, ListFeed};

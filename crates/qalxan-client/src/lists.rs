@@ -55,68 +55,82 @@ impl ListFeed {
     }
 }
 
-async fn poll(link: ServerLink, every: Duration, feed: ListFeed) {
-    let client = match reqwest::Client::builder()
+fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
-    {
+        .map_err(|e| format!("cannot build the HTTP client for the blocklist: {e}"))
+}
+
+/// One pull of the list: `Ok(None)` when it has not changed since `etag`.
+async fn pull(
+    client: &reqwest::Client,
+    link: &ServerLink,
+    etag: Option<&str>,
+) -> Result<Option<(Lists, Option<String>)>, String> {
+    let url = format!("{}/api/v1/intel/lists", link.url.trim_end_matches('/'));
+    let mut req = client.get(&url).bearer_auth(&link.token);
+    if let Some(e) = etag {
+        req = req.header("If-None-Match", e);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("the server is unreachable: {e}"))?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::NOT_MODIFIED {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(format!("the server refused: {status}"));
+    }
+    let new_etag = resp
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| format!("the answer broke off: {e}"))?;
+    // Parsing a large list takes a while; keep it off the async workers.
+    match tokio::task::spawn_blocking(move || Lists::from_text(&text)).await {
+        Ok(Ok(lists)) => Ok(Some((lists, new_etag))),
+        Ok(Err(e)) => Err(format!("unreadable: {e}")),
+        Err(e) => Err(format!("parsing failed: {e}")),
+    }
+}
+
+/// Pulls the list once (a scan that runs and ends, rather than a daemon).
+pub async fn fetch_lists(link: &ServerLink) -> Result<Lists, String> {
+    let client = client()?;
+    pull(&client, link, None)
+        .await?
+        .map(|(lists, _)| lists)
+        .ok_or_else(|| "the server answered 304 to a first request".to_owned())
+}
+
+async fn poll(link: ServerLink, every: Duration, feed: ListFeed) {
+    let client = match client() {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "cannot build the HTTP client for the blocklist");
+            tracing::error!(error = %e, "blocklist updates disabled");
             return;
         }
     };
-    let url = format!("{}/api/v1/intel/lists", link.url.trim_end_matches('/'));
     let mut etag: Option<String> = None;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let mut req = client.get(&url).bearer_auth(&link.token);
-        if let Some(e) = &etag {
-            req = req.header("If-None-Match", e);
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "blocklist: the server is unreachable; keeping the last list");
-                continue;
-            }
-        };
-        let status = resp.status();
-        if status == reqwest::StatusCode::NOT_MODIFIED {
-            continue;
-        }
-        if !status.is_success() {
-            tracing::warn!(%status, "blocklist: the server refused; keeping the last list");
-            continue;
-        }
-        let new_etag = resp
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let text = match resp.text().await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "blocklist: the answer broke off; keeping the last list");
-                continue;
-            }
-        };
-        // Parsing a large list takes a while; keep it off the async workers.
-        let parsed = tokio::task::spawn_blocking(move || Lists::from_text(&text)).await;
-        match parsed {
-            Ok(Ok(lists)) => {
+        match pull(&client, &link, etag.as_deref()).await {
+            Ok(None) => {}
+            Ok(Some((lists, new_etag))) => {
                 tracing::info!(entries = lists.len(), version = ?new_etag, "blocklist updated");
                 feed.install(lists, new_etag.clone().unwrap_or_default());
                 etag = new_etag;
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "blocklist: unreadable; keeping the last list")
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "blocklist: parsing failed; keeping the last list")
-            }
+            Err(e) => tracing::warn!(error = %e, "blocklist: keeping the last list"),
         }
     }
 }

@@ -199,6 +199,28 @@ impl Lists {
         self.contains_domain(host)
     }
 
+    /// Which digests the lists hold any of (MD5, SHA-1, SHA-256): a scanner computes only
+    /// those.
+    pub fn hash_kinds(&self) -> (bool, bool, bool) {
+        (
+            !self.md5.is_empty(),
+            !self.sha1.is_empty(),
+            !self.sha256.is_empty(),
+        )
+    }
+
+    pub fn contains_md5(&self, digest: &[u8; 16]) -> bool {
+        self.md5.contains(digest)
+    }
+
+    pub fn contains_sha1(&self, digest: &[u8; 20]) -> bool {
+        self.sha1.contains(digest)
+    }
+
+    pub fn contains_sha256(&self, digest: &[u8; 32]) -> bool {
+        self.sha256.contains(digest)
+    }
+
     pub fn contains_hash(&self, kind: Kind, hex: &str) -> bool {
         match kind {
             Kind::Md5 => hex_bytes::<16>(hex).is_some_and(|h| self.md5.contains(&h)),

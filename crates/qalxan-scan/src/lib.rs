@@ -13,5 +13,5 @@ pub mod quarantine;
 pub mod scan;
 pub mod sigs;
 
-pub use scan::{Detection, Limits, Outcome, ScanError, ScanOptions, Scanner};
+pub use scan::{Detection, HashIntel, Limits, Outcome, ScanError, ScanOptions, Scanner};
 pub use sigs::{Builder, Database, LoadError, LoadOptions, LoadReport};

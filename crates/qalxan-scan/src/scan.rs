@@ -100,11 +100,27 @@ pub enum ScanError {
     },
 }
 
+/// Digests known elsewhere to be malicious, such as the CERT's threat-intelligence hashes
+/// pulled from the Qalxan server: checked on every layer like hash signatures of any size,
+/// after the allow list. The engine knows nothing of where they come from.
+pub trait HashIntel: Send + Sync + std::fmt::Debug {
+    /// Which digests to compute for it: (MD5, SHA-1, SHA-256).
+    fn wants(&self) -> (bool, bool, bool);
+    /// The detection name for a layer with these digests, when one is listed.
+    fn lookup(
+        &self,
+        md5: Option<&[u8; 16]>,
+        sha1: Option<&[u8; 20]>,
+        sha256: Option<&[u8; 32]>,
+    ) -> Option<String>;
+}
+
 /// A scanner: a database plus options; cheap to clone, shared across threads.
 #[derive(Debug, Clone)]
 pub struct Scanner {
     db: Arc<Database>,
     options: Arc<ScanOptions>,
+    intel: Option<Arc<dyn HashIntel>>,
 }
 
 impl Scanner {
@@ -112,7 +128,23 @@ impl Scanner {
         Scanner {
             db,
             options: Arc::new(options),
+            intel: None,
         }
+    }
+
+    /// The same database and intelligence with other options.
+    pub fn with_options(&self, options: ScanOptions) -> Scanner {
+        Scanner {
+            db: self.db.clone(),
+            options: Arc::new(options),
+            intel: self.intel.clone(),
+        }
+    }
+
+    /// Also detects what `intel` lists.
+    pub fn with_intel(mut self, intel: Option<Arc<dyn HashIntel>>) -> Self {
+        self.intel = intel;
+        self
     }
 
     pub fn database(&self) -> &Arc<Database> {
@@ -153,6 +185,7 @@ impl Scanner {
     pub fn scan_bytes(&self, data: &[u8]) -> Outcome {
         let mut ctx = Ctx {
             db: &self.db,
+            intel: self.intel.as_deref(),
             options: &self.options,
             outcome: Outcome::default(),
             files: 0,
@@ -168,6 +201,7 @@ impl Scanner {
 
 struct Ctx<'a> {
     db: &'a Database,
+    intel: Option<&'a dyn HashIntel>,
     options: &'a ScanOptions,
     outcome: Outcome,
     files: u32,
@@ -187,11 +221,12 @@ struct Digests {
 }
 
 impl Digests {
-    fn compute(data: &[u8], tables: &[&HashSet3]) -> Self {
+    /// `also`: digests wanted whatever the tables hold (MD5, SHA-1, SHA-256).
+    fn compute(data: &[u8], tables: &[&HashSet3], also: (bool, bool, bool)) -> Self {
         let size = data.len() as u64;
-        let want_md5 = tables.iter().any(|t| t.md5.wants(size));
-        let want_sha1 = tables.iter().any(|t| t.sha1.wants(size));
-        let want_sha256 = tables.iter().any(|t| t.sha256.wants(size));
+        let want_md5 = also.0 || tables.iter().any(|t| t.md5.wants(size));
+        let want_sha1 = also.1 || tables.iter().any(|t| t.sha1.wants(size));
+        let want_sha256 = also.2 || tables.iter().any(|t| t.sha256.wants(size));
         Digests {
             md5: want_md5.then(|| md5::Md5::digest(data).into()),
             sha1: want_sha1.then(|| sha1::Sha1::digest(data).into()),
@@ -276,13 +311,26 @@ impl Ctx<'_> {
         let db = self.db;
         let size = data.len() as u64;
 
-        let digests = Digests::compute(data, &[&db.hashes, &db.allow]);
+        let also = self.intel.map_or((false, false, false), |i| i.wants());
+        let digests = Digests::compute(data, &[&db.hashes, &db.allow], also);
         if digests.lookup(&db.allow, size).is_some() {
             // On the allow list: trusted, with everything inside it.
             return;
         }
         for id in digests.lookup_all(&db.hashes, size) {
             self.detect_id(id);
+            if self.stopped {
+                return;
+            }
+        }
+        if let Some(name) = self.intel.and_then(|i| {
+            i.lookup(
+                digests.md5.as_ref(),
+                digests.sha1.as_ref(),
+                digests.sha256.as_ref(),
+            )
+        }) {
+            self.detect(name);
             if self.stopped {
                 return;
             }
@@ -393,7 +441,7 @@ impl Ctx<'_> {
             let Some(bytes) = data.get(start..end) else {
                 continue;
             };
-            let d = Digests::compute(bytes, &[&self.db.sections]);
+            let d = Digests::compute(bytes, &[&self.db.sections], (false, false, false));
             if let Some(id) = d.lookup(&self.db.sections, s.raw_size) {
                 self.detect_id(id);
                 if self.stopped {

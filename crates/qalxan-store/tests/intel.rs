@@ -322,7 +322,13 @@ async fn an_imported_object_changes_as_a_new_version() {
         .await
         .unwrap()[0];
     store
-        .update_indicator(&actor, rec.id, None, Some(Tlp::Amber), Some(Some(1_900_000_000_000)))
+        .update_indicator(
+            &actor,
+            rec.id,
+            None,
+            Some(Tlp::Amber),
+            Some(Some(1_900_000_000_000)),
+        )
         .await
         .unwrap();
     let cols = store.taxii_collections().await.unwrap();

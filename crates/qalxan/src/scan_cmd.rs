@@ -64,6 +64,10 @@ pub struct ReportArgs {
     /// The institution whose files these are, when the token is not tied to one.
     #[arg(long)]
     institution: Option<i64>,
+    /// With --server, also detect the file hashes of the CERT's threat intelligence (its
+    /// blocklist): clamd pulls them every this many seconds, scan once; 0: do not.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    intel_every: u64,
 }
 
 impl ReportArgs {
@@ -82,8 +86,72 @@ impl ReportArgs {
     }
 }
 
+/// A detection as an event. A hash from threat intelligence names its indicator, which the
+/// server counts as a sighting.
 fn infected_event(file: &str, signature: &str, scanner: &str) -> serde_json::Value {
-    serde_json::json!({ "file": file, "signature": signature, "scanner": scanner })
+    let mut e = serde_json::json!({ "file": file, "signature": signature, "scanner": scanner });
+    if let Some(hex) = signature
+        .strip_prefix(INTEL_PREFIX)
+        .and_then(|rest| rest.split_once('.'))
+        .map(|(_, hex)| hex)
+    {
+        e["indicator"] = hex.into();
+    }
+    e
+}
+
+/// Detection names of threat-intelligence hashes: `Qalxan.Intel.SHA256.<hex>`.
+const INTEL_PREFIX: &str = "Qalxan.Intel.";
+
+/// Where the CERT's hash indicators come from: kept fresh (clamd) or pulled once (scan).
+enum IntelSource {
+    Feed(qalxan_client::ListFeed),
+    Fixed(Arc<qalxan_intel::compiled::Lists>),
+}
+
+/// The CERT's hash indicators as the scan engine asks for them.
+struct IntelHashes(IntelSource);
+
+impl std::fmt::Debug for IntelHashes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IntelHashes")
+    }
+}
+
+impl IntelHashes {
+    fn lists(&self) -> Arc<qalxan_intel::compiled::Lists> {
+        match &self.0 {
+            IntelSource::Feed(feed) => feed.current(),
+            IntelSource::Fixed(lists) => lists.clone(),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl qalxan_scan::HashIntel for IntelHashes {
+    fn wants(&self) -> (bool, bool, bool) {
+        self.lists().hash_kinds()
+    }
+
+    fn lookup(
+        &self,
+        md5: Option<&[u8; 16]>,
+        sha1: Option<&[u8; 20]>,
+        sha256: Option<&[u8; 32]>,
+    ) -> Option<String> {
+        let lists = self.lists();
+        if let Some(d) = sha256.filter(|d| lists.contains_sha256(d)) {
+            return Some(format!("{INTEL_PREFIX}SHA256.{}", hex(d)));
+        }
+        if let Some(d) = sha1.filter(|d| lists.contains_sha1(d)) {
+            return Some(format!("{INTEL_PREFIX}SHA1.{}", hex(d)));
+        }
+        md5.filter(|d| lists.contains_md5(d))
+            .map(|d| format!("{INTEL_PREFIX}MD5.{}", hex(d)))
+    }
 }
 
 #[derive(Args, Clone)]
@@ -211,7 +279,21 @@ pub fn scan(args: ScanArgs) -> Result<u8> {
     let started = Instant::now();
     let db = Arc::new(args.db.load()?);
     let known = db.signature_count();
-    let scanner = Scanner::new(db, args.limits.options());
+    let link = args.report.link()?;
+    let intel: Option<Arc<dyn qalxan_scan::HashIntel>> = match &link {
+        Some(link) if args.report.intel_every > 0 => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime that pulls the blocklist")?;
+            let lists = runtime
+                .block_on(qalxan_client::fetch_lists(link))
+                .map_err(|e| anyhow::anyhow!("pulling the blocklist from {}: {e}", link.url))?;
+            Some(Arc::new(IntelHashes(IntelSource::Fixed(Arc::new(lists)))))
+        }
+        _ => None,
+    };
+    let scanner = Scanner::new(db, args.limits.options()).with_intel(intel);
     let quarantine = match &args.move_to {
         Some(dir) => Some(
             Quarantine::open(dir)
@@ -219,7 +301,6 @@ pub fn scan(args: ScanArgs) -> Result<u8> {
         ),
         None => None,
     };
-    let link = args.report.link()?;
     let mut reported: Vec<(String, String)> = Vec::new();
     let mut dirs = 0;
     let items = collect(&args.paths, args.recursive, &mut dirs);
@@ -437,7 +518,19 @@ pub async fn clamd(args: ClamdArgs) -> Result<()> {
         (None, None) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 3310))),
         (l, _) => l,
     };
+    let link = args.report.link()?;
+    let intel: Option<Arc<dyn qalxan_scan::HashIntel>> = match &link {
+        Some(link) if args.report.intel_every > 0 => {
+            let feed = qalxan_client::ListFeed::start(
+                link.clone(),
+                Duration::from_secs(args.report.intel_every),
+            );
+            Some(Arc::new(IntelHashes(IntelSource::Feed(feed))))
+        }
+        _ => None,
+    };
     let config = qalxan_clamd::Config {
+        intel,
         tcp,
         unix: args.socket.clone(),
         databases,
@@ -449,7 +542,7 @@ pub async fn clamd(args: ClamdArgs) -> Result<()> {
         stream_max: args.stream_max,
         read_timeout: args.read_timeout,
     };
-    let hook: Option<qalxan_clamd::DetectionHook> = args.report.link()?.map(|link| {
+    let hook: Option<qalxan_clamd::DetectionHook> = link.map(|link| {
         let sink = qalxan_client::EventSink::start(link);
         let hook: qalxan_clamd::DetectionHook =
             std::sync::Arc::new(move |subject: &str, name: &str| {

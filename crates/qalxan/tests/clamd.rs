@@ -353,3 +353,109 @@ async fn detections_are_reported_to_the_server() {
     scanners.sort();
     assert_eq!(scanners, ["qalxan clamd", "qalxan scan"]);
 }
+
+/// The CERT's hash indicators reach the scanners: `qalxan scan --server` pulls them once,
+/// `qalxan clamd --server` keeps them fresh; a file with a listed hash is detected under a
+/// name that carries the hash, and each detection is a sighting of its indicator.
+#[tokio::test(flavor = "multi_thread")]
+async fn scanners_detect_the_hashes_of_threat_intelligence() {
+    use qalxan_core::Role;
+    use serde_json::json;
+    use sha2::Digest;
+    let server = common::TestServer::start().await;
+    let token = server.token(Role::Sensor, None).await;
+    let analyst = server.api(&server.token(Role::Analyst, None).await);
+    let dropper = b"MZ... a dropper seen at a ministry, known only by its hash".to_vec();
+    let sha256: String = sha2::Sha256::digest(&dropper)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (s, created) = analyst
+        .post("/api/v1/intel/indicators", &json!({"value": sha256}))
+        .await;
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{created}");
+    let id = created["indicator"]["id"].as_i64().unwrap();
+    let name = format!("Qalxan.Intel.SHA256.{sha256}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("invoice.exe");
+    std::fs::write(&file, &dropper).unwrap();
+    let clean = dir.path().join("clean.txt");
+    std::fs::write(&clean, b"nothing to see").unwrap();
+    let empty = dir.path().join("empty.hdb");
+    std::fs::write(&empty, "").unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["scan", "--no-summary", "--server", &server.url("")])
+        .arg("-d")
+        .arg(&empty)
+        .arg(&file)
+        .arg(&clean)
+        .env("QALXAN_SCANNER_TOKEN", &token)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{}: {name} FOUND", file.display()))
+            && stdout.contains(&format!("{}: OK", clean.display())),
+        "{stdout}"
+    );
+
+    let port = free_port();
+    let mut daemon = tokio::process::Command::new(BIN)
+        .args([
+            "clamd",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--server",
+            &server.url(""),
+            "--intel-every",
+            "1",
+        ])
+        .arg("-d")
+        .arg(&empty)
+        .env("QALXAN_SCANNER_TOKEN", &token)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The daemon answers at once and learns the list with its first pull.
+    let want = format!("stream: {name} FOUND\0").into_bytes();
+    let mut reply = Vec::new();
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let request = instream(b"zINSTREAM\0", &dropper, 64);
+            reply = tokio::task::spawn_blocking(move || exchange(port, &request))
+                .await
+                .unwrap();
+            if reply == want {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        String::from_utf8_lossy(&want)
+    );
+    let request = instream(b"zINSTREAM\0", b"nothing to see", 64);
+    let reply = tokio::task::spawn_blocking(move || exchange(port, &request))
+        .await
+        .unwrap();
+    assert_eq!(reply, b"stream: OK\0");
+
+    // Each detection was reported and counted as a sighting of the indicator.
+    let mut detail = serde_json::Value::Null;
+    for _ in 0..100 {
+        detail = analyst
+            .get(&format!("/api/v1/intel/indicators/{id}"))
+            .await
+            .1;
+        if detail["indicator"]["sightings"].as_i64() >= Some(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = daemon.kill().await;
+    assert_eq!(detail["indicator"]["sightings"], 2, "{detail}");
+}
