@@ -147,6 +147,8 @@ impl Config {
         "evidence_max_bytes",
         "smtp_url",
         "smtp_from",
+        "notify_institution_contacts",
+        "institution_contact_min_severity",
         "sla_check_seconds",
         "sla_triage_minutes",
         "sla_contain_minutes",
