@@ -8,8 +8,9 @@ use serde::Serialize;
 named_enum!(
     /// Who an incident report is for. `cert`: everything, for the CERT and the authorities it
     /// reports to. `partners`: what may be passed on to partner CERTs and sector peers under
-    /// the incident's TLP: the facts, victims as figures, observables and file hashes; no
-    /// names of institutions, people or files, no tasks, alerts or work log.
+    /// the incident's TLP: the facts, the description as written, victims as figures,
+    /// observables and file hashes; no names of institutions, people or files, no tasks,
+    /// alerts or work log.
     Audience, "report audience", {
         Cert => "cert",
         Partners => "partners",
