@@ -446,3 +446,50 @@ fn pcre_subsignatures_run_once_their_trigger_holds() {
         vec!["Pcre.Count.UNOFFICIAL"]
     );
 }
+
+/// Hashes from outside the signatures (the CERT's threat intelligence), as a scanner gets them.
+#[derive(Debug)]
+struct Listed(Vec<[u8; 32]>);
+
+impl qalxan_scan::HashIntel for Listed {
+    fn wants(&self) -> (bool, bool, bool) {
+        (false, false, true)
+    }
+
+    fn lookup(
+        &self,
+        md5: Option<&[u8; 16]>,
+        sha1: Option<&[u8; 20]>,
+        sha256: Option<&[u8; 32]>,
+    ) -> Option<String> {
+        assert!(
+            md5.is_none() && sha1.is_none(),
+            "only the digest asked for is computed"
+        );
+        sha256
+            .filter(|d| self.0.contains(d))
+            .map(|_| "Qalxan.Intel.SHA256".to_owned())
+    }
+}
+
+#[test]
+fn intelligence_hashes_are_found_in_archives_too() {
+    use sha2::Digest;
+    let payload = b"a dropper known only by its hash".as_slice();
+    let listed = Listed(vec![sha2::Sha256::digest(payload).into()]);
+    let s = scanner(ScanOptions::default()).with_intel(Some(Arc::new(listed)));
+    let zip = zip_of(
+        &[("invoice.exe", payload)],
+        zip::CompressionMethod::Deflated,
+    );
+    let o = s.scan_bytes(&zip);
+    assert_eq!(names(&o), vec!["Qalxan.Intel.SHA256"]);
+    assert_eq!(o.detections[0].location, vec!["invoice.exe"]);
+    // Options changed for one scan (all-match) keep the intelligence.
+    let all = s.with_options(ScanOptions {
+        all_match: true,
+        ..ScanOptions::default()
+    });
+    assert!(all.scan_bytes(payload).is_infected());
+    assert!(!s.scan_bytes(b"something else").is_infected());
+}
