@@ -323,7 +323,7 @@ impl Store {
         }
         let identity = qalxan_intel::stix::cert_identity(CERT_NAME);
         let default_tlp = indicators.iter().map(|i| i.tlp).max().unwrap_or(Tlp::Amber);
-        let mut generated_any = false;
+        // Objects generated so far: the sequence in their ids.
         let mut generated_seq: u32 = 0;
         let version = qalxan_intel::stix::format_time(now);
         use Col::{Int, Text};
@@ -427,7 +427,6 @@ impl Store {
             // Generated objects are drawn from their indicator when read (`stix_objects`):
             // only their row is written here.
             if !generated.is_empty() {
-                generated_any = true;
                 summary.objects += sqlx::query(&format!(
                     "INSERT INTO stix_objects (collection_id, stix_id, type, spec_version, \
                      version, tlp_rank, added_at, body, indicator_id) \
@@ -466,7 +465,7 @@ impl Store {
         let added: i64 = counts.try_get("added")?;
         summary.added = added as u64;
         summary.updated = (touched - added) as u64;
-        if generated_any {
+        if generated_seq > 0 {
             let one = std::iter::once(&identity);
             summary.objects +=
                 insert_objects(&mut tx, self.backend, collection, one, default_tlp, now).await?;
