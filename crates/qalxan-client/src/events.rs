@@ -64,20 +64,28 @@ impl EventSink {
 
     /// Queues an event without waiting; a full queue drops it.
     pub fn report(&self, kind: &str, severity: &str, attributes: Value) {
-        let mut event = json!({ "kind": kind, "severity": severity, "attributes": attributes });
-        if let Some(id) = self.institution_id {
-            event["institution_id"] = json!(id);
-        }
-        if self.queue.try_send(event).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.report_for(None, kind, severity, None, attributes);
     }
 
     /// Queues an event carrying a magnitude (a flood's peak in requests per second).
     pub fn report_value(&self, kind: &str, severity: &str, value: i64, attributes: Value) {
-        let mut event =
-            json!({ "kind": kind, "severity": severity, "value": value, "attributes": attributes });
-        if let Some(id) = self.institution_id {
+        self.report_for(None, kind, severity, Some(value), attributes);
+    }
+
+    /// Queues an event for `institution` (a gateway protects several), else the link's.
+    pub fn report_for(
+        &self,
+        institution: Option<i64>,
+        kind: &str,
+        severity: &str,
+        value: Option<i64>,
+        attributes: Value,
+    ) {
+        let mut event = json!({ "kind": kind, "severity": severity, "attributes": attributes });
+        if let Some(v) = value {
+            event["value"] = json!(v);
+        }
+        if let Some(id) = institution.or(self.institution_id) {
             event["institution_id"] = json!(id);
         }
         if self.queue.try_send(event).is_err() {

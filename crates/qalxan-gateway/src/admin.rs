@@ -1,5 +1,6 @@
-//! The gateway's own small HTTP API, on a separate listener: health, Prometheus metrics, and
-//! the list of banned addresses with a way to lift a ban. Callers need the admin token when
+//! The gateway's own small HTTP API, on a separate listener: health, Prometheus metrics, the
+//! list of banned addresses with a way to lift a ban, the sites with their upstream servers'
+//! state, and reload. Callers need the admin token when
 //! one is configured; without one, only loopback clients are answered.
 
 use crate::proxy::State;
@@ -26,25 +27,20 @@ pub struct Counters {
     pub banned_requests: AtomicU64,
     pub bans: AtomicU64,
     pub upstream_errors: AtomicU64,
+    /// Requests for a host and path no site serves.
+    pub unrouted: AtomicU64,
 }
 
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    state: Arc<State>,
-    token: Option<String>,
-) {
-    let token = Arc::new(token);
+pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let state = state.clone();
-        let token = token.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let state = state.clone();
-                let token = token.clone();
-                async move { Ok::<_, Infallible>(answer(req, &state, token.as_deref(), peer)) }
+                async move { Ok::<_, Infallible>(answer(req, &state, peer).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -83,17 +79,16 @@ fn authorized(req: &Request<Incoming>, token: Option<&str>, peer: SocketAddr) ->
     }
 }
 
-fn answer(
+async fn answer(
     req: Request<Incoming>,
-    state: &State,
-    token: Option<&str>,
+    state: &Arc<State>,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     if path == "/healthz" {
         return reply(StatusCode::OK, "text/plain", "ok\n".into());
     }
-    if !authorized(&req, token, peer) {
+    if !authorized(&req, state.admin_token.as_deref(), peer) {
         return reply(
             StatusCode::UNAUTHORIZED,
             "text/plain",
@@ -132,8 +127,68 @@ fn answer(
                 ),
             }
         }
+        (&Method::GET, "/sites") => {
+            reply(StatusCode::OK, "application/json", sites(state).to_string())
+        }
+        (&Method::POST, "/reload") => {
+            let reloader = crate::Reloader {
+                state: state.clone(),
+            };
+            match reloader.reload().await {
+                Ok(summary) => reply(
+                    StatusCode::OK,
+                    "application/json",
+                    json!({"reloaded": true, "summary": summary}).to_string(),
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "reload refused; the running configuration stays");
+                    reply(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "application/json",
+                        json!({"reloaded": false, "error": e.to_string()}).to_string(),
+                    )
+                }
+            }
+        }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
+}
+
+/// Each site with its upstream servers: up (health checks), ejected (failed requests), load.
+fn sites(state: &State) -> serde_json::Value {
+    let routes = state.routes.load();
+    let now = Instant::now();
+    let sites: Vec<_> = routes
+        .sites
+        .iter()
+        .zip(&routes.config.sites)
+        .map(|(route, config)| {
+            let servers: Vec<_> = route
+                .pool
+                .servers
+                .iter()
+                .map(|s| {
+                    json!({
+                        "url": s.url(),
+                        "healthy": s.healthy(),
+                        "ejected": s.ejected(now),
+                        "in_flight": s.in_flight(),
+                        "requests": s.requests.load(Ordering::Relaxed),
+                        "failures": s.failures.load(Ordering::Relaxed),
+                    })
+                })
+                .collect();
+            json!({
+                "name": route.name,
+                "hosts": config.hosts,
+                "path": config.path_prefix,
+                "waf": format!("{:?}", route.mode).to_lowercase(),
+                "paranoia": config.paranoia,
+                "servers": servers,
+            })
+        })
+        .collect();
+    json!(sites)
 }
 
 fn metrics(state: &State) -> String {
@@ -156,6 +211,9 @@ fn metrics(state: &State) -> String {
          # HELP qalxan_gateway_upstream_errors_total Requests the upstream did not answer.\n\
          # TYPE qalxan_gateway_upstream_errors_total counter\n\
          qalxan_gateway_upstream_errors_total {}\n\
+         # HELP qalxan_gateway_unrouted_total Requests for a host and path no site serves.\n\
+         # TYPE qalxan_gateway_unrouted_total counter\n\
+         qalxan_gateway_unrouted_total {}\n\
          # HELP qalxan_gateway_events_dropped_total Events not reported because the queue was full.\n\
          # TYPE qalxan_gateway_events_dropped_total counter\n\
          qalxan_gateway_events_dropped_total {}\n",
@@ -166,6 +224,43 @@ fn metrics(state: &State) -> String {
         get(&c.bans),
         state.guard.bans(Instant::now()).len(),
         get(&c.upstream_errors),
+        get(&c.unrouted),
         dropped,
-    )
+    ) + &upstream_metrics(state)
+}
+
+fn upstream_metrics(state: &State) -> String {
+    let routes = state.routes.load();
+    let now = Instant::now();
+    let mut out = String::from(
+        "# HELP qalxan_gateway_upstream_up Whether an upstream server takes requests (1) or is out (0).\n\
+         # TYPE qalxan_gateway_upstream_up gauge\n",
+    );
+    let mut requests = String::from(
+        "# HELP qalxan_gateway_upstream_requests_total Requests sent to an upstream server.\n\
+         # TYPE qalxan_gateway_upstream_requests_total counter\n",
+    );
+    for site in &routes.sites {
+        for s in &site.pool.servers {
+            let labels = format!(
+                "site=\"{}\",server=\"{}\"",
+                escape(&site.name),
+                escape(&s.url())
+            );
+            let up = u8::from(s.healthy() && !s.ejected(now));
+            out.push_str(&format!("qalxan_gateway_upstream_up{{{labels}}} {up}\n"));
+            requests.push_str(&format!(
+                "qalxan_gateway_upstream_requests_total{{{labels}}} {}\n",
+                s.requests.load(Ordering::Relaxed)
+            ));
+        }
+    }
+    out + &requests
+}
+
+/// Prometheus label values escape backslash, quote and newline.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Limits per client address; `None` switches one off.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Limits {
     /// Sustained requests per second, and the burst allowed above it.
     pub rate: Option<(f64, f64)>,
@@ -19,7 +19,7 @@ pub struct Limits {
     pub ban: Option<BanPolicy>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BanPolicy {
     pub strikes: u32,
     pub window: Duration,
@@ -62,26 +62,35 @@ struct Client {
 
 /// Per-address state, shared by every connection.
 pub struct Guard {
-    limits: Limits,
+    /// Replaced by a reload; read (copied) once per check.
+    limits: std::sync::RwLock<Limits>,
     clients: Mutex<HashMap<IpAddr, Client>>,
 }
 
 impl Guard {
     pub fn new(limits: Limits) -> Guard {
         Guard {
-            limits,
+            limits: std::sync::RwLock::new(limits),
             clients: Mutex::new(HashMap::new()),
         }
     }
 
+    fn limits(&self) -> Limits {
+        *self.limits.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// New limits (a reload); addresses keep their state (bans, strikes, connections).
+    pub fn set_limits(&self, limits: Limits) {
+        *self.limits.write().unwrap_or_else(|p| p.into_inner()) = limits;
+    }
+
     pub fn enabled(&self) -> bool {
-        self.limits.rate.is_some()
-            || self.limits.max_connections.is_some()
-            || self.limits.ban.is_some()
+        let l = self.limits();
+        l.rate.is_some() || l.max_connections.is_some() || l.ban.is_some()
     }
 
     fn with<T>(&self, ip: IpAddr, now: Instant, f: impl FnOnce(&mut Client) -> T) -> T {
-        let burst = self.limits.rate.map_or(0.0, |r| r.1);
+        let burst = self.limits().rate.map_or(0.0, |r| r.1);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let c = clients.entry(ip).or_insert_with(|| Client {
             tokens: burst,
@@ -104,7 +113,7 @@ impl Guard {
         if !self.enabled() {
             return true;
         }
-        let cap = self.limits.max_connections;
+        let cap = self.limits().max_connections;
         self.with(ip, now, |c| {
             if c.banned_until.is_some_and(|t| t > now) || cap.is_some_and(|m| c.connections >= m) {
                 return false;
@@ -115,9 +124,6 @@ impl Guard {
     }
 
     pub fn disconnect(&self, ip: IpAddr) {
-        if !self.enabled() {
-            return;
-        }
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get_mut(&ip) {
             c.connections = c.connections.saturating_sub(1);
@@ -130,8 +136,9 @@ impl Guard {
         if !self.enabled() {
             return (Admission::Allow, None);
         }
-        let rate = self.limits.rate;
-        let policy = self.limits.ban;
+        let Limits {
+            rate, ban: policy, ..
+        } = self.limits();
         self.with(ip, now, |c| {
             if now.duration_since(c.second) >= Duration::from_secs(1) {
                 c.second = now;
@@ -167,7 +174,7 @@ impl Guard {
 
     /// Counts a WAF block against `ip`; may start a ban.
     pub fn blocked(&self, ip: IpAddr, now: Instant) -> Option<BanStarted> {
-        let policy = self.limits.ban?;
+        let policy = self.limits().ban?;
         self.with(ip, now, |c| strike(c, ip, now, policy))
     }
 

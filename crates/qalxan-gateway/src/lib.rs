@@ -7,13 +7,21 @@
 //! through a bounded queue to a background task that posts them in batches, and are dropped
 //! (and counted) if the server cannot keep up.
 //!
-//! This is the first slice of the gateway issue: one site, one upstream, HTTP/1.1.
+//! Sites are chosen by Host and path prefix; each has a pool of upstream servers, its own WAF
+//! mode and rules. A reload (SIGHUP, `qalxan gateway reload`) builds a whole new site set and
+//! swaps it in only if everything compiled, so requests in flight finish on the set they
+//! started with and a broken rule file leaves the running rules in place.
 
 mod admin;
+pub mod config;
 mod guard;
 mod logs;
+mod pool;
 mod proxy;
+mod sites;
+mod tls;
 
+pub use config::ConfigError;
 pub use guard::{BanPolicy, Limits};
 pub use qalxan_client::{EventSink, ServerLink};
 
@@ -27,6 +35,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What the WAF does with what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,15 +67,110 @@ impl std::str::FromStr for WafMode {
 pub const DEBIAN_CRS_RULES: &str = "/usr/share/modsecurity-crs/rules";
 pub const DEBIAN_CRS_SETUP: &str = "/etc/modsecurity/crs/crs-setup.conf";
 
+/// How a pool picks the server for the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    /// The server with the fewest requests in flight.
+    LeastConn,
+}
+
+/// An active health check: `GET path` on every server each `interval`; `fall` failures in a
+/// row take a server out, `rise` passes bring it back. 2xx and 3xx answers pass.
 #[derive(Debug, Clone)]
-pub struct Config {
-    /// The upstream's base URL, e.g. `http://127.0.0.1:9000`.
-    pub upstream: hyper::Uri,
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+/// A site's upstream servers.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Base URLs (`http://host:port` or `https://...`), without a path.
+    pub servers: Vec<hyper::Uri>,
+    pub balance: Balance,
+    /// Further servers tried when one cannot be reached (idempotent requests only).
+    pub retries: u32,
+    /// Failed requests within `fail_timeout` that take a server out for `fail_timeout`.
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub health_check: Option<HealthCheck>,
+    /// A PEM file of further authorities trusted for https upstreams.
+    pub ca: Option<PathBuf>,
+}
+
+impl PoolConfig {
+    /// One server, with the defaults of the configuration file.
+    pub fn single(server: hyper::Uri) -> PoolConfig {
+        PoolConfig {
+            servers: vec![server],
+            balance: Balance::RoundRobin,
+            retries: 1,
+            max_fails: 3,
+            fail_timeout: Duration::from_secs(10),
+            health_check: None,
+            ca: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CertificateFiles {
+    /// PEM: the certificate, then its chain.
+    pub cert: PathBuf,
+    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// One protected web service: the requests for its hosts under its path prefix.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub name: String,
+    /// Lower-case host names, `*.` wildcards allowed; empty: any host.
+    pub hosts: Vec<String>,
+    pub path_prefix: String,
+    pub upstream: PoolConfig,
     pub waf: WafMode,
     /// A rule file, or `None` for Debian's CRS with its crs-setup.conf.
     pub rules: Option<PathBuf>,
     /// CRS paranoia level, 1 to 4.
     pub paranoia: u8,
+    /// The institution its events are counted for (else the server link's).
+    pub institution: Option<i64>,
+    /// Served on TLS listeners to clients asking for one of `hosts`.
+    pub certificate: Option<CertificateFiles>,
+}
+
+impl Site {
+    /// A site for every host, forwarding to `upstream`, blocking with Debian's CRS at PL1.
+    pub fn new(name: &str, upstream: hyper::Uri) -> Site {
+        Site {
+            name: name.to_owned(),
+            hosts: Vec::new(),
+            path_prefix: "/".to_owned(),
+            upstream: PoolConfig::single(upstream),
+            waf: WafMode::Block,
+            rules: None,
+            paranoia: 1,
+            institution: None,
+            certificate: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub tls: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listeners: Vec<Listener>,
+    pub sites: Vec<Site>,
     /// Bytes of a request body the WAF inspects; the rest streams through uninspected.
     pub inspect_limit: usize,
     /// Where blocks are reported, if anywhere.
@@ -77,27 +181,101 @@ pub struct Config {
     pub audit_log: Option<PathBuf>,
     /// Rate, connection and ban limits per client address.
     pub limits: Limits,
+    /// The admin API's address (health, metrics, bans, sites, reload).
+    pub admin: Option<SocketAddr>,
     /// Bearer token for the admin listener; without one it answers loopback clients only.
     pub admin_token: Option<String>,
     /// Time a client has to send a request's headers (against slowloris).
-    pub header_timeout: std::time::Duration,
+    pub header_timeout: Duration,
     /// Time a client has to send the part of the body the WAF inspects (against slow POSTs).
-    pub body_timeout: std::time::Duration,
+    pub body_timeout: Duration,
     /// How often to pull the blocklist from the server (with `server` set); `None`: never.
-    pub lists_every: Option<std::time::Duration>,
+    pub lists_every: Option<Duration>,
+    /// Proxies and load balancers whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl Config {
+    /// One plain-HTTP listener in front of `sites`, with the configuration file's defaults.
+    pub fn new(listen: SocketAddr, sites: Vec<Site>) -> Config {
+        Config {
+            listeners: vec![Listener {
+                address: listen,
+                tls: false,
+            }],
+            sites,
+            inspect_limit: 131_072,
+            server: None,
+            access_log: None,
+            audit_log: None,
+            limits: Limits::default(),
+            admin: None,
+            admin_token: None,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            lists_every: None,
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    /// Reads a configuration file (see [`config`] for its keys).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        config::load(path)
+    }
+
+    /// What a reload cannot change, described for the warning when it differs.
+    fn fixed_parts(&self) -> String {
+        format!(
+            "listeners {:?}, admin {:?}, server {:?}, lists every {:?}, logs {:?} {:?}",
+            self.listeners,
+            self.admin,
+            self.server.as_ref().map(|s| (&s.url, s.institution_id)),
+            self.lists_every,
+            self.access_log,
+            self.audit_log
+        )
+    }
+}
+
+/// Parses an upstream base URL: http or https, a host, no path.
+pub fn upstream_uri(text: &str) -> Result<hyper::Uri, GatewayError> {
+    let bad = || GatewayError::Upstream(text.to_owned());
+    let uri: hyper::Uri = text.parse().map_err(|_| bad())?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let path_ok = uri.path_and_query().is_none_or(|p| p.as_str() == "/");
+    if !scheme_ok || uri.authority().is_none() || !path_ok {
+        return Err(bad());
+    }
+    hyper::Uri::builder()
+        .scheme(uri.scheme_str().unwrap_or("http"))
+        .authority(uri.authority().map(|a| a.as_str()).unwrap_or_default())
+        .path_and_query("/")
+        .build()
+        .map_err(|_| bad())
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("the rules do not load:\n{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Rules(Vec<SyntaxError>),
-    #[error("the upstream '{0}' must be an http:// URL with a host")]
+    #[error("the upstream '{0}' must be an http:// or https:// URL with a host and no path")]
     Upstream(String),
     #[error("{path}: {source}")]
     Log {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}: {message}", path.display())]
+    Tls { path: PathBuf, message: String },
+    #[error("listening on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("there is no configuration file to reload (the gateway was started with flags)")]
+    NothingToReload,
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -136,64 +314,171 @@ pub fn load_plan(rules: Option<&Path>, mode: WafMode, paranoia: u8) -> Result<Pl
     }
 }
 
-/// Serves `listener` until `shutdown` completes, then lets requests in flight finish.
-pub async fn run(
-    config: Config,
-    plan: Option<Plan>,
-    listener: tokio::net::TcpListener,
+/// A gateway with its listeners bound and rules compiled, ready to serve.
+pub struct Gateway {
+    state: Arc<proxy::State>,
+    listeners: Vec<(tokio::net::TcpListener, bool)>,
     admin: Option<tokio::net::TcpListener>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), GatewayError> {
-    let authority = config
-        .upstream
-        .authority()
-        .cloned()
-        .filter(|_| config.upstream.scheme_str() == Some("http"))
-        .ok_or_else(|| GatewayError::Upstream(config.upstream.to_string()))?;
-    let access = logs::JsonLines::open(config.access_log.as_deref())?;
-    let audit = logs::JsonLines::open(config.audit_log.as_deref())?;
-    let events = config.server.clone().map(EventSink::start);
-    let lists = match (&config.server, config.lists_every) {
-        (Some(link), Some(every)) => Some(qalxan_client::ListFeed::start(link.clone(), every)),
-        _ => None,
-    };
-    let state = Arc::new(proxy::State {
-        plan: plan.map(Arc::new),
-        mode: config.waf,
-        inspect_limit: config.inspect_limit,
-        upstream_authority: authority,
-        client: proxy::client(),
-        events,
-        lists,
-        access,
-        audit,
-        guard: guard::Guard::new(config.limits.clone()),
-        header_timeout: config.header_timeout,
-        body_timeout: config.body_timeout,
-        counters: admin::Counters::default(),
-    });
-    if let Some(admin_listener) = admin {
-        tokio::spawn(admin::serve(
-            admin_listener,
-            state.clone(),
-            config.admin_token.clone(),
-        ));
-    }
-    let sweeper = state.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            sweeper.guard.sweep(
-                std::time::Instant::now(),
-                std::time::Duration::from_secs(600),
-            );
-        }
-    });
-    proxy::serve(listener, state, shutdown).await
 }
 
-/// The address a listener is bound to, for logs.
-pub fn describe(addr: SocketAddr, upstream: &hyper::Uri) -> String {
-    format!("http://{addr}/ -> {upstream}")
+impl Gateway {
+    /// Compiles the rules, opens certificates and logs, and binds the listeners. `source` is
+    /// the file a reload reads again.
+    pub async fn start(config: Config, source: Option<PathBuf>) -> Result<Gateway, GatewayError> {
+        let build = config.clone();
+        let routes = tokio::task::spawn_blocking(move || sites::Routes::build(&build, None))
+            .await
+            .map_err(|e| GatewayError::Io(std::io::Error::other(e)))??;
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            let bound = tokio::net::TcpListener::bind(l.address)
+                .await
+                .map_err(|source| GatewayError::Listen {
+                    address: l.address,
+                    source,
+                })?;
+            listeners.push((bound, l.tls));
+        }
+        let admin = match config.admin {
+            Some(address) => Some(
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .map_err(|source| GatewayError::Listen { address, source })?,
+            ),
+            None => None,
+        };
+        let access = logs::JsonLines::open(config.access_log.as_deref())?;
+        let audit = logs::JsonLines::open(config.audit_log.as_deref())?;
+        let events = config.server.clone().map(EventSink::start);
+        let lists = match (&config.server, config.lists_every) {
+            (Some(link), Some(every)) => Some(qalxan_client::ListFeed::start(link.clone(), every)),
+            _ => None,
+        };
+        routes.activate();
+        let current = Arc::new(sites::Current::new(routes));
+        let tls = if listeners.iter().any(|(_, tls)| *tls) {
+            Some(tls::acceptor(current.clone())?)
+        } else {
+            None
+        };
+        let state = Arc::new(proxy::State {
+            routes: current,
+            tls,
+            events,
+            lists,
+            access,
+            audit,
+            guard: guard::Guard::new(config.limits),
+            counters: admin::Counters::default(),
+            admin_token: config.admin_token.clone(),
+            source,
+            reloading: tokio::sync::Mutex::new(()),
+        });
+        Ok(Gateway {
+            state,
+            listeners,
+            admin,
+        })
+    }
+
+    /// The bound listeners: address and whether it speaks TLS.
+    pub fn addresses(&self) -> Vec<(SocketAddr, bool)> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, tls)| Some((l.local_addr().ok()?, *tls)))
+            .collect()
+    }
+
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    /// A handle that reloads this gateway (on SIGHUP, from the admin API).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            state: self.state.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish (up to 30 s).
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GatewayError> {
+        let state = self.state;
+        if let Some(admin_listener) = self.admin {
+            tokio::spawn(admin::serve(admin_listener, state.clone()));
+        }
+        let sweeper = Arc::downgrade(&state);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(state) = sweeper.upgrade() else {
+                    return;
+                };
+                state
+                    .guard
+                    .sweep(std::time::Instant::now(), Duration::from_secs(600));
+            }
+        });
+        proxy::serve(self.listeners, state, shutdown).await
+    }
+}
+
+/// Reloads a running gateway: reads its configuration file again, compiles the rules, and
+/// swaps the new sites in only when all of it succeeded.
+#[derive(Clone)]
+pub struct Reloader {
+    state: Arc<proxy::State>,
+}
+
+impl Reloader {
+    pub async fn reload(&self) -> Result<String, GatewayError> {
+        let source = self
+            .state
+            .source
+            .clone()
+            .ok_or(GatewayError::NothingToReload)?;
+        let config = tokio::task::spawn_blocking(move || config::load(&source))
+            .await
+            .map_err(|e| GatewayError::Io(std::io::Error::other(e)))??;
+        self.apply(config).await
+    }
+
+    /// Replaces the sites, rules, certificates and limits with `config`'s. Listeners, the
+    /// admin listener, the server link and the log files stay as they were started.
+    pub async fn apply(&self, config: Config) -> Result<String, GatewayError> {
+        let _one_at_a_time = self.state.reloading.lock().await;
+        let state = self.state.clone();
+        let started = std::time::Instant::now();
+        let build = config.clone();
+        let routes = tokio::task::spawn_blocking(move || {
+            let previous = state.routes.load();
+            sites::Routes::build(&build, Some(&previous))
+        })
+        .await
+        .map_err(|e| GatewayError::Io(std::io::Error::other(e)))??;
+        let old = self.state.routes.load();
+        if old.config.fixed_parts() != config.fixed_parts() {
+            tracing::warn!("listeners, the admin address, the server link and log files change only on restart");
+        }
+        if routes.certificates.is_empty() && self.state.tls.is_some() {
+            return Err(GatewayError::Tls {
+                path: PathBuf::new(),
+                message: "the TLS listeners would have no certificate".into(),
+            });
+        }
+        let summary = format!(
+            "reloaded: {} sites, {} rules compiled in {:.1} s",
+            routes.sites.len(),
+            routes.rule_count,
+            started.elapsed().as_secs_f64()
+        );
+        routes.activate();
+        self.state.guard.set_limits(config.limits);
+        self.state.routes.store(routes);
+        tracing::info!("{summary}");
+        Ok(summary)
+    }
 }

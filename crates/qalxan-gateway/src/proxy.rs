@@ -1,6 +1,8 @@
 //! The data path: accept, read, inspect, block or forward, stream back, log.
 
 use crate::logs::JsonLines;
+use crate::pool::UpstreamClient;
+use crate::sites::{Current, SiteRoute};
 use crate::WafMode;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -8,18 +10,19 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::http::uri::{Authority, PathAndQuery};
+use hyper::http::uri::PathAndQuery;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use qalxan_client::EventSink;
 use qalxan_waf::{Plan, Transaction};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,11 +30,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 pub(crate) struct State {
-    pub plan: Option<Arc<Plan>>,
-    pub mode: WafMode,
-    pub inspect_limit: usize,
-    pub upstream_authority: Authority,
-    pub client: Client<HttpConnector, PrefixedBody>,
+    /// Sites, rules, pools and certificates: replaced whole by a reload.
+    pub routes: Arc<Current>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub events: Option<EventSink>,
     /// The blocklist pulled from the server: addresses, domains and URLs refused outright.
     pub lists: Option<qalxan_client::ListFeed>,
@@ -39,20 +40,32 @@ pub(crate) struct State {
     pub audit: JsonLines,
     pub guard: crate::guard::Guard,
     pub counters: crate::admin::Counters,
-    pub header_timeout: Duration,
-    pub body_timeout: Duration,
+    pub admin_token: Option<String>,
+    /// The configuration file a reload reads again.
+    pub source: Option<std::path::PathBuf>,
+    pub reloading: tokio::sync::Mutex<()>,
 }
 
 type ResponseBody = BoxBody<Bytes, hyper::Error>;
 
-pub(crate) fn client() -> Client<HttpConnector, PrefixedBody> {
+/// The client for one pool's servers: plain HTTP, or TLS checked against the web's roots and
+/// the pool's own authorities.
+pub(crate) fn upstream_client(
+    ca: Option<&std::path::Path>,
+) -> Result<UpstreamClient, crate::GatewayError> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    Client::builder(TokioExecutor::new())
+    connector.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(crate::tls::client_config(ca)?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
-        .build(connector)
+        .build(https))
 }
 
 /// A request body that starts with the bytes already read for inspection and continues with
@@ -60,6 +73,23 @@ pub(crate) fn client() -> Client<HttpConnector, PrefixedBody> {
 pub(crate) struct PrefixedBody {
     prefix: Option<Bytes>,
     rest: Option<Incoming>,
+}
+
+impl PrefixedBody {
+    pub fn empty() -> PrefixedBody {
+        PrefixedBody {
+            prefix: None,
+            rest: None,
+        }
+    }
+
+    /// The whole body, when it is all in memory and can be sent again to another server.
+    fn replayable(&self) -> Option<Bytes> {
+        match &self.rest {
+            None => Some(self.prefix.clone().unwrap_or_default()),
+            Some(_) => None,
+        }
+    }
 }
 
 impl Body for PrefixedBody {
@@ -133,57 +163,190 @@ fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
 }
 
 pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
+    listeners: Vec<(tokio::net::TcpListener, bool)>,
     state: Arc<State>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), crate::GatewayError> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: pause rather than spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                // Banned addresses and those over their connection cap are dropped before any
-                // byte is read.
-                if !state.guard.connect(peer.ip(), Instant::now()) {
-                    drop(stream);
-                    continue;
-                }
-                let _ = stream.set_nodelay(true);
-                let conn_state = state.clone();
-                let service = service_fn(move |req| handle(req, conn_state.clone(), peer));
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .header_read_timeout(state.header_timeout)
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .serve_connection(TokioIo::new(stream), service);
-                let watched = graceful.watch(conn);
-                let state = state.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = watched.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                    state.guard.disconnect(peer.ip());
-                });
-            }
-            () = &mut shutdown => break,
-        }
+    // Every connection holds a receiver: `true` asks it to finish, and the sender's `closed()`
+    // is every connection gone.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut accepting = Vec::new();
+    for (listener, tls) in listeners {
+        accepting.push(tokio::spawn(accept_loop(
+            listener,
+            tls,
+            state.clone(),
+            stopping.clone(),
+        )));
     }
-    drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+    drop(stopping);
+    shutdown.await;
+    for a in &accepting {
+        a.abort();
+    }
+    let _ = stop.send(true);
+    if tokio::time::timeout(Duration::from_secs(30), stop.closed())
         .await
         .is_err()
     {
         tracing::warn!("connections still open after 30 s: closing them");
     }
     Ok(())
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    tls: bool,
+    state: Arc<State>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let routes = state.routes.load();
+        // A trusted proxy carries many clients: their limits apply per request instead.
+        let counted = !is_trusted(&routes.trusted_proxies, peer.ip());
+        // Banned addresses and those over their connection cap are dropped before any byte
+        // is read.
+        if counted && !state.guard.connect(peer.ip(), Instant::now()) {
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let stopping = stopping.clone();
+        let header_timeout = routes.header_timeout;
+        drop(routes);
+        tokio::spawn(async move {
+            if tls {
+                let Some(acceptor) = state.tls.clone() else {
+                    return;
+                };
+                match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        // ALPN said which protocol, so nothing is read to guess it.
+                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                        let protocol = if h2 { Protocol::Http2 } else { Protocol::Http1 };
+                        connection(stream, peer, protocol, &state, header_timeout, stopping).await
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            } else {
+                // A client that connects and sends nothing would wait in the protocol guess,
+                // before any HTTP timeout applies.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        connection(
+                            stream,
+                            peer,
+                            Protocol::Guess,
+                            &state,
+                            header_timeout,
+                            stopping,
+                        )
+                        .await
+                    }
+                    _ => {}
+                }
+            }
+            if counted {
+                state.guard.disconnect(peer.ip());
+            }
+        });
+    }
+}
+
+/// Serves one connection (HTTP/1.1, HTTP/2 by prior knowledge or ALPN), upgrades included,
+/// until it closes or the gateway stops (then gracefully: requests in flight finish).
+#[derive(Clone, Copy, PartialEq)]
+enum Protocol {
+    Http1,
+    Http2,
+    /// Plain connections: HTTP/2 with prior knowledge is told by its preface.
+    Guess,
+}
+
+async fn connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    protocol: Protocol,
+    state: &Arc<State>,
+    header_timeout: Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn_state = state.clone();
+    let tls = protocol != Protocol::Guess;
+    let service = service_fn(move |req| handle(req, conn_state.clone(), peer, tls));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder = match protocol {
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder.http2_only(),
+        Protocol::Guess => builder,
+    };
+    builder
+        .http1()
+        .header_read_timeout(header_timeout)
+        .timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(250)
+        .keep_alive_interval(Some(Duration::from_secs(60)));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+fn is_trusted(trusted: &[ipnet::IpNet], ip: IpAddr) -> bool {
+    trusted.iter().any(|n| n.contains(&ip))
+}
+
+/// The client's address: the connection's peer, or, when the peer is a trusted proxy, the
+/// last address in X-Forwarded-For that is not itself a trusted proxy.
+fn client_ip(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &hyper::HeaderMap) -> IpAddr {
+    if !is_trusted(trusted, peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(trusted, ip) {
+                    break;
+                }
+            }
+            // Garbage from the client's side of the chain: stop at the last good hop.
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 /// Reads up to `limit` bytes of a body (a frame may take it a little past), returning them and,
@@ -222,9 +385,16 @@ fn inspect(
     plan: &Plan,
     parts: &hyper::http::request::Parts,
     body: &[u8],
+    client: IpAddr,
     peer: SocketAddr,
 ) -> Verdict {
-    let target = if parts.uri.scheme().is_some() {
+    let target = if parts.version == hyper::Version::HTTP_2 {
+        // HTTP/2 carries the target as :path; the WAF sees what an HTTP/1.1 line would carry.
+        parts
+            .uri
+            .path_and_query()
+            .map_or("/".to_owned(), |p| p.as_str().to_owned())
+    } else if parts.uri.scheme().is_some() {
         parts.uri.to_string()
     } else {
         parts
@@ -232,18 +402,24 @@ fn inspect(
             .path_and_query()
             .map_or("/".to_owned(), |p| p.as_str().to_owned())
     };
+    let mut headers: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            headers.push(("host".to_owned(), authority.as_str().as_bytes().to_vec()));
+        }
+    }
     let request = qalxan_waf::Request {
         method: parts.method.as_str().as_bytes().to_vec(),
         uri: target.into_bytes(),
         protocol: format!("{:?}", parts.version).into_bytes(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
-            .collect(),
+        headers,
         body: body.to_vec(),
-        remote_addr: peer.ip().to_string(),
-        remote_port: peer.port(),
+        remote_addr: client.to_string(),
+        remote_port: if client == peer.ip() { peer.port() } else { 0 },
         server_addr: String::new(),
         server_port: 0,
     };
@@ -326,18 +502,37 @@ fn error_page(status: StatusCode, message: &str) -> Response<ResponseBody> {
 }
 
 /// Reports a ban that just started: a flood (rate) is also a DDoS event with its peak rate.
-fn report_ban(state: &State, ban: crate::guard::BanStarted, reason: &str, now: Instant) {
+fn report_ban(
+    state: &State,
+    ban: crate::guard::BanStarted,
+    reason: &str,
+    now: Instant,
+    site: Option<&SiteRoute>,
+) {
     tracing::warn!(ip = %ban.ip, reason, peak_rps = ban.peak_rps, "address banned");
     state.counters.bans.fetch_add(1, Ordering::Relaxed);
     let Some(events) = &state.events else { return };
     let seconds = ban.until.saturating_duration_since(now).as_secs();
     let attributes = json!({
         "client_ip": ban.ip.to_string(), "reason": reason, "ban_seconds": seconds,
-        "strikes": ban.strikes, "peak_rps": ban.peak_rps,
+        "strikes": ban.strikes, "peak_rps": ban.peak_rps, "site": site.map(|s| &s.name),
     });
-    events.report("gateway.banned", "high", attributes.clone());
+    let institution = site.and_then(|s| s.institution);
+    events.report_for(
+        institution,
+        "gateway.banned",
+        "high",
+        None,
+        attributes.clone(),
+    );
     if reason == "rate" {
-        events.report_value("ddos.detected", "high", ban.peak_rps as i64, attributes);
+        events.report_for(
+            institution,
+            "ddos.detected",
+            "high",
+            Some(ban.peak_rps as i64),
+            attributes,
+        );
     }
 }
 
@@ -356,14 +551,55 @@ fn refusal(
     response
 }
 
+/// The Host a request is for: the Host header, else (HTTP/2) the :authority.
+fn request_host(parts_headers: &hyper::HeaderMap, uri: &Uri) -> String {
+    parts_headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| uri.authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default()
+}
+
+fn wants_json(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+}
+
+/// A WebSocket (or other) upgrade the client asks for: HTTP/1.1 `Connection: upgrade`.
+fn asks_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == hyper::Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
 async fn handle(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     state: Arc<State>,
     peer: SocketAddr,
+    tls: bool,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
+    let routes = state.routes.load();
     state.counters.requests.fetch_add(1, Ordering::Relaxed);
-    match state.guard.request(peer.ip(), started) {
+    let client = client_ip(&routes.trusted_proxies, peer.ip(), req.headers());
+    let host = request_host(req.headers(), req.uri());
+    let Some(site) = routes.route(&host, req.uri().path()) else {
+        state.counters.unrouted.fetch_add(1, Ordering::Relaxed);
+        return Ok(error_page(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this gateway serves no site for that host",
+        ));
+    };
+    match state.guard.request(client, started) {
         (crate::guard::Admission::Allow, _) => {}
         (crate::guard::Admission::Limited(wait), _) => {
             state.counters.limited.fetch_add(1, Ordering::Relaxed);
@@ -379,7 +615,7 @@ async fn handle(
                 .banned_requests
                 .fetch_add(1, Ordering::Relaxed);
             if let Some(ban) = ban {
-                report_ban(&state, ban, "rate", started);
+                report_ban(&state, ban, "rate", started, Some(site));
             }
             let wait = until.saturating_duration_since(started);
             return Ok(refusal(
@@ -389,15 +625,19 @@ async fn handle(
             ));
         }
     }
-    if let Some(hit) = blocklisted(&state, &req, peer) {
-        return Ok(blocklist_block(&state, &req, peer, started, hit));
+    if let Some(hit) = blocklisted(&state, &req, &host, client) {
+        return Ok(blocklist_block(
+            &state, &req, &host, client, site, started, hit,
+        ));
     }
+    let upgrade = asks_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let inspecting = state.mode != WafMode::Off && state.plan.is_some();
-    let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
-        || parts.headers.contains_key(header::TRANSFER_ENCODING);
-    let (prefix, rest) = if inspecting && has_body {
-        match tokio::time::timeout(state.body_timeout, read_prefix(body, state.inspect_limit)).await
+    let inspecting = site.mode != WafMode::Off && site.plan.is_some();
+    let (prefix, rest) = if body.is_end_stream() {
+        (Bytes::new(), None)
+    } else if inspecting {
+        match tokio::time::timeout(routes.body_timeout, read_prefix(body, routes.inspect_limit))
+            .await
         {
             Ok(Ok(read)) => read,
             Ok(Err(e)) => {
@@ -417,10 +657,10 @@ async fn handle(
     } else {
         (Bytes::new(), Some(body))
     };
-    let verdict = match &state.plan {
+    let verdict = match &site.plan {
         Some(plan) if inspecting => {
-            let inspected = &prefix[..prefix.len().min(state.inspect_limit)];
-            inspect(&state, plan, &parts, inspected, peer)
+            let inspected = &prefix[..prefix.len().min(routes.inspect_limit)];
+            inspect(&state, plan, &parts, inspected, client, peer)
         }
         _ => Verdict::default(),
     };
@@ -429,42 +669,38 @@ async fn handle(
     }
     let method = parts.method.to_string();
     let uri = parts.uri.to_string();
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
 
     let response = if let Some((status, rule_id)) = verdict.block {
         state.counters.blocked.fetch_add(1, Ordering::Relaxed);
-        if let Some(ban) = state.guard.blocked(peer.ip(), Instant::now()) {
-            report_ban(&state, ban, "attacks", Instant::now());
+        if let Some(ban) = state.guard.blocked(client, Instant::now()) {
+            report_ban(&state, ban, "attacks", Instant::now(), Some(site));
         }
         if let Some(events) = &state.events {
             let shown: String = uri.chars().take(1024).collect();
-            events.report(
+            events.report_for(
+                site.institution,
                 "waf.blocked",
                 "high",
+                None,
                 json!({
                     "reference": verdict.reference, "rule_id": rule_id, "rules": verdict.rules,
-                    "client_ip": peer.ip().to_string(), "method": method, "host": host,
-                    "uri": shown, "anomaly_score": verdict.anomaly_score,
+                    "client_ip": client.to_string(), "method": method, "host": host,
+                    "uri": shown, "anomaly_score": verdict.anomaly_score, "site": site.name,
                 }),
             );
         }
-        let wants_json = parts
-            .headers
-            .get(header::ACCEPT)
-            .and_then(|a| a.to_str().ok())
-            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
-        block_page(status, &verdict.reference, wants_json)
+        block_page(status, &verdict.reference, wants_json(&parts.headers))
     } else {
         let body = PrefixedBody {
             prefix: Some(prefix),
             rest,
         };
-        let response = forward(&state, &mut parts, body, peer).await;
+        let forwarded = Forwarded {
+            peer: peer.ip(),
+            host: &host,
+            tls,
+        };
+        let response = forward(site, &mut parts, body, forwarded, upgrade).await;
         let counter = if response.status() == StatusCode::BAD_GATEWAY {
             &state.counters.upstream_errors
         } else {
@@ -476,13 +712,14 @@ async fn handle(
 
     state.access.write(json!({
         "time": unix_seconds(),
-        "client": peer.ip().to_string(),
+        "client": client.to_string(),
         "method": method,
         "host": host,
         "uri": uri,
+        "site": site.name,
         "status": response.status().as_u16(),
         "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
-        "waf": match (state.mode, verdict.block.is_some()) {
+        "waf": match (site.mode, verdict.block.is_some()) {
             (WafMode::Off, _) => "off",
             (_, true) => "blocked",
             (WafMode::Detect, _) if !verdict.rules.is_empty() => "detected",
@@ -499,20 +736,19 @@ async fn handle(
 fn blocklisted(
     state: &State,
     req: &Request<Incoming>,
-    peer: SocketAddr,
+    host: &str,
+    client: IpAddr,
 ) -> Option<(&'static str, String)> {
     let lists = state.lists.as_ref()?.current();
     if lists.is_empty() {
         return None;
     }
-    if lists.contains_ip(peer.ip()) {
-        return Some(("ip", peer.ip().to_string()));
+    if lists.contains_ip(client) {
+        return Some(("ip", client.to_string()));
     }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host())?;
+    if host.is_empty() {
+        return None;
+    }
     let ob = qalxan_intel::Observable::new(
         qalxan_intel::Kind::Domain,
         host.rsplit_once(':').map_or(host, |(h, p)| {
@@ -540,7 +776,9 @@ fn blocklisted(
 fn blocklist_block(
     state: &State,
     req: &Request<Incoming>,
-    peer: SocketAddr,
+    host: &str,
+    client: IpAddr,
+    site: &SiteRoute,
     started: Instant,
     (what, value): (&'static str, String),
 ) -> Response<ResponseBody> {
@@ -551,89 +789,238 @@ fn blocklist_block(
         SEQ.fetch_add(1, Ordering::Relaxed)
     );
     state.counters.blocked.fetch_add(1, Ordering::Relaxed);
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
     let uri: String = req.uri().to_string().chars().take(1024).collect();
     if let Some(events) = &state.events {
-        events.report(
+        events.report_for(
+            site.institution,
             "waf.blocked",
             "high",
+            None,
             json!({
                 "reference": reference, "blocklist": what, "indicator": value,
-                "client_ip": peer.ip().to_string(), "method": req.method().as_str(), "host": host, "uri": uri,
+                "client_ip": client.to_string(), "method": req.method().as_str(), "host": host,
+                "uri": uri, "site": site.name,
             }),
         );
     }
     state.access.write(json!({
         "time": unix_seconds(),
-        "client": peer.ip().to_string(),
+        "client": client.to_string(),
         "method": req.method().as_str(),
         "host": host,
         "uri": uri,
+        "site": site.name,
         "status": 403,
         "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
         "waf": "blocklist",
         "reference": reference,
         "indicator": value,
     }));
-    let wants_json = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|a| a.to_str().ok())
-        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
-    block_page(403, &reference, wants_json)
+    block_page(403, &reference, wants_json(req.headers()))
 }
 
+/// Who the request came from, for the headers the upstream gets.
+struct Forwarded<'a> {
+    /// The connection's peer: the hop this gateway adds to X-Forwarded-For.
+    peer: IpAddr,
+    host: &'a str,
+    tls: bool,
+}
+
+fn idempotent(method: &hyper::Method) -> bool {
+    use hyper::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
+/// Sends the request to the site's pool: a server that cannot be reached is counted against
+/// and, for an idempotent request whose body is in memory, the next server is tried.
 async fn forward(
-    state: &State,
+    site: &SiteRoute,
     parts: &mut hyper::http::request::Parts,
     body: PrefixedBody,
-    peer: SocketAddr,
+    from: Forwarded<'_>,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ResponseBody> {
     let path = parts
         .uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let uri = match Uri::builder()
-        .scheme("http")
-        .authority(state.upstream_authority.clone())
-        .path_and_query(path)
-        .build()
-    {
-        Ok(u) => u,
-        Err(_) => return error_page(StatusCode::BAD_REQUEST, "bad request target"),
-    };
     let mut headers = std::mem::take(&mut parts.headers);
+    let upgrade_to = headers.get(header::UPGRADE).cloned();
     strip_hop_by_hop(&mut headers);
+    if let (Some(_), Some(protocol)) = (&upgrade, upgrade_to) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+    if !headers.contains_key(header::HOST) {
+        if let Ok(v) = HeaderValue::from_str(from.host) {
+            headers.insert(header::HOST, v);
+        }
+    }
+    // The proxy's own hop goes last, after whatever trusted proxies already wrote.
     let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {}", peer.ip()),
-        None => peer.ip().to_string(),
+        Some(prior) => format!("{prior}, {}", from.peer),
+        None => from.peer.to_string(),
     };
     if let Ok(v) = HeaderValue::from_str(&forwarded) {
         headers.insert("x-forwarded-for", v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    let mut upstream = Request::new(body);
-    *upstream.method_mut() = parts.method.clone();
-    *upstream.uri_mut() = uri;
-    *upstream.headers_mut() = headers;
-    match state.client.request(upstream).await {
-        Ok(response) => {
-            let (mut head, body) = response.into_parts();
-            strip_hop_by_hop(&mut head.headers);
-            Response::from_parts(head, body.boxed())
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "upstream request failed");
-            error_page(
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if from.tls { "https" } else { "http" }),
+    );
+    let retry = idempotent(&parts.method) && upgrade.is_none();
+    let replay = if retry { body.replayable() } else { None };
+    let mut body = Some(body);
+    let mut tried = Vec::new();
+    loop {
+        let now = Instant::now();
+        let Some((index, in_flight)) = site.pool.pick(&tried, now) else {
+            return error_page(
                 StatusCode::BAD_GATEWAY,
                 "the upstream service did not answer",
-            )
+            );
+        };
+        tried.push(index);
+        let server = &site.pool.servers[index];
+        let uri = match Uri::builder()
+            .scheme(server.scheme.clone())
+            .authority(server.authority.clone())
+            .path_and_query(path.clone())
+            .build()
+        {
+            Ok(u) => u,
+            Err(_) => return error_page(StatusCode::BAD_REQUEST, "bad request target"),
+        };
+        let this_body = match (body.take(), &replay) {
+            (Some(b), _) => b,
+            (None, Some(bytes)) => PrefixedBody {
+                prefix: Some(bytes.clone()),
+                rest: None,
+            },
+            (None, None) => break,
+        };
+        let mut upstream = Request::new(this_body);
+        *upstream.method_mut() = parts.method.clone();
+        *upstream.uri_mut() = uri;
+        *upstream.headers_mut() = headers.clone();
+        match site.pool.client.request(upstream).await {
+            Ok(mut response) => {
+                site.pool.succeeded(index);
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(client_side) = upgrade {
+                        let upstream_side = hyper::upgrade::on(&mut response);
+                        tokio::spawn(tunnel(client_side, upstream_side, in_flight));
+                        let (head, _) = response.into_parts();
+                        return Response::from_parts(head, full(Bytes::new()));
+                    }
+                }
+                let (mut head, body) = response.into_parts();
+                strip_hop_by_hop(&mut head.headers);
+                let counted = Counted {
+                    inner: body,
+                    _in_flight: in_flight,
+                };
+                return Response::from_parts(head, counted.boxed());
+            }
+            Err(e) => {
+                site.pool.failed(index, Instant::now());
+                tracing::warn!(error = %e, server = %server.url(), site = %site.name, "upstream request failed");
+                let more = (tried.len() as u32) <= site.pool.retries && replay.is_some();
+                if !more {
+                    break;
+                }
+            }
         }
+    }
+    error_page(
+        StatusCode::BAD_GATEWAY,
+        "the upstream service did not answer",
+    )
+}
+
+/// Copies bytes both ways between an upgraded client connection and the upstream's.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    _in_flight: crate::pool::InFlight,
+) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    }
+}
+
+/// A response body that keeps its server's in-flight count until it ends (least-conn).
+struct Counted {
+    inner: Incoming,
+    _in_flight: crate::pool::InFlight,
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.1, 203.0.113.9, 10.1.1.1"),
+        );
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let outsider: IpAddr = "192.0.2.5".parse().unwrap();
+        assert_eq!(
+            client_ip(&trusted, proxy, &headers),
+            "203.0.113.9".parse::<IpAddr>().unwrap(),
+            "the last hop not of our own proxies"
+        );
+        assert_eq!(client_ip(&trusted, outsider, &headers), outsider);
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("junk, 10.1.1.1"),
+        );
+        assert_eq!(
+            client_ip(&trusted, proxy, &headers),
+            "10.1.1.1".parse::<IpAddr>().unwrap()
+        );
     }
 }

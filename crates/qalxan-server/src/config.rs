@@ -68,6 +68,10 @@ pub struct Config {
     /// empty or unreadable: the standard Helvetica, which knows only Western European letters.
     pub report_font: PathBuf,
     pub report_font_bold: PathBuf,
+    /// The `[gateway]` table: `qalxan serve` then runs the filtering gateway too. Its keys are
+    /// the gateway's (see `qalxan-gateway`'s config module), read by the gateway itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +125,7 @@ impl Default for Config {
             intel_feeds: Vec::new(),
             report_font: PathBuf::from("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
             report_font_bold: PathBuf::from("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
+            gateway: None,
         }
     }
 }

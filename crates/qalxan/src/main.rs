@@ -63,7 +63,8 @@ enum Command {
     Institution(InstitutionCommand),
     /// Print the effective configuration (file, environment and flags combined) as TOML.
     Config,
-    /// Run the filtering reverse proxy: the WAF in front of one web service.
+    /// Run the filtering reverse proxy: the WAF in front of web services (one with flags, any
+    /// number with --config), or reload a running one.
     Gateway(GatewayArgs),
     /// Web application firewall rules (SecLang, as the OWASP Core Rule Set writes them).
     #[command(subcommand)]
@@ -95,13 +96,17 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct GatewayArgs {
+    #[command(subcommand)]
+    command: Option<GatewayCommand>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
-    /// The web service to protect, e.g. http://127.0.0.1:9000
+    /// The web service to protect, e.g. http://127.0.0.1:9000 (or every setting from the
+    /// `[gateway]` keys of --config FILE: listeners, sites, pools, TLS, limits).
     #[arg(long)]
-    upstream: String,
+    upstream: Option<String>,
     /// block, detect (log only) or off.
     #[arg(long, default_value = "block")]
     waf: qalxan_gateway::WafMode,
@@ -158,6 +163,19 @@ struct GatewayArgs {
     /// outright; needs --server); 0 turns it off.
     #[arg(long, default_value_t = 5)]
     lists_every: u64,
+}
+
+#[derive(Subcommand)]
+enum GatewayCommand {
+    /// Make a running gateway read its configuration file again: new sites, rules, upstreams,
+    /// certificates and limits apply to new requests; a file or rule with an error is refused
+    /// and the running configuration stays.
+    Reload {
+        /// The gateway's admin API, e.g. http://127.0.0.1:9091 [default: the admin address in
+        /// --config FILE]. Token in QALXAN_GATEWAY_ADMIN_TOKEN.
+        #[arg(long)]
+        admin: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -341,6 +359,11 @@ fn main() -> ExitCode {
 
 /// Runs a command that needs the configuration; returns the process's exit code.
 async fn run(cli: Cli) -> Result<u8> {
+    // The gateway reads its own keys (top level, or under [gateway] in qalxan.toml).
+    if let Command::Gateway(args) = cli.command {
+        gateway(args, cli.common.config).await?;
+        return Ok(0);
+    }
     let mut overrides = config::Overrides {
         data_dir: cli.common.data_dir.clone(),
         database_url: cli.common.database_url.clone(),
@@ -375,7 +398,7 @@ async fn run(cli: Cli) -> Result<u8> {
         return code;
     }
     match cli.command {
-        Command::Serve(_) => serve(config).await,
+        Command::Serve(_) => serve(config, cli.common.config).await,
         Command::Waf(cmd) => waf_command(cmd),
         Command::Scan(_)
         | Command::Analyze(_)
@@ -391,7 +414,7 @@ async fn run(cli: Cli) -> Result<u8> {
             let _log = logging::init_cli();
             scan_cmd::clamd(args).await
         }
-        Command::Gateway(args) => gateway(args).await,
+        Command::Gateway(_) => unreachable!("handled before"),
         Command::Config => {
             let mut shown = config.clone();
             shown.database_url = qalxan_store::redact_url(&shown.database_url);
@@ -438,7 +461,7 @@ async fn open_store(config: &Config) -> Result<Store> {
     }
 }
 
-async fn serve(config: Config) -> Result<()> {
+async fn serve(config: Config, file: Option<PathBuf>) -> Result<()> {
     for sub in ["", "logs", "files"] {
         let dir = config.data_dir.join(sub);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -463,10 +486,21 @@ async fn serve(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    // A [gateway] table in the configuration file: the gateway runs in this process too.
+    let gateway = match (&config.gateway, file) {
+        (Some(_), Some(path)) => {
+            let gateway = qalxan_gateway::Config::from_file(&path)?;
+            Some(start_gateway(gateway, Some(path)).await?)
+        }
+        _ => None,
+    };
     let state = AppState::new(store.clone(), config)?;
     println!("Qalxan is serving the dashboard and API on http://{addr}/");
     tracing::info!(%addr, "listening");
     qalxan_server::serve(listener, state, shutdown_signal()).await?;
+    if let Some(gateway) = gateway {
+        gateway.await??;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -865,43 +899,91 @@ fn waf_eval(rules: &std::path::Path, request: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-async fn gateway(args: GatewayArgs) -> Result<()> {
+async fn gateway(args: GatewayArgs, file: Option<PathBuf>) -> Result<()> {
     let _log = logging::init_cli();
-    let upstream: qalxan_gateway::hyper_uri::Uri = args
-        .upstream
-        .parse()
-        .with_context(|| format!("--upstream '{}' is not a URL", args.upstream))?;
-    let server = match args.server {
+    if let Some(GatewayCommand::Reload { admin }) = args.command {
+        return gateway_reload(admin, file).await;
+    }
+    let (config, source) = match (&file, &args.upstream) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("give either --upstream (one site) or --config FILE (all settings)")
+        }
+        (Some(path), None) => (qalxan_gateway::Config::from_file(path)?, file.clone()),
+        (None, Some(_)) => (gateway_flags(&args)?, None),
+        (None, None) => anyhow::bail!("give --upstream URL (one site) or --config FILE"),
+    };
+    start_gateway(config, source).await?.await??;
+    Ok(())
+}
+
+/// Starts a gateway that reloads on SIGHUP and stops with the process's shutdown signal.
+async fn start_gateway(
+    config: qalxan_gateway::Config,
+    source: Option<PathBuf>,
+) -> Result<tokio::task::JoinHandle<Result<(), qalxan_gateway::GatewayError>>> {
+    let started = std::time::Instant::now();
+    let gateway = qalxan_gateway::Gateway::start(config, source).await?;
+    eprintln!(
+        "Gateway ready in {:.1} s (rules compiled)",
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(a) = gateway.admin_address() {
+        println!("Qalxan gateway admin API on http://{a}/");
+    }
+    for (addr, tls) in gateway.addresses() {
+        println!(
+            "Qalxan gateway on {}://{addr}/",
+            if tls { "https" } else { "http" }
+        );
+    }
+    #[cfg(unix)]
+    {
+        let reloader = gateway.reloader();
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match reloader.reload().await {
+                    Ok(summary) => tracing::info!("SIGHUP: {summary}"),
+                    Err(e) => tracing::error!(
+                        "SIGHUP: reload refused, the running configuration stays: {e}"
+                    ),
+                }
+            }
+        });
+    }
+    Ok(tokio::spawn(gateway.serve(shutdown_signal())))
+}
+
+/// One site from the command-line flags.
+fn gateway_flags(args: &GatewayArgs) -> Result<qalxan_gateway::Config> {
+    let text = args.upstream.as_deref().unwrap_or_default();
+    let upstream =
+        qalxan_gateway::upstream_uri(text).with_context(|| format!("--upstream '{text}'"))?;
+    let server = match &args.server {
         Some(url) => {
             let token = std::env::var("QALXAN_GATEWAY_TOKEN").context(
                 "--server needs the sensor token in the QALXAN_GATEWAY_TOKEN environment variable",
             )?;
             Some(qalxan_gateway::ServerLink {
-                url,
+                url: url.clone(),
                 token,
                 institution_id: args.institution,
             })
         }
         None => None,
     };
-    let plan = match args.waf {
-        qalxan_gateway::WafMode::Off => None,
-        mode => {
-            let started = std::time::Instant::now();
-            let plan = qalxan_gateway::load_plan(args.rules.as_deref(), mode, args.paranoia)?;
-            eprintln!(
-                "WAF rules compiled: {} rules in {:.1} s",
-                plan.stats.rules,
-                started.elapsed().as_secs_f64()
-            );
-            Some(plan)
-        }
+    let site = qalxan_gateway::Site {
+        waf: args.waf,
+        rules: args.rules.clone(),
+        paranoia: args.paranoia,
+        ..qalxan_gateway::Site::new("default", upstream)
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    let limits = qalxan_gateway::Limits {
+    let mut config = qalxan_gateway::Config::new(args.listen, vec![site]);
+    config.inspect_limit = args.inspect_limit;
+    config.server = server;
+    config.access_log = args.access_log.clone();
+    config.audit_log = args.audit_log.clone();
+    config.limits = qalxan_gateway::Limits {
         rate: args.rate.map(|r| (r, args.burst.unwrap_or(r * 2.0))),
         max_connections: args.max_conns_per_ip,
         ban: args.ban_after.map(|strikes| qalxan_gateway::BanPolicy {
@@ -910,41 +992,51 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
             duration: std::time::Duration::from_secs(args.ban_for),
         }),
     };
-    let admin = match args.admin_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("admin listener on {addr}"))?,
-        ),
-        None => None,
+    config.admin = args.admin_listen;
+    config.admin_token = std::env::var("QALXAN_GATEWAY_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    config.header_timeout = std::time::Duration::from_secs(args.header_timeout);
+    config.body_timeout = std::time::Duration::from_secs(args.body_timeout);
+    config.lists_every =
+        (args.lists_every > 0).then(|| std::time::Duration::from_secs(args.lists_every));
+    Ok(config)
+}
+
+async fn gateway_reload(admin: Option<String>, config: Option<PathBuf>) -> Result<()> {
+    let base = match (admin, config) {
+        (Some(url), _) => url,
+        (None, Some(path)) => {
+            let config = qalxan_gateway::Config::from_file(&path)?;
+            let addr = config.admin.with_context(|| {
+                format!(
+                    "{}: no [admin] listen address to send the reload to",
+                    path.display()
+                )
+            })?;
+            format!("http://{addr}")
+        }
+        (None, None) => anyhow::bail!("give --admin URL or the gateway's --config FILE"),
     };
-    if let Some(a) = &admin {
-        println!("Qalxan gateway admin API on http://{}/", a.local_addr()?);
+    let mut request = reqwest::Client::new().post(format!("{}/reload", base.trim_end_matches('/')));
+    if let Ok(token) = std::env::var("QALXAN_GATEWAY_ADMIN_TOKEN") {
+        request = request.bearer_auth(token);
     }
-    let config = qalxan_gateway::Config {
-        upstream: upstream.clone(),
-        waf: args.waf,
-        rules: args.rules,
-        paranoia: args.paranoia,
-        inspect_limit: args.inspect_limit,
-        server,
-        access_log: args.access_log,
-        audit_log: args.audit_log,
-        limits,
-        admin_token: std::env::var("QALXAN_GATEWAY_ADMIN_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty()),
-        header_timeout: std::time::Duration::from_secs(args.header_timeout),
-        body_timeout: std::time::Duration::from_secs(args.body_timeout),
-        lists_every: (args.lists_every > 0)
-            .then(|| std::time::Duration::from_secs(args.lists_every)),
-    };
-    println!(
-        "Qalxan gateway on {}",
-        qalxan_gateway::describe(addr, &upstream)
-    );
-    qalxan_gateway::run(config, plan, listener, admin, shutdown_signal()).await?;
-    Ok(())
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("the gateway's admin API at {base} does not answer"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if status.is_success() {
+        println!("{}", body["summary"].as_str().unwrap_or("reloaded"));
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "reload refused ({status}); the running configuration stays: {}",
+            body["error"].as_str().unwrap_or("no details")
+        )
+    }
 }
 
 async fn institution_command(store: &Store, cmd: InstitutionCommand) -> Result<()> {

@@ -9,13 +9,16 @@ use axum::body::Bytes;
 use axum::routing::any;
 use common::TestServer;
 use qalxan_core::Role;
-use qalxan_gateway::{Config, ServerLink, WafMode};
+use qalxan_gateway::{Config, ServerLink, Site, WafMode};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 
 const CRS: &str = "/usr/share/modsecurity-crs/rules";
+
+/// A one-rule set: any argument containing "evil" is denied.
+const EVIL_RULE: &str = "SecRule ARGS \"@contains evil\" \"id:1,phase:2,deny\"\n";
 
 /// An upstream that says what it received.
 async fn upstream() -> String {
@@ -29,64 +32,29 @@ async fn upstream() -> String {
 }
 
 async fn gateway(config: Config) -> String {
-    let plan = match config.waf {
-        WafMode::Off => None,
-        mode => {
-            Some(qalxan_gateway::load_plan(config.rules.as_deref(), mode, config.paranoia).unwrap())
-        }
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(qalxan_gateway::run(
-        config,
-        plan,
-        listener,
-        None,
-        std::future::pending(),
-    ));
-    format!("http://{addr}")
+    gateway_with_admin(config).await.0
 }
 
 /// A gateway with its admin API; returns (proxy URL, admin URL).
-async fn gateway_with_admin(config: Config) -> (String, String) {
-    let plan = match config.waf {
-        WafMode::Off => None,
-        mode => {
-            Some(qalxan_gateway::load_plan(config.rules.as_deref(), mode, config.paranoia).unwrap())
-        }
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+async fn gateway_with_admin(mut config: Config) -> (String, String) {
+    config.admin = Some("127.0.0.1:0".parse().unwrap());
+    let gw = qalxan_gateway::Gateway::start(config, None).await.unwrap();
     let urls = (
-        format!("http://{}", listener.local_addr().unwrap()),
-        format!("http://{}", admin.local_addr().unwrap()),
+        format!("http://{}", gw.addresses()[0].0),
+        format!("http://{}", gw.admin_address().unwrap()),
     );
-    tokio::spawn(qalxan_gateway::run(
-        config,
-        plan,
-        listener,
-        Some(admin),
-        std::future::pending(),
-    ));
+    tokio::spawn(gw.serve(std::future::pending()));
     urls
 }
 
-fn config(upstream: &str) -> Config {
-    Config {
-        upstream: upstream.parse().unwrap(),
-        waf: WafMode::Block,
-        rules: None,
-        paranoia: 1,
-        inspect_limit: 128 * 1024,
-        server: None,
-        access_log: None,
-        audit_log: None,
-        limits: qalxan_gateway::Limits::default(),
-        admin_token: None,
-        header_timeout: Duration::from_secs(10),
-        body_timeout: Duration::from_secs(30),
-        lists_every: None,
-    }
+/// One site in front of `upstream`.
+fn site_config(upstream: &str, waf: WafMode, rules: Option<std::path::PathBuf>) -> Config {
+    let site = Site {
+        waf,
+        rules,
+        ..Site::new("test", qalxan_gateway::upstream_uri(upstream).unwrap())
+    };
+    Config::new("127.0.0.1:0".parse().unwrap(), vec![site])
 }
 
 fn client() -> reqwest::Client {
@@ -115,7 +83,7 @@ async fn crs_blocks_attacks_with_a_reference_and_reports_them() {
         }),
         access_log: Some(logs.path().join("access.log")),
         audit_log: Some(logs.path().join("audit.log")),
-        ..config(&up)
+        ..site_config(&up, WafMode::Block, None)
     })
     .await;
     let c = client();
@@ -248,10 +216,8 @@ async fn detect_mode_logs_but_lets_requests_through() {
     let up = upstream().await;
     let audit = dir.path().join("audit.log");
     let gw = gateway(Config {
-        waf: WafMode::Detect,
-        rules: Some(rules.clone()),
         audit_log: Some(audit.clone()),
-        ..config(&up)
+        ..site_config(&up, WafMode::Detect, Some(rules.clone()))
     })
     .await;
     let r = client()
@@ -266,8 +232,7 @@ async fn detect_mode_logs_but_lets_requests_through() {
         .contains("\"ruleId\":\"1001\""));
 
     let blocking = gateway(Config {
-        rules: Some(rules),
-        ..config(&up)
+        ..site_config(&up, WafMode::Block, Some(rules))
     })
     .await;
     let r = client()
@@ -278,8 +243,7 @@ async fn detect_mode_logs_but_lets_requests_through() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     let off = gateway(Config {
-        waf: WafMode::Off,
-        ..config(&up)
+        ..site_config(&up, WafMode::Off, None)
     })
     .await;
     let r = client()
@@ -313,11 +277,7 @@ async fn a_rule_file_with_an_error_is_refused_with_its_place() {
 async fn the_gateway_command_serves_and_unreachable_upstreams_answer_502() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.conf");
-    std::fs::write(
-        &rules,
-        "SecRule ARGS \"@contains evil\" \"id:1,phase:2,deny\"\n",
-    )
-    .unwrap();
+    std::fs::write(&rules, EVIL_RULE).unwrap();
     let up = upstream().await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_qalxan"))
         .args([
@@ -370,8 +330,7 @@ async fn the_gateway_command_serves_and_unreachable_upstreams_answer_502() {
     );
 
     let nowhere = gateway(Config {
-        waf: WafMode::Off,
-        ..config("http://127.0.0.1:9")
+        ..site_config("http://127.0.0.1:9", WafMode::Off, None)
     })
     .await;
     let r = client().get(format!("{nowhere}/")).send().await.unwrap();
@@ -391,7 +350,6 @@ async fn a_flooding_client_is_limited_then_banned_while_others_are_served() {
     let token = server.token(Role::Sensor, None).await;
     let up = upstream().await;
     let (gw, admin) = gateway_with_admin(Config {
-        waf: WafMode::Off,
         server: Some(ServerLink {
             url: server.base.clone(),
             token,
@@ -406,7 +364,7 @@ async fn a_flooding_client_is_limited_then_banned_while_others_are_served() {
                 duration: Duration::from_secs(600),
             }),
         },
-        ..config(&up)
+        ..site_config(&up, WafMode::Off, None)
     })
     .await;
 
@@ -530,14 +488,9 @@ async fn a_flooding_client_is_limited_then_banned_while_others_are_served() {
 async fn repeated_attacks_earn_a_ban() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.conf");
-    std::fs::write(
-        &rules,
-        "SecRule ARGS \"@contains evil\" \"id:1,phase:2,deny\"\n",
-    )
-    .unwrap();
+    std::fs::write(&rules, EVIL_RULE).unwrap();
     let up = upstream().await;
     let gw = gateway(Config {
-        rules: Some(rules),
         limits: qalxan_gateway::Limits {
             ban: Some(qalxan_gateway::BanPolicy {
                 strikes: 3,
@@ -546,7 +499,7 @@ async fn repeated_attacks_earn_a_ban() {
             }),
             ..qalxan_gateway::Limits::default()
         },
-        ..config(&up)
+        ..site_config(&up, WafMode::Block, Some(rules))
     })
     .await;
     let attacker = client_from([127, 0, 0, 4]);
@@ -574,18 +527,13 @@ async fn slow_clients_are_cut_off_and_do_not_stop_others() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.conf");
-    std::fs::write(
-        &rules,
-        "SecRule ARGS \"@contains evil\" \"id:1,phase:2,deny\"\n",
-    )
-    .unwrap();
+    std::fs::write(&rules, EVIL_RULE).unwrap();
     let up = upstream().await;
     let gw = gateway(Config {
-        rules: Some(rules),
         header_timeout: Duration::from_secs(1),
         body_timeout: Duration::from_secs(1),
         lists_every: None,
-        ..config(&up)
+        ..site_config(&up, WafMode::Block, Some(rules))
     })
     .await;
     let addr = gw.trim_start_matches("http://").to_owned();
@@ -636,14 +584,13 @@ async fn blocklist_from_the_server_is_enforced_within_seconds() {
     let analyst = server.api(&server.token(Role::Analyst, None).await);
     let up = upstream().await;
     let gw = gateway(Config {
-        waf: WafMode::Off,
         server: Some(ServerLink {
             url: server.base.clone(),
             token: sensor,
             institution_id: None,
         }),
         lists_every: Some(Duration::from_millis(500)),
-        ..config(&up)
+        ..site_config(&up, WafMode::Off, None)
     })
     .await;
     let c = client();
@@ -713,4 +660,618 @@ async fn blocklist_from_the_server_is_enforced_within_seconds() {
         events.to_string().contains("\"blocklist\":\"domain\""),
         "{events}"
     );
+}
+
+/// An upstream that names itself, with a health endpoint answering `health` (a status code).
+async fn named_upstream(
+    name: &'static str,
+    health: std::sync::Arc<std::sync::atomic::AtomicU16>,
+) -> String {
+    use std::sync::atomic::Ordering;
+    let app =
+        axum::Router::new()
+            .route(
+                "/healthz",
+                any(move || {
+                    let health = health.clone();
+                    async move {
+                        axum::http::StatusCode::from_u16(health.load(Ordering::Relaxed)).unwrap()
+                    }
+                }),
+            )
+            .fallback(any(
+                move |uri: axum::http::Uri, headers: axum::http::HeaderMap| async move {
+                    let xff = headers
+                        .get("x-forwarded-for")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_owned();
+                    format!("{name} saw {uri} for {xff}")
+                },
+            ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn healthy() -> std::sync::Arc<std::sync::atomic::AtomicU16> {
+    std::sync::Arc::new(std::sync::atomic::AtomicU16::new(200))
+}
+
+/// A port nothing listens on.
+fn dead_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+async fn get_host(gw: &str, host: &str, path: &str) -> (StatusCode, String) {
+    let r = client()
+        .get(format!("{gw}{path}"))
+        .header("host", host)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_config_file_routes_sites_by_host_and_path_to_upstream_pools() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.conf"), EVIL_RULE).unwrap();
+    let a = named_upstream("A", healthy()).await;
+    let b = named_upstream("B", healthy()).await;
+    let api = named_upstream("API", healthy()).await;
+    let sick_health = healthy();
+    let sick = named_upstream("SICK", sick_health.clone()).await;
+    let down = dead_port();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+trusted_proxies = ["127.0.0.1"]
+[[listen]]
+address = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[waf]
+rules = "rules.conf"
+[[site]]
+name = "portal"
+hosts = ["portal.test", "*.portal.test"]
+upstreams = ["{a}", "{b}"]
+[[site]]
+name = "api"
+hosts = ["portal.test"]
+path = "/api"
+upstreams = ["{api}"]
+waf = "off"
+[[site]]
+name = "shop"
+hosts = ["shop.test"]
+upstreams = ["{down}", "{a}"]
+max_fails = 2
+fail_timeout = 60
+[[site]]
+name = "news"
+hosts = ["news.test"]
+upstreams = ["{sick}", "{b}"]
+balance = "least-conn"
+[site.health_check]
+path = "/healthz"
+interval = 0.2
+fall = 2
+rise = 2
+"#
+        ),
+    )
+    .unwrap();
+    let config = Config::from_file(&file).unwrap();
+    let gw = qalxan_gateway::Gateway::start(config, Some(file.clone()))
+        .await
+        .unwrap();
+    let base = format!("http://{}", gw.addresses()[0].0);
+    let admin = format!("http://{}", gw.admin_address().unwrap());
+    tokio::spawn(gw.serve(std::future::pending()));
+
+    // Round-robin over the portal's pool; the API prefix goes to its own pool.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let (status, body) = get_host(&base, "portal.test", "/news").await;
+        assert_eq!(status, StatusCode::OK);
+        seen.push(body.split(' ').next().unwrap().to_owned());
+    }
+    seen.sort();
+    assert_eq!(seen, ["A", "A", "B", "B"]);
+    let (_, body) = get_host(&base, "www.portal.test", "/api/v1/items").await;
+    assert!(
+        body.starts_with("A ") || body.starts_with("B "),
+        "the wildcard host has no /api site: {body}"
+    );
+    let (_, body) = get_host(&base, "portal.test", "/api/v1/items").await;
+    assert!(body.starts_with("API saw /api/v1/items"), "{body}");
+    let (_, body) = get_host(&base, "portal.test", "/apix").await;
+    assert!(!body.starts_with("API"), "{body}");
+    // Each site has its own WAF mode.
+    assert_eq!(
+        get_host(&base, "portal.test", "/?q=evil").await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get_host(&base, "portal.test", "/api?q=evil").await.0,
+        StatusCode::OK
+    );
+    // No site for the host.
+    assert_eq!(
+        get_host(&base, "elsewhere.test", "/").await.0,
+        StatusCode::MISDIRECTED_REQUEST
+    );
+
+    // A trusted proxy's X-Forwarded-For names the client, and the chain goes on to the upstream.
+    let r = client()
+        .get(format!("{base}/"))
+        .header("host", "portal.test")
+        .header("x-forwarded-for", "198.51.100.23")
+        .send()
+        .await
+        .unwrap();
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .ends_with("for 198.51.100.23, 127.0.0.1"));
+
+    // A server that is down: GETs are retried on the next one, and after max_fails it is out.
+    for _ in 0..6 {
+        let (status, body) = get_host(&base, "shop.test", "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with("A saw"));
+    }
+    let sites: Value = client()
+        .get(format!("{admin}/sites"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shop = sites
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "shop")
+        .unwrap();
+    assert_eq!(shop["servers"][0]["ejected"], true, "{shop}");
+    assert_eq!(
+        shop["servers"][0]["failures"], 2,
+        "taken out after two failures: {shop}"
+    );
+
+    // Failing health checks take a server out; passing ones bring it back.
+    sick_health.store(503, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for _ in 0..6 {
+        let (_, body) = get_host(&base, "news.test", "/").await;
+        assert!(body.starts_with("B saw"), "{body}");
+    }
+    let metrics = client()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "qalxan_gateway_upstream_up{{site=\"news\",server=\"{sick}\"}} 0"
+        )),
+        "{metrics}"
+    );
+    sick_health.store(200, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut sick_served = false;
+    for _ in 0..6 {
+        sick_served |= get_host(&base, "news.test", "/")
+            .await
+            .1
+            .starts_with("SICK");
+    }
+    assert!(sick_served, "back in the pool");
+}
+
+/// The gateway binary started with `--config`, and its first listening URL.
+async fn gateway_process(file: &Path) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_qalxan"))
+        .args(["gateway", "--config"])
+        .arg(file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(url) = line.strip_prefix("Qalxan gateway on ") {
+            return (child, url.trim_end_matches('/').to_owned());
+        }
+    }
+}
+
+#[tokio::test]
+async fn reload_on_sighup_drops_no_request_and_refuses_bad_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.conf");
+    std::fs::write(&rules, EVIL_RULE).unwrap();
+    let up = named_upstream("A", healthy()).await;
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[listen]]\naddress = \"127.0.0.1:0\"\n[admin]\nlisten = \"{admin_port}\"\n\
+             [[site]]\nname = \"portal\"\nupstreams = [\"{up}\"]\nrules = \"rules.conf\"\n"
+        ),
+    )
+    .unwrap();
+    let (child, gw) = gateway_process(&file).await;
+    let pid = child.id().unwrap().to_string();
+
+    // A steady stream of benign requests for the whole test, on keep-alive connections.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let (gw, stop) = (gw.clone(), stop.clone());
+        streams.push(tokio::spawn(async move {
+            let c = client();
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match c.get(format!("{gw}/page?n={ok}")).send().await {
+                    Ok(r) if r.status() == StatusCode::OK => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let blocked = |q: &'static str| {
+        let gw = gw.clone();
+        async move {
+            client()
+                .get(format!("{gw}/?q={q}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == StatusCode::FORBIDDEN
+        }
+    };
+    assert!(blocked("evil").await);
+    assert!(!blocked("wicked").await);
+
+    // A new rule, then SIGHUP: enforced without a restart.
+    std::fs::write(
+        &rules,
+        "SecRule ARGS \"@contains evil\" \"id:1,phase:2,deny\"\n\
+         SecRule ARGS \"@contains wicked\" \"id:2,phase:2,deny\"\n",
+    )
+    .unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut enforced = false;
+    for _ in 0..100 {
+        if blocked("wicked").await {
+            enforced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(enforced, "the new rule is enforced after SIGHUP");
+
+    // A rule file with an error: `qalxan gateway reload` says where, the old rules keep running.
+    std::fs::write(
+        &rules,
+        "SecRule ARGS \"@contains evil\" \"id:1,phase:2,deny\"\nSecRuel oops\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_qalxan"))
+        .args(["gateway", "reload", "--config"])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rules.conf:2"), "{err}");
+    assert!(blocked("evil").await && blocked("wicked").await);
+
+    // Fixed again: the reload command succeeds.
+    std::fs::write(&rules, EVIL_RULE).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_qalxan"))
+        .args([
+            "gateway",
+            "reload",
+            "--admin",
+            &format!("http://{admin_port}"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reloaded: 1 sites"));
+    assert!(!blocked("wicked").await);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for s in streams {
+        let (o, f) = s.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    assert!(ok > 50, "{ok} requests went through");
+    assert_eq!(failed, 0, "no request failed across three reloads");
+}
+
+/// A self-signed certificate for `host` (openssl), returning (cert, key) paths.
+fn certificate(dir: &Path, host: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = dir.join(format!("{host}.crt"));
+    let key = dir.join(format!("{host}.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+        ])
+        .arg(format!("/CN={host}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{host}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// curl's answer: (HTTP version, status, body).
+async fn curl(args: &[&str]) -> (String, String, String) {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_version} %{http_code}"])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, tail) = text.rsplit_once('\n').unwrap();
+    let (version, code) = tail.split_once(' ').unwrap();
+    (version.to_owned(), code.to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn tls_certificates_by_sni_and_http2_on_both_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_cert, a_key) = certificate(dir.path(), "a.test");
+    let (b_cert, b_key) = certificate(dir.path(), "b.test");
+    std::fs::write(dir.path().join("rules.conf"), EVIL_RULE).unwrap();
+    let a = named_upstream("A", healthy()).await;
+    let b = named_upstream("B", healthy()).await;
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[listen]]
+address = "127.0.0.1:0"
+tls = true
+[[listen]]
+address = "127.0.0.1:0"
+[waf]
+rules = "rules.conf"
+[[site]]
+name = "a"
+hosts = ["a.test"]
+upstreams = ["{a}"]
+certificate = "{}"
+key = "{}"
+[[site]]
+name = "b"
+hosts = ["b.test"]
+upstreams = ["{b}"]
+certificate = "{}"
+key = "{}"
+"#,
+            a_cert.display(),
+            a_key.display(),
+            b_cert.display(),
+            b_key.display()
+        ),
+    )
+    .unwrap();
+    let gw = qalxan_gateway::Gateway::start(Config::from_file(&file).unwrap(), None)
+        .await
+        .unwrap();
+    let tls_port = gw.addresses()[0]
+        .1
+        .then_some(gw.addresses()[0].0.port())
+        .unwrap();
+    let plain_port = gw.addresses()[1].0.port();
+    tokio::spawn(gw.serve(std::future::pending()));
+    for (host, cert, name) in [("a.test", &a_cert, "A"), ("b.test", &b_cert, "B")] {
+        // curl checks the certificate against the site's own: the wrong one would fail.
+        let resolve = format!("{host}:{tls_port}:127.0.0.1");
+        let url = format!("https://{host}:{tls_port}/hello");
+        let cacert = cert.to_str().unwrap();
+        let (version, code, body) =
+            curl(&["--http2", "--cacert", cacert, "--resolve", &resolve, &url]).await;
+        assert_eq!((version.as_str(), code.as_str()), ("2", "200"), "{body}");
+        assert!(body.starts_with(&format!("{name} saw /hello")), "{body}");
+        let (version, code, _) =
+            curl(&["--http1.1", "--cacert", cacert, "--resolve", &resolve, &url]).await;
+        assert_eq!((version.as_str(), code.as_str()), ("1.1", "200"));
+        let attack = format!("https://{host}:{tls_port}/?q=evil");
+        let (_, code, body) = curl(&[
+            "--http2",
+            "--cacert",
+            cacert,
+            "--resolve",
+            &resolve,
+            &attack,
+        ])
+        .await;
+        assert_eq!(code, "403", "the WAF sees HTTP/2 requests: {body}");
+    }
+    // HTTP/2 with prior knowledge on the plain listener.
+    let (version, code, body) = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "Host: b.test",
+        &format!("http://127.0.0.1:{plain_port}/plain"),
+    ])
+    .await;
+    assert_eq!((version.as_str(), code.as_str()), ("2", "200"));
+    assert!(body.starts_with("B saw /plain"), "{body}");
+}
+
+#[tokio::test]
+async fn websocket_upgrades_pass_through_the_gateway() {
+    let python = "import asyncio, sys, websockets\n\
+async def echo(ws):\n    async for m in ws:\n        await ws.send('echo: ' + m)\n\
+async def main():\n    async with websockets.serve(echo, '127.0.0.1', 0) as s:\n        print(s.sockets[0].getsockname()[1], flush=True)\n        await asyncio.Future()\n\
+asyncio.run(main())\n";
+    use tokio::io::AsyncBufReadExt;
+    let mut server = tokio::process::Command::new("python3")
+        .args(["-c", python])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let port = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the Python websockets package (installed by .ci/run) runs the echo server");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.conf");
+    std::fs::write(&rules, EVIL_RULE).unwrap();
+    let gw = gateway(site_config(
+        &format!("http://127.0.0.1:{port}"),
+        WafMode::Block,
+        Some(rules),
+    ))
+    .await;
+    let ws = gw.replace("http://", "ws://");
+    let client = "import sys\nfrom websockets.sync.client import connect\n\
+with connect(sys.argv[1]) as ws:\n    for m in ['one', 'two']:\n        ws.send(m)\n        print(ws.recv())\n\
+try:\n    connect(sys.argv[2])\n    print('not refused')\nexcept Exception as e:\n    print('refused', getattr(getattr(e, 'response', None), 'status_code', e))\n";
+    let out = tokio::process::Command::new("python3")
+        .args([
+            "-c",
+            client,
+            &format!("{ws}/chat"),
+            &format!("{ws}/chat?room=evil"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "echo: one\necho: two\nrefused 403\n",
+        "messages both ways, and the WAF still inspects the handshake"
+    );
+}
+
+#[tokio::test]
+async fn qalxan_serve_runs_the_gateway_of_its_gateway_table() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.conf"), EVIL_RULE).unwrap();
+    let up = named_upstream("A", healthy()).await;
+    let file = dir.path().join("qalxan.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\n[gateway]\n[[gateway.listen]]\n\
+             address = \"127.0.0.1:0\"\n[[gateway.site]]\nname = \"portal\"\nupstreams = [\"{up}\"]\n\
+             rules = \"rules.conf\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_qalxan"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env_remove("QALXAN_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut gateway, mut dashboard) = (None, None);
+    while gateway.is_none() || dashboard.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("qalxan serve stopped before serving");
+        if let Some(url) = line.strip_prefix("Qalxan gateway on ") {
+            gateway = Some(url.trim_end_matches('/').to_owned());
+        }
+        if let Some(url) = line.split("dashboard and API on ").nth(1) {
+            dashboard = Some(url.trim_end_matches('/').to_owned());
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (gw, dashboard) = (gateway.unwrap(), dashboard.unwrap());
+    let r = client().get(format!("{gw}/?q=fine")).send().await.unwrap();
+    assert!(r.text().await.unwrap().starts_with("A saw /?q=fine"));
+    let r = client().get(format!("{gw}/?q=evil")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = client()
+        .get(format!("{dashboard}/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 }
