@@ -103,8 +103,8 @@ struct GatewayArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
-    /// The web service to protect, e.g. http://127.0.0.1:9000 (or every setting from the
-    /// `[gateway]` keys of --config FILE: listeners, sites, pools, TLS, limits).
+    /// The web service to protect, e.g. http://127.0.0.1:9000; without it every setting comes
+    /// from --config FILE (top-level or `[gateway]` keys: listeners, sites, pools, TLS, limits).
     #[arg(long)]
     upstream: Option<String>,
     /// block, detect (log only) or off.
@@ -904,12 +904,10 @@ async fn gateway(args: GatewayArgs, file: Option<PathBuf>) -> Result<()> {
     if let Some(GatewayCommand::Reload { admin }) = args.command {
         return gateway_reload(admin, file).await;
     }
+    // --upstream wins: QALXAN_CONFIG may name the server's file in the environment.
     let (config, source) = match (&file, &args.upstream) {
-        (Some(_), Some(_)) => {
-            anyhow::bail!("give either --upstream (one site) or --config FILE (all settings)")
-        }
+        (_, Some(_)) => (gateway_flags(&args)?, None),
         (Some(path), None) => (qalxan_gateway::Config::from_file(path)?, file.clone()),
-        (None, Some(_)) => (gateway_flags(&args)?, None),
         (None, None) => anyhow::bail!("give --upstream URL (one site) or --config FILE"),
     };
     start_gateway(config, source).await?.await??;
