@@ -25,11 +25,6 @@ pub use config::ConfigError;
 pub use guard::{BanPolicy, Limits};
 pub use qalxan_client::{EventSink, ServerLink};
 
-/// The URI type the configuration uses, re-exported so callers need not depend on hyper.
-pub mod hyper_uri {
-    pub use hyper::Uri;
-}
-
 use qalxan_waf::{Plan, SyntaxError};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -267,6 +262,8 @@ pub enum GatewayError {
     },
     #[error("{}: {message}", path.display())]
     Tls { path: PathBuf, message: String },
+    #[error("TLS: {0}")]
+    TlsSetup(String),
     #[error("listening on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -326,7 +323,7 @@ impl Gateway {
     /// the file a reload reads again.
     pub async fn start(config: Config, source: Option<PathBuf>) -> Result<Gateway, GatewayError> {
         let build = config.clone();
-        let routes = tokio::task::spawn_blocking(move || sites::Routes::build(&build, None))
+        let routes = tokio::task::spawn_blocking(move || sites::Routes::build(build, None))
             .await
             .map_err(|e| GatewayError::Io(std::io::Error::other(e)))??;
         let mut listeners = Vec::new();
@@ -452,22 +449,20 @@ impl Reloader {
         let _one_at_a_time = self.state.reloading.lock().await;
         let state = self.state.clone();
         let started = std::time::Instant::now();
-        let build = config.clone();
         let routes = tokio::task::spawn_blocking(move || {
             let previous = state.routes.load();
-            sites::Routes::build(&build, Some(&previous))
+            sites::Routes::build(config, Some(&previous))
         })
         .await
         .map_err(|e| GatewayError::Io(std::io::Error::other(e)))??;
         let old = self.state.routes.load();
-        if old.config.fixed_parts() != config.fixed_parts() {
+        if old.config.fixed_parts() != routes.config.fixed_parts() {
             tracing::warn!("listeners, the admin address, the server link and log files change only on restart");
         }
         if routes.certificates.is_empty() && self.state.tls.is_some() {
-            return Err(GatewayError::Tls {
-                path: PathBuf::new(),
-                message: "the TLS listeners would have no certificate".into(),
-            });
+            return Err(GatewayError::TlsSetup(
+                "the TLS listeners would have no certificate".into(),
+            ));
         }
         let summary = format!(
             "reloaded: {} sites, {} rules compiled in {:.1} s",
@@ -476,7 +471,7 @@ impl Reloader {
             started.elapsed().as_secs_f64()
         );
         routes.activate();
-        self.state.guard.set_limits(config.limits);
+        self.state.guard.set_limits(routes.config.limits);
         self.state.routes.store(routes);
         tracing::info!("{summary}");
         Ok(summary)

@@ -130,29 +130,24 @@ impl Pool {
             return None;
         }
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        let untried = |i: &usize| !tried.contains(i);
-        let order = (0..n).map(|k| (start + k) % n).filter(untried);
-        let live: Vec<usize> = order
-            .clone()
-            .filter(|&i| self.servers[i].available(now))
-            .collect();
-        let candidates: Vec<usize> = if live.is_empty() {
-            order.collect()
-        } else {
-            live
-        };
-        let chosen = match self.balance {
-            Balance::RoundRobin => candidates.first().copied(),
-            // Ties go to the first in rotation, so equal servers still share the load.
-            Balance::LeastConn => candidates
-                .iter()
-                .copied()
-                .min_by_key(|&i| self.servers[i].in_flight()),
-        }?;
+        let order = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|i| !tried.contains(i));
+        let live = order.clone().filter(|&i| self.servers[i].available(now));
+        let chosen = self.choose(live).or_else(|| self.choose(order))?;
         let server = self.servers[chosen].clone();
         server.in_flight.fetch_add(1, Ordering::Relaxed);
         server.requests.fetch_add(1, Ordering::Relaxed);
         Some((chosen, InFlight(server)))
+    }
+
+    /// Round-robin takes the first in rotation; least-conn the fewest in flight, ties going to
+    /// the first in rotation so equal servers still share the load.
+    fn choose(&self, mut candidates: impl Iterator<Item = usize>) -> Option<usize> {
+        match self.balance {
+            Balance::RoundRobin => candidates.next(),
+            Balance::LeastConn => candidates.min_by_key(|&i| self.servers[i].in_flight()),
+        }
     }
 
     /// A request to server `i` failed (no connection, no answer): enough of them within

@@ -388,13 +388,9 @@ fn inspect(
     client: IpAddr,
     peer: SocketAddr,
 ) -> Verdict {
-    let target = if parts.version == hyper::Version::HTTP_2 {
-        // HTTP/2 carries the target as :path; the WAF sees what an HTTP/1.1 line would carry.
-        parts
-            .uri
-            .path_and_query()
-            .map_or("/".to_owned(), |p| p.as_str().to_owned())
-    } else if parts.uri.scheme().is_some() {
+    // An absolute-form HTTP/1.1 target is kept as sent; HTTP/2's :scheme and :authority are
+    // not part of a request line, so the WAF sees only :path there.
+    let target = if parts.uri.scheme().is_some() && parts.version != hyper::Version::HTTP_2 {
         parts.uri.to_string()
     } else {
         parts
@@ -751,13 +747,7 @@ fn blocklisted(
     }
     let ob = qalxan_intel::Observable::new(
         qalxan_intel::Kind::Domain,
-        host.rsplit_once(':').map_or(host, |(h, p)| {
-            if p.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        }),
+        &crate::sites::normalise_host(host),
     )
     .ok();
     if let Some(d) = &ob {
@@ -912,7 +902,12 @@ async fn forward(
         let mut upstream = Request::new(this_body);
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = uri;
-        *upstream.headers_mut() = headers.clone();
+        // Copied only while another attempt may need them.
+        *upstream.headers_mut() = if replay.is_some() {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
         match site.pool.client.request(upstream).await {
             Ok(mut response) => {
                 site.pool.succeeded(index);

@@ -39,7 +39,7 @@ pub(crate) struct Routes {
 impl Routes {
     /// Compiles rules and opens certificates: slow and blocking, so reloads run it off the
     /// request threads. Servers kept from `previous` keep their health.
-    pub fn build(config: &Config, previous: Option<&Routes>) -> Result<Routes, GatewayError> {
+    pub fn build(config: Config, previous: Option<&Routes>) -> Result<Routes, GatewayError> {
         let mut plans: HashMap<(Option<PathBuf>, u8, bool), Arc<Plan>> = HashMap::new();
         let mut sites = Vec::new();
         let mut rule_count = 0;
@@ -82,7 +82,7 @@ impl Routes {
             inspect_limit: config.inspect_limit,
             header_timeout: config.header_timeout,
             body_timeout: config.body_timeout,
-            config: config.clone(),
+            config,
             rule_count,
         })
     }
@@ -112,7 +112,7 @@ impl Routes {
 }
 
 /// Lower-case, without the port and a trailing dot.
-fn normalise_host(host: &str) -> String {
+pub(crate) fn normalise_host(host: &str) -> String {
     let without_port = if host.starts_with('[') {
         host.split_once(']').map_or(host, |(h, _)| &h[1..])
     } else {

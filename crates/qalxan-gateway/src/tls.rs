@@ -122,10 +122,7 @@ pub(crate) fn acceptor(current: Arc<Current>) -> Result<tokio_rustls::TlsAccepto
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| GatewayError::Tls {
-            path: Default::default(),
-            message: e.to_string(),
-        })?
+        .map_err(|e| GatewayError::TlsSetup(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Resolver(current)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -153,10 +150,7 @@ pub(crate) fn client_config(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| GatewayError::Tls {
-            path: Default::default(),
-            message: e.to_string(),
-        })?
+        .map_err(|e| GatewayError::TlsSetup(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
