@@ -2,6 +2,8 @@
  * The peer of crates/qalxan-waf/benches/crs.rs: libmodsecurity 3 (Debian's libmodsecurity3)
  * evaluating the same requests against the same CRS at the same paranoia level, in process.
  * Built and run by bench/waf-peer.sh; prints microseconds per transaction for each mix.
+ * With a mix and a number of rounds (bench/waf-instructions.sh) it runs only that mix, inside
+ * measured_loop, for callgrind to count the instructions of.
  */
 #include <modsecurity/modsecurity.h>
 #include <modsecurity/rules_set.h>
@@ -71,11 +73,16 @@ static double bench(ModSecurity *ms, RulesSet *rules, const struct req *mix, int
     return us / (rounds * n);
 }
 
+__attribute__((noinline)) void measured_loop(ModSecurity *ms, RulesSet *rules, const struct req *mix, int n, int rounds) {
+    for (int k = 0; k < rounds; k++)
+        for (int i = 0; i < n; i++) run(ms, rules, &mix[i]);
+}
+
 /* Log lines would go to stderr and be timed; a server keeps them, here they are dropped. */
 static void drop_log(void *data, const void *msg) { (void)data; (void)msg; }
 
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: %s RULES.conf LABEL\n", argv[0]); return 2; }
+    if (argc < 3) { fprintf(stderr, "usage: %s RULES.conf LABEL [get|benign|attack ROUNDS]\n", argv[0]); return 2; }
     ModSecurity *ms = msc_init();
     msc_set_log_cb(ms, drop_log);
     RulesSet *rules = msc_create_rules_set();
@@ -83,6 +90,14 @@ int main(int argc, char **argv) {
     if (msc_rules_add_file(rules, argv[1], &error) < 0) {
         fprintf(stderr, "rules: %s\n", error ? error : "?");
         return 1;
+    }
+    if (argc == 5) {
+        const struct req *mix = strcmp(argv[3], "get") == 0 ? one_get
+            : strcmp(argv[3], "benign") == 0 ? benign : attacks;
+        int n = mix == one_get ? 1 : 4;
+        for (int i = 0; i < n; i++) run(ms, rules, &mix[i]); /* regex caches, outside the count */
+        measured_loop(ms, rules, mix, n, atoi(argv[4]));
+        return 0;
     }
     int rounds = 200;
     printf("%s benign mix: %.1f us/transaction\n", argv[2], bench(ms, rules, benign, 4, rounds));

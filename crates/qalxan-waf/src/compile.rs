@@ -277,8 +277,10 @@ pub struct Rule {
     pub targets: Vec<Target>,
     pub operator: Option<CompiledOperator>,
     pub transformations: Vec<Transformation>,
-    /// Identifies `transformations` among the plan's distinct chains (for caching results).
-    pub transform_id: u32,
+    /// Identifies each prefix of `transformations` (the first one, the first two, ...) among
+    /// the plan's distinct chains, so results are cached and shared between rules whose chains
+    /// begin alike.
+    pub transform_ids: Vec<u32>,
     pub disruptive: Disruptive,
     pub status: Option<u16>,
     pub log: bool,
@@ -736,9 +738,14 @@ impl Plan {
                             Vec::new()
                         };
                         transformations.extend(set.transformations);
-                        let next_id = chains.len() as u32;
-                        let transform_id =
-                            *chains.entry(transformations.clone()).or_insert(next_id);
+                        let transform_ids = (1..=transformations.len())
+                            .map(|n| {
+                                let next_id = chains.len() as u32;
+                                *chains
+                                    .entry(transformations[..n].to_vec())
+                                    .or_insert(next_id)
+                            })
+                            .collect();
                         // `block` means the phase's default disruptive action.
                         let disruptive = match set.disruptive {
                             Some(Disruptive::Block) | None => def.disruptive.clone(),
@@ -751,7 +758,7 @@ impl Plan {
                             targets,
                             operator,
                             transformations,
-                            transform_id,
+                            transform_ids,
                             disruptive,
                             status: set.status.or(def.status),
                             log: set.log.unwrap_or(def.log),

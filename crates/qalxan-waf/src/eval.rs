@@ -102,6 +102,8 @@ pub struct Transaction<'p> {
     pub interruption: Option<Interruption>,
     allowed: bool,
     started: std::time::Instant,
+    /// The buffer each rule collects its values into, kept between rules (empty between them).
+    items: Vec<Item<'static>>,
     /// Transformed values by (address and length of the original, transformation chain).
     /// `None` when the chain leaves the value as it is.
     transform_cache: std::cell::RefCell<TransformCache>,
@@ -140,8 +142,15 @@ impl std::ops::Deref for Transformed<'_> {
 impl Item<'_> {
     /// The variable's name as ModSecurity writes it: `ARGS:q`, `REQUEST_URI`.
     fn name(&self) -> String {
+        // By hand rather than `format!`: rules that match run this for every value.
         match self.key {
-            Some(k) => format!("{}:{k}", self.collection),
+            Some(k) => {
+                let mut name = String::with_capacity(self.collection.len() + 1 + k.len());
+                name.push_str(self.collection);
+                name.push(':');
+                name.push_str(k);
+                name
+            }
             None => self.collection.to_owned(),
         }
     }
@@ -203,7 +212,8 @@ impl<'p> Transaction<'p> {
             request_body_limit: s.request_body_limit,
             body_processor: None,
             force_body_variable: false,
-            single: HashMap::default(),
+            // Sized for CRS, so a transaction does not grow its tables step by step.
+            single: HashMap::with_capacity_and_hasher(64, Default::default()),
             args_get: Vec::new(),
             args_post: Vec::new(),
             headers: Vec::new(),
@@ -214,7 +224,7 @@ impl<'p> Transaction<'p> {
             xml_text: None,
             xml_attributes: Vec::new(),
             response_headers: Vec::new(),
-            tx: HashMap::default(),
+            tx: HashMap::with_capacity_and_hasher(128, Default::default()),
             collections: HashMap::default(),
             env: HashMap::default(),
             matched_var: (String::new(), Vec::new()),
@@ -227,7 +237,11 @@ impl<'p> Transaction<'p> {
             interruption: None,
             allowed: false,
             started: std::time::Instant::now(),
-            transform_cache: std::cell::RefCell::new(HashMap::default()),
+            items: Vec::with_capacity(32),
+            transform_cache: std::cell::RefCell::new(HashMap::with_capacity_and_hasher(
+                512,
+                Default::default(),
+            )),
         }
     }
 
@@ -641,8 +655,8 @@ impl<'p> Transaction<'p> {
     }
 
     /// The values a rule inspects: its targets minus its exclusions and run-time removals.
-    fn values<'a>(&'a self, rule: &'a Rule, head: &Rule) -> Vec<Item<'a>> {
-        let mut out = Vec::new();
+    fn values<'a>(&'a self, rule: &'a Rule, head: &Rule, mut out: Vec<Item<'a>>) -> Vec<Item<'a>> {
+        out.clear();
         let has_exclusions = rule.targets.iter().any(|t| t.exclude);
         for target in rule.targets.iter().filter(|t| !t.exclude) {
             let start = out.len();
@@ -791,19 +805,12 @@ impl<'p> Transaction<'p> {
             return true;
         };
         let found = {
-            let items = self.values(rule, head);
+            let buffer = recycle(std::mem::take(&mut self.items));
+            let items = self.values(rule, head, buffer);
             let mut found: Vec<Found> = Vec::new();
             for item in &items {
-                let candidates: Vec<Cow<[u8]>> = if rule.multi_match {
-                    let mut c = vec![Cow::Borrowed(item.value.as_ref())];
-                    let mut current: Cow<[u8]> = Cow::Borrowed(item.value.as_ref());
-                    for t in &rule.transformations {
-                        current = Cow::Owned(t.apply(&current).into_owned());
-                        c.push(current.clone());
-                    }
-                    c
-                } else {
-                    let value = self.transformed(item, rule);
+                if !rule.multi_match {
+                    let value = self.transformed(item, rule, rule.transformations.len());
                     let result = operator.run(&value, rule.capture && !operator.negated, self);
                     if result.is_some() != operator.negated {
                         found.push(Found {
@@ -813,35 +820,48 @@ impl<'p> Transaction<'p> {
                         });
                     }
                     continue;
-                };
-                for candidate in candidates {
-                    let result = operator.run(&candidate, rule.capture && !operator.negated, self);
-                    if result.is_some() == operator.negated {
+                }
+                // multiMatch, as ModSecurity v2 runs it: the operator sees the original value
+                // and the value after every transformation that changed it.
+                let mut previous = Transformed::Borrowed(item.value.as_ref());
+                for n in 0..=rule.transformations.len() {
+                    let candidate = self.transformed(item, rule, n);
+                    if n > 0 && *candidate == *previous {
                         continue;
                     }
-                    found.push(Found {
-                        name: item.name(),
-                        value: candidate.into_owned(),
-                        captures: result.map(|m| m.captures),
-                    });
-                    if !rule.multi_match {
-                        break;
+                    let result = operator.run(&candidate, rule.capture && !operator.negated, self);
+                    if result.is_some() != operator.negated {
+                        found.push(Found {
+                            name: item.name(),
+                            value: candidate.to_vec(),
+                            captures: result.map(|m| m.captures),
+                        });
                     }
+                    previous = candidate;
                 }
             }
-            found
+            (found, recycle(items))
         };
+        let (found, items) = found;
+        self.items = items;
         let any = !found.is_empty();
         for f in found {
             if rule.capture {
                 if let Some(captures) = &f.captures {
-                    for i in 0..10 {
+                    for (i, key) in CAPTURE_KEYS.iter().enumerate() {
                         match captures.get(i) {
-                            Some(c) => {
-                                self.tx.insert(i.to_string(), c.clone());
-                            }
+                            // In place when TX:i exists: no key or buffer to allocate.
+                            Some(c) => match self.tx.get_mut(*key) {
+                                Some(v) => {
+                                    v.clear();
+                                    v.extend_from_slice(c);
+                                }
+                                None => {
+                                    self.tx.insert((*key).to_owned(), c.clone());
+                                }
+                            },
                             None => {
-                                self.tx.remove(&i.to_string());
+                                self.tx.remove(*key);
                             }
                         }
                     }
@@ -854,14 +874,16 @@ impl<'p> Transaction<'p> {
         any
     }
 
-    /// A value after a rule's transformations, from the per-transaction cache when the value
-    /// cannot change during the transaction (request data, not TX and friends).
-    fn transformed<'a>(&self, item: &'a Item<'a>, rule: &Rule) -> Transformed<'a> {
-        if rule.transformations.is_empty() {
+    /// A value after the first `n` of a rule's transformations, from the per-transaction cache
+    /// when the value cannot change during the transaction (request data, not TX and
+    /// friends). Each prefix of the chain is cached on the way, so rules whose chains begin
+    /// alike share the work.
+    fn transformed<'a>(&self, item: &'a Item<'a>, rule: &Rule, n: usize) -> Transformed<'a> {
+        if n == 0 {
             return Transformed::Borrowed(item.value.as_ref());
         }
         if !(item.cacheable && matches!(item.value, Cow::Borrowed(_))) {
-            return match crate::transform::apply_all(&rule.transformations, &item.value) {
+            return match crate::transform::apply_all(&rule.transformations[..n], &item.value) {
                 Cow::Borrowed(b) => Transformed::Borrowed(b),
                 Cow::Owned(v) => Transformed::Owned(v),
             };
@@ -869,7 +891,7 @@ impl<'p> Transaction<'p> {
         let key = (
             item.value.as_ptr() as usize,
             item.value.len(),
-            rule.transform_id,
+            rule.transform_ids[n - 1],
         );
         if let Some(v) = self.transform_cache.borrow().get(&key) {
             return match v {
@@ -877,11 +899,18 @@ impl<'p> Transaction<'p> {
                 None => Transformed::Borrowed(item.value.as_ref()),
             };
         }
-        let (entry, result) = match crate::transform::apply_all(&rule.transformations, &item.value)
-        {
-            // Unchanged by the chain: remember that, not a copy.
-            Cow::Borrowed(b) => (None, Transformed::Borrowed(b)),
-            Cow::Owned(v) => {
+        let base = self.transformed(item, rule, n - 1);
+        let changed = match rule.transformations[n - 1].apply(&base) {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(v) => Some(v),
+        };
+        // The cache holds `None` for "the original value", never a copy of it.
+        let (entry, result) = match (changed, base) {
+            (None, Transformed::Borrowed(b)) => (None, Transformed::Borrowed(b)),
+            (None, Transformed::Shared(shared)) => {
+                (Some(shared.clone()), Transformed::Shared(shared))
+            }
+            (Some(v), _) | (None, Transformed::Owned(v)) => {
                 let shared: std::rc::Rc<[u8]> = v.into();
                 (Some(shared.clone()), Transformed::Shared(shared))
             }
@@ -898,15 +927,20 @@ impl<'p> Transaction<'p> {
                     key,
                     op,
                 } => {
-                    let key = String::from_utf8_lossy(&key.expand(self)).to_ascii_lowercase();
+                    let key = key.expand(self);
+                    // Keys are stored lower-cased; CRS writes most of them so already.
+                    let key: Cow<str> = match std::str::from_utf8(&key) {
+                        Ok(k) if !k.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Borrowed(k),
+                        _ => Cow::Owned(String::from_utf8_lossy(&key).to_ascii_lowercase()),
+                    };
                     let new = match op {
                         SetVarOp::Delete => None,
-                        SetVarOp::Set(v) => Some(v.expand(self).into_owned()),
+                        SetVarOp::Set(v) => Some(v.expand(self)),
                         SetVarOp::Add(v) | SetVarOp::Sub(v) => {
                             let delta = atoi(&v.expand(self));
                             let current = self
                                 .collection(collection)
-                                .and_then(|m| m.get(&key))
+                                .and_then(|m| m.get(key.as_ref()))
                                 .map(|v| atoi(v))
                                 .unwrap_or(0);
                             let n = if matches!(op, SetVarOp::Add(_)) {
@@ -914,16 +948,21 @@ impl<'p> Transaction<'p> {
                             } else {
                                 current.saturating_sub(delta)
                             };
-                            Some(n.to_string().into_bytes())
+                            Some(Cow::Owned(n.to_string().into_bytes()))
                         }
                     };
                     let map = self.collection_mut(collection);
-                    match new {
-                        Some(v) => {
-                            map.insert(key, v);
+                    match (new, map.get_mut(key.as_ref())) {
+                        // In place: the key and the buffer are reused.
+                        (Some(v), Some(slot)) => {
+                            slot.clear();
+                            slot.extend_from_slice(&v);
                         }
-                        None => {
-                            map.remove(&key);
+                        (Some(v), None) => {
+                            map.insert(key.into_owned(), v.into_owned());
+                        }
+                        (None, _) => {
+                            map.remove(key.as_ref());
                         }
                     }
                 }
@@ -1011,6 +1050,18 @@ impl<'p> Transaction<'p> {
         true
     }
 }
+
+/// An empty buffer of items with another lifetime, keeping its allocation: values borrow the
+/// transaction only while one rule reads them, and the buffer outlives each of those borrows.
+/// (Collecting a `Vec`'s emptied iterator into one of the same layout reuses its memory.)
+#[allow(clippy::unnecessary_filter_map)] // The map is what changes the lifetime.
+fn recycle<'b>(mut items: Vec<Item<'_>>) -> Vec<Item<'b>> {
+    items.clear();
+    items.into_iter().filter_map(|_| None).collect()
+}
+
+/// TX:0..TX:9, where captures go.
+const CAPTURE_KEYS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
 fn rand_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -1102,6 +1153,55 @@ SecRule ARGS "@contains bad" "id:3,phase:1,pass,log""#,
         assert_eq!(
             tx.matches[1].variable, "ARGS:safe",
             "the ctl removed password from rule 3"
+        );
+    }
+
+    #[test]
+    fn patterns_with_macros_follow_each_transactions_values() {
+        let p = plan(
+            r#"SecRule ARGS:allow "@rx ." "id:1,phase:1,pass,nolog,setvar:tx.allowed=%{MATCHED_VAR}"
+SecRule ARGS:v "!@rx ^(?:%{tx.allowed})$" "id:2,phase:1,deny,log"
+SecRule ARGS:v "@rx %{tx.allowed}" "id:3,phase:1,pass,log""#,
+        );
+        for _ in 0..2 {
+            let tx = Transaction::evaluate_request(&p, &get("/?allow=a|b&v=b"));
+            assert_eq!(ids(&tx), [3], "b is allowed");
+            let tx = Transaction::evaluate_request(&p, &get("/?allow=a|c&v=b"));
+            assert_eq!(
+                ids(&tx),
+                [2],
+                "b is not allowed: the pattern is the new expansion"
+            );
+        }
+        let tx = Transaction::evaluate_request(&p, &get("/?allow=(&v=("));
+        assert!(
+            !ids(&tx).contains(&3),
+            "an expansion that does not compile matches nothing"
+        );
+    }
+
+    #[test]
+    fn multi_match_sees_the_original_and_every_change() {
+        let p = plan(
+            r#"SecRule ARGS "@contains a" "id:1,phase:1,pass,nolog,multiMatch,t:lowercase,t:urlDecode,setvar:tx.n=+1"
+SecRule ARGS "@contains a" "id:2,phase:1,pass,nolog,t:lowercase,setvar:tx.m=+1""#,
+        );
+        let tx = Transaction::evaluate_request(&p, &get("/?x=a"));
+        assert_eq!(
+            tx.tx_value("n"),
+            Some(&b"1"[..]),
+            "unchanged values are not seen again"
+        );
+        let tx = Transaction::evaluate_request(&p, &get("/?x=A%2561"));
+        assert_eq!(
+            tx.tx_value("n"),
+            Some(&b"2"[..]),
+            "after t:lowercase (a%61) and after t:urlDecode (aa), not the original"
+        );
+        assert_eq!(
+            tx.tx_value("m"),
+            Some(&b"1"[..]),
+            "the same prefix, cached, for rule 2"
         );
     }
 

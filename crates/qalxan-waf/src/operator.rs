@@ -12,8 +12,10 @@ use crate::macros::{MacroString, Resolver};
 use crate::syntax::{Location, Operator, SyntaxError};
 use aho_corasick::AhoCorasick;
 use ipnet::IpNet;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Which engine runs a regular expression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,32 @@ impl Regexp {
     }
 }
 
+/// Regular expressions compiled from a dynamic pattern's expansions, by expansion. Bounded:
+/// a pattern built from request data could otherwise grow it without end.
+#[derive(Debug, Default)]
+pub struct DynamicRegexes(std::sync::Mutex<HashMap<Vec<u8>, Option<Arc<Regexp>>>>);
+
+impl DynamicRegexes {
+    const MAX: usize = 64;
+
+    /// The compiled expansion; `None` when it is not a valid expression (no match, as in
+    /// ModSecurity).
+    fn get(&self, pattern: &[u8]) -> Option<Arc<Regexp>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(re) = map.get(pattern) {
+            return re.clone();
+        }
+        let re = Regexp::new(&String::from_utf8_lossy(pattern))
+            .ok()
+            .map(Arc::new);
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        map.insert(pattern.to_vec(), re.clone());
+        re
+    }
+}
+
 /// A compiled operator.
 #[derive(Debug)]
 pub struct CompiledOperator {
@@ -104,8 +132,9 @@ pub struct CompiledOperator {
 #[derive(Debug)]
 pub enum Op {
     Rx(Regexp),
-    /// A pattern with macros, compiled when it runs.
-    RxDynamic(MacroString),
+    /// A pattern with macros, compiled when it runs (and kept: the expansions CRS writes come
+    /// from its setup and repeat in every transaction).
+    RxDynamic(MacroString, DynamicRegexes),
     /// `@pm`/`@pmFromFile`: any of the phrases, case-insensitively.
     Pm(Box<AhoCorasick>),
     StrEq(MacroString),
@@ -236,7 +265,7 @@ impl CompiledOperator {
             "rx" => {
                 let m = MacroString::parse(arg);
                 if m.is_dynamic() {
-                    Op::RxDynamic(m)
+                    Op::RxDynamic(m, DynamicRegexes::default())
                 } else {
                     Op::Rx(Regexp::new(arg).map_err(|e| error(at, e))?)
                 }
@@ -300,9 +329,9 @@ impl CompiledOperator {
         let hit = |b: bool| b.then(OpMatch::default);
         match &self.op {
             Op::Rx(re) => run_regex(re, input, capture),
-            Op::RxDynamic(m) => {
-                let pattern = String::from_utf8_lossy(&m.expand(macros)).into_owned();
-                run_regex(&Regexp::new(&pattern).ok()?, input, capture)
+            Op::RxDynamic(m, compiled) => {
+                let re = compiled.get(&m.expand(macros))?;
+                run_regex(&re, input, capture)
             }
             Op::Pm(ac) => ac.find(input).map(|m| OpMatch {
                 captures: if capture {
@@ -339,11 +368,15 @@ impl CompiledOperator {
             Op::ValidateUrlEncoding => hit(!valid_url_encoding(input)),
             Op::ValidateUtf8Encoding => hit(std::str::from_utf8(input).is_err()),
             Op::DetectSqli => {
-                let result = libinjectionrs::detect_sqli(input);
-                result.is_injection().then(|| OpMatch {
-                    captures: match (&result.fingerprint, capture) {
-                        (Some(f), true) => vec![f.to_string().into_bytes()],
-                        _ => Vec::new(),
+                // `SqliState` rather than `detect_sqli`, which fingerprints the input once more
+                // after deciding: the deciding pass already left its fingerprint.
+                let mut state =
+                    libinjectionrs::SqliState::new(input, libinjectionrs::SqliFlags::FLAG_NONE);
+                state.detect().then(|| OpMatch {
+                    captures: if capture {
+                        vec![state.fingerprint_string().into_bytes()]
+                    } else {
+                        Vec::new()
                     },
                 })
             }
@@ -572,8 +605,17 @@ mod tests {
     #[test]
     fn injections() {
         let sqli = op("detectSQLi", "");
-        let hit = sqli.run(b"1' OR '1'='1", true, &NoMacros).unwrap();
-        assert!(!hit.captures.is_empty(), "the fingerprint is captured");
+        // The fingerprint captured is the one libinjection reports (as ModSecurity's TX:0),
+        // including for inputs only the quote-context passes catch.
+        for input in [
+            &b"1' OR '1'='1"[..],
+            b"1 union select 1,2--",
+            b"admin\" or 1=1#",
+        ] {
+            let hit = sqli.run(input, true, &NoMacros).unwrap();
+            let expected = libinjectionrs::detect_sqli(input).fingerprint.unwrap();
+            assert_eq!(hit.captures, [expected.to_string().into_bytes()]);
+        }
         assert!(!m(&sqli, b"hello world"));
         let xss = op("detectXSS", "");
         assert!(m(&xss, b"<script>alert(1)</script>"));
