@@ -29,6 +29,13 @@ pub struct Counters {
     pub upstream_errors: AtomicU64,
     /// Requests for a host and path no site serves.
     pub unrouted: AtomicU64,
+    /// Connections closed on a PROXY protocol listener for a missing, malformed or untrusted
+    /// header.
+    pub proxy_refused: AtomicU64,
+    /// Requests refused by overload protection.
+    pub shed: AtomicU64,
+    /// When (Unix seconds) overload was last reported as an event.
+    pub overload_reported: AtomicU64,
 }
 
 pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) {
@@ -202,6 +209,10 @@ fn metrics(state: &State) -> String {
          qalxan_gateway_requests_total{{outcome=\"blocked\"}} {}\n\
          qalxan_gateway_requests_total{{outcome=\"rate_limited\"}} {}\n\
          qalxan_gateway_requests_total{{outcome=\"banned\"}} {}\n\
+         qalxan_gateway_requests_total{{outcome=\"shed\"}} {}\n\
+         # HELP qalxan_gateway_in_flight Requests being answered now (counted with overload protection on).\n\
+         # TYPE qalxan_gateway_in_flight gauge\n\
+         qalxan_gateway_in_flight {}\n\
          # HELP qalxan_gateway_bans_total Addresses banned since start.\n\
          # TYPE qalxan_gateway_bans_total counter\n\
          qalxan_gateway_bans_total {}\n\
@@ -214,6 +225,9 @@ fn metrics(state: &State) -> String {
          # HELP qalxan_gateway_unrouted_total Requests for a host and path no site serves.\n\
          # TYPE qalxan_gateway_unrouted_total counter\n\
          qalxan_gateway_unrouted_total {}\n\
+         # HELP qalxan_gateway_proxy_protocol_refused_total Connections closed for a missing, malformed or untrusted PROXY header.\n\
+         # TYPE qalxan_gateway_proxy_protocol_refused_total counter\n\
+         qalxan_gateway_proxy_protocol_refused_total {}\n\
          # HELP qalxan_gateway_events_dropped_total Events not reported because the queue was full.\n\
          # TYPE qalxan_gateway_events_dropped_total counter\n\
          qalxan_gateway_events_dropped_total {}\n",
@@ -221,10 +235,13 @@ fn metrics(state: &State) -> String {
         get(&c.blocked),
         get(&c.limited),
         get(&c.banned_requests),
+        get(&c.shed),
+        state.guard.in_flight(),
         get(&c.bans),
         state.guard.bans(Instant::now()).len(),
         get(&c.upstream_errors),
         get(&c.unrouted),
+        get(&c.proxy_refused),
         dropped,
     ) + &upstream_metrics(state)
 }

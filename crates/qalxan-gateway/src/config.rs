@@ -66,6 +66,8 @@ struct ListenFile {
     address: String,
     #[serde(default)]
     tls: bool,
+    #[serde(default)]
+    proxy_protocol: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -85,6 +87,7 @@ struct LimitsFile {
     ban_after: Option<u32>,
     ban_window: Option<f64>,
     ban_for: Option<f64>,
+    max_in_flight: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +127,9 @@ struct SiteFile {
     institution: Option<i64>,
     certificate: Option<PathBuf>,
     key: Option<PathBuf>,
+    rate: Option<f64>,
+    burst: Option<f64>,
+    upstream_protocol: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -229,6 +235,7 @@ impl Checker<'_> {
             listeners.push(Listener {
                 address: self.address(&format!("listen[{i}].address"), &l.address)?,
                 tls: l.tls,
+                proxy_protocol: l.proxy_protocol,
             });
         }
         if listeners.is_empty() {
@@ -277,6 +284,10 @@ impl Checker<'_> {
                 }),
                 None => None,
             },
+            max_in_flight: match l.max_in_flight {
+                Some(0) => return Err(self.invalid("limits.max_in_flight", "must be at least 1")),
+                n => n,
+            },
         };
         if let Some((rate, burst)) = limits.rate {
             if !(rate > 0.0 && burst >= 1.0) {
@@ -298,6 +309,14 @@ impl Checker<'_> {
                     )
                 })?;
             trusted_proxies.push(net.trunc());
+        }
+        if let Some(i) = listeners.iter().position(|l| l.proxy_protocol) {
+            if trusted_proxies.is_empty() {
+                return Err(self.invalid(
+                    format!("listen[{i}].proxy_protocol"),
+                    "needs trusted_proxies: the load balancers allowed to name clients",
+                ));
+            }
         }
         let (server, lists_every) = match file.server {
             None => (None, None),
@@ -442,12 +461,38 @@ impl Checker<'_> {
                 fail_timeout: self.seconds(&at("fail_timeout"), s.fail_timeout, 10.0)?,
                 health_check,
                 ca: s.upstream_ca.map(|p| self.relative(p)),
+                http2: match s.upstream_protocol.as_deref() {
+                    None | Some("http1") => false,
+                    Some("http2") => true,
+                    Some(other) => {
+                        return Err(self.invalid(
+                            at("upstream_protocol"),
+                            format!("'{other}' is not http1 or http2"),
+                        ))
+                    }
+                },
             },
             waf: self.mode(&at("waf"), s.waf.as_deref(), default_mode)?,
             rules: s.rules.map(|p| self.relative(p)).or(default_rules.cloned()),
             paranoia: self.paranoia(&at("paranoia"), s.paranoia, default_paranoia)?,
             institution: s.institution,
             certificate,
+            rate: match s.rate {
+                None if s.burst.is_some() => {
+                    return Err(self.invalid(at("burst"), "a burst needs a rate"))
+                }
+                None => None,
+                Some(rate) => {
+                    let burst = s.burst.unwrap_or(rate * 2.0);
+                    if !(rate > 0.0 && burst >= 1.0) {
+                        return Err(self.invalid(
+                            at("rate"),
+                            "the rate must be positive and the burst at least 1",
+                        ));
+                    }
+                    Some((rate, burst))
+                }
+            },
             name: s.name,
         })
     }
@@ -461,6 +506,7 @@ mod tests {
         trusted_proxies = ["10.0.0.0/8", "192.0.2.7"]
         [[listen]]
         address = "127.0.0.1:8080"
+        proxy_protocol = true
         [waf]
         mode = "detect"
         paranoia = 2
@@ -481,6 +527,9 @@ mod tests {
         upstreams = ["http://127.0.0.1:9100"]
         waf = "block"
         rules = "rules/api.conf"
+        rate = 5
+        burst = 10
+        upstream_protocol = "http2"
     "#;
 
     #[test]
@@ -505,6 +554,9 @@ mod tests {
         assert_eq!(c.limits.rate, Some((50.0, 100.0)));
         assert_eq!(c.limits.ban.unwrap().duration, Duration::from_secs(600));
         assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(c.listeners[0].proxy_protocol);
+        assert_eq!((portal.rate, api.rate), (None, Some((5.0, 10.0))));
+        assert!(api.upstream.http2 && !portal.upstream.http2);
     }
 
     #[test]
@@ -557,6 +609,26 @@ mod tests {
         ));
         assert!(
             e.contains("needs at least one site with a certificate"),
+            "{e}"
+        );
+        let e = error(&GOOD.replace("trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]", ""));
+        assert!(
+            e.contains("listen[0].proxy_protocol: needs trusted_proxies"),
+            "{e}"
+        );
+        let e = error(&GOOD.replace("\"http2\"", "\"spdy\""));
+        assert!(
+            e.contains("upstream_protocol: 'spdy' is not http1 or http2"),
+            "{e}"
+        );
+        let e = error(&GOOD.replace("rate = 50", "rate = 50\nmax_in_flight = 0"));
+        assert!(
+            e.contains("limits.max_in_flight: must be at least 1"),
+            "{e}"
+        );
+        let e = error(&GOOD.replace("rate = 5\n", "rate = 0\n"));
+        assert!(
+            e.contains("site[1] ('api').rate: the rate must be positive"),
             "{e}"
         );
         let e = error("[[listen]]\naddress = \"127.0.0.1:1\"\n");

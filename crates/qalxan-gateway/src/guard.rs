@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ pub struct Limits {
     pub max_connections: Option<u32>,
     /// Strikes (requests over the rate, WAF blocks) within `window` that earn a ban.
     pub ban: Option<BanPolicy>,
+    /// Requests in flight at once, over all clients, before the heaviest clients are shed.
+    pub max_in_flight: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,6 +61,8 @@ struct Client {
     this_second: u64,
     peak_rps: u64,
     seen: Instant,
+    /// Requests of this client being answered now.
+    in_flight: u32,
 }
 
 /// Per-address state, shared by every connection.
@@ -65,6 +70,9 @@ pub struct Guard {
     /// Replaced by a reload; read (copied) once per check.
     limits: std::sync::RwLock<Limits>,
     clients: Mutex<HashMap<IpAddr, Client>>,
+    /// Requests in flight and clients with any, changed only under `clients`' lock.
+    in_flight: AtomicU32,
+    busy_clients: AtomicU32,
 }
 
 impl Guard {
@@ -72,6 +80,8 @@ impl Guard {
         Guard {
             limits: std::sync::RwLock::new(limits),
             clients: Mutex::new(HashMap::new()),
+            in_flight: AtomicU32::new(0),
+            busy_clients: AtomicU32::new(0),
         }
     }
 
@@ -86,7 +96,10 @@ impl Guard {
 
     pub fn enabled(&self) -> bool {
         let l = self.limits();
-        l.rate.is_some() || l.max_connections.is_some() || l.ban.is_some()
+        l.rate.is_some()
+            || l.max_connections.is_some()
+            || l.ban.is_some()
+            || l.max_in_flight.is_some()
     }
 
     fn with<T>(&self, ip: IpAddr, now: Instant, f: impl FnOnce(&mut Client) -> T) -> T {
@@ -103,6 +116,7 @@ impl Guard {
             this_second: 0,
             peak_rps: 0,
             seen: now,
+            in_flight: 0,
         });
         c.seen = now;
         f(c)
@@ -172,6 +186,51 @@ impl Guard {
         })
     }
 
+    /// A request from `ip` starts being answered, under overload protection: `None` when there
+    /// is none (nothing to end), `Some(true)` when admitted (call [`Guard::end`] when its
+    /// response is over), `Some(false)` when shed. Once `max_in_flight` requests are in
+    /// flight, a client already holding its fair share of them (the maximum divided among the
+    /// clients with requests in flight) is shed, so the heaviest clients go first and light
+    /// ones keep being served.
+    pub fn start(&self, ip: IpAddr, now: Instant) -> Option<bool> {
+        let max = self.limits().max_in_flight?;
+        Some(self.with(ip, now, |c| {
+            let total = self.in_flight.load(Ordering::Relaxed);
+            if total >= max {
+                let busy = self.busy_clients.load(Ordering::Relaxed).max(1);
+                let fair_share = (max / busy).max(1);
+                if c.in_flight >= fair_share {
+                    return false;
+                }
+            }
+            if c.in_flight == 0 {
+                self.busy_clients.fetch_add(1, Ordering::Relaxed);
+            }
+            c.in_flight += 1;
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            true
+        }))
+    }
+
+    /// The end of a request [`Guard::start`] admitted.
+    pub fn end(&self, ip: IpAddr) {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get_mut(&ip) {
+            if c.in_flight > 0 {
+                c.in_flight -= 1;
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                if c.in_flight == 0 {
+                    self.busy_clients.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Requests in flight now, under overload protection.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Counts a WAF block against `ip`; may start a ban.
     pub fn blocked(&self, ip: IpAddr, now: Instant) -> Option<BanStarted> {
         let policy = self.limits().ban?;
@@ -207,6 +266,7 @@ impl Guard {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients.retain(|_, c| {
             c.connections > 0
+                || c.in_flight > 0
                 || c.banned_until.is_some_and(|t| t > now)
                 || now.duration_since(c.seen) < idle
         });
@@ -290,6 +350,44 @@ mod tests {
             g.blocked(ip(2), much_later).is_none(),
             "old strikes expire with the window"
         );
+    }
+
+    #[test]
+    fn overload_sheds_the_heaviest_client_first() {
+        let g = Guard::new(Limits {
+            max_in_flight: Some(4),
+            ..Limits::default()
+        });
+        let t0 = Instant::now();
+        let heavy = (0..10).filter(|_| g.start(ip(1), t0) == Some(true)).count();
+        assert_eq!(heavy, 4, "alone, a client may fill the gateway");
+        assert_eq!(
+            g.start(ip(2), t0),
+            Some(true),
+            "a light client is still served"
+        );
+        assert_eq!(g.start(ip(1), t0), Some(false), "the heavy one is shed");
+        assert_eq!(
+            g.start(ip(2), t0),
+            Some(true),
+            "two clients: a fair share is 2, ip 2 has 1"
+        );
+        assert_eq!(
+            g.start(ip(2), t0),
+            Some(false),
+            "and no more than its share"
+        );
+        for _ in 0..4 {
+            g.end(ip(1));
+        }
+        assert_eq!(g.in_flight(), 2);
+        assert_eq!(
+            g.start(ip(1), t0),
+            Some(true),
+            "below the maximum, everyone passes"
+        );
+        let off = Guard::new(Limits::default());
+        assert_eq!(off.start(ip(1), t0), None);
     }
 
     #[test]

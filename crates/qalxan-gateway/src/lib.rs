@@ -18,6 +18,7 @@ mod guard;
 mod logs;
 mod pool;
 mod proxy;
+pub mod proxy_protocol;
 mod sites;
 mod tls;
 
@@ -95,6 +96,9 @@ pub struct PoolConfig {
     pub health_check: Option<HealthCheck>,
     /// A PEM file of further authorities trusted for https upstreams.
     pub ca: Option<PathBuf>,
+    /// Speak HTTP/2 to the servers (h2c by prior knowledge on http://, ALPN h2 on https://),
+    /// many requests multiplexed on few connections; upgrades (WebSocket) need HTTP/1.1.
+    pub http2: bool,
 }
 
 impl PoolConfig {
@@ -108,6 +112,7 @@ impl PoolConfig {
             fail_timeout: Duration::from_secs(10),
             health_check: None,
             ca: None,
+            http2: false,
         }
     }
 }
@@ -137,6 +142,9 @@ pub struct Site {
     pub institution: Option<i64>,
     /// Served on TLS listeners to clients asking for one of `hosts`.
     pub certificate: Option<CertificateFiles>,
+    /// Requests per second and burst per client address on this site, on top of the global
+    /// limits (a login page may allow far fewer than the static files beside it).
+    pub rate: Option<(f64, f64)>,
 }
 
 impl Site {
@@ -152,6 +160,7 @@ impl Site {
             paranoia: 1,
             institution: None,
             certificate: None,
+            rate: None,
         }
     }
 }
@@ -160,6 +169,9 @@ impl Site {
 pub struct Listener {
     pub address: SocketAddr,
     pub tls: bool,
+    /// Connections start with a PROXY protocol header (v1 or v2) from a trusted load balancer,
+    /// naming the client.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +209,7 @@ impl Config {
             listeners: vec![Listener {
                 address: listen,
                 tls: false,
+                proxy_protocol: false,
             }],
             sites,
             inspect_limit: 131_072,
@@ -314,7 +327,7 @@ pub fn load_plan(rules: Option<&Path>, mode: WafMode, paranoia: u8) -> Result<Pl
 /// A gateway with its listeners bound and rules compiled, ready to serve.
 pub struct Gateway {
     state: Arc<proxy::State>,
-    listeners: Vec<(tokio::net::TcpListener, bool)>,
+    listeners: Vec<(tokio::net::TcpListener, Listener)>,
     admin: Option<tokio::net::TcpListener>,
 }
 
@@ -334,7 +347,7 @@ impl Gateway {
                     address: l.address,
                     source,
                 })?;
-            listeners.push((bound, l.tls));
+            listeners.push((bound, l.clone()));
         }
         let admin = match config.admin {
             Some(address) => Some(
@@ -353,7 +366,7 @@ impl Gateway {
         };
         routes.activate();
         let current = Arc::new(sites::Current::new(routes));
-        let tls = if listeners.iter().any(|(_, tls)| *tls) {
+        let tls = if listeners.iter().any(|(_, l)| l.tls) {
             Some(tls::acceptor(current.clone())?)
         } else {
             None
@@ -382,7 +395,7 @@ impl Gateway {
     pub fn addresses(&self) -> Vec<(SocketAddr, bool)> {
         self.listeners
             .iter()
-            .filter_map(|(l, tls)| Some((l.local_addr().ok()?, *tls)))
+            .filter_map(|(l, kind)| Some((l.local_addr().ok()?, kind.tls)))
             .collect()
     }
 
@@ -414,9 +427,13 @@ impl Gateway {
                 let Some(state) = sweeper.upgrade() else {
                     return;
                 };
-                state
-                    .guard
-                    .sweep(std::time::Instant::now(), Duration::from_secs(600));
+                let now = std::time::Instant::now();
+                state.guard.sweep(now, Duration::from_secs(600));
+                for site in &state.routes.load().sites {
+                    if let Some(limiter) = &site.limiter {
+                        limiter.sweep(now, Duration::from_secs(600));
+                    }
+                }
             }
         });
         proxy::serve(self.listeners, state, shutdown).await

@@ -266,8 +266,13 @@ mod tests {
             fail_timeout: Duration::from_secs(10),
             health_check: None,
             ca: None,
+            http2: false,
         };
-        Pool::new(&config, crate::proxy::upstream_client(None).unwrap(), &[])
+        Pool::new(
+            &config,
+            crate::proxy::upstream_client(None, false).unwrap(),
+            &[],
+        )
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 
 use crate::logs::JsonLines;
 use crate::pool::UpstreamClient;
-use crate::sites::{Current, SiteRoute};
+use crate::sites::{Current, Routes, SiteRoute};
 use crate::WafMode;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -49,22 +49,29 @@ pub(crate) struct State {
 type ResponseBody = BoxBody<Bytes, hyper::Error>;
 
 /// The client for one pool's servers: plain HTTP, or TLS checked against the web's roots and
-/// the pool's own authorities.
+/// the pool's own authorities; HTTP/1.1, or HTTP/2 only.
 pub(crate) fn upstream_client(
     ca: Option<&std::path::Path>,
+    http2: bool,
 ) -> Result<UpstreamClient, crate::GatewayError> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(10)));
     connector.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(crate::tls::client_config(ca)?)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector);
+        .https_or_http();
+    let https = if http2 {
+        builder.enable_http2().wrap_connector(connector)
+    } else {
+        builder.enable_http1().wrap_connector(connector)
+    };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
+        .http2_only(http2)
+        .timer(TokioTimer::new())
+        .http2_keep_alive_interval(Some(Duration::from_secs(30)))
         .build(https))
 }
 
@@ -163,7 +170,7 @@ fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
 }
 
 pub(crate) async fn serve(
-    listeners: Vec<(tokio::net::TcpListener, bool)>,
+    listeners: Vec<(tokio::net::TcpListener, crate::Listener)>,
     state: Arc<State>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), crate::GatewayError> {
@@ -171,10 +178,10 @@ pub(crate) async fn serve(
     // is every connection gone.
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut accepting = Vec::new();
-    for (listener, tls) in listeners {
+    for (listener, kind) in listeners {
         accepting.push(tokio::spawn(accept_loop(
             listener,
-            tls,
+            kind,
             state.clone(),
             stopping.clone(),
         )));
@@ -196,7 +203,7 @@ pub(crate) async fn serve(
 
 async fn accept_loop(
     listener: tokio::net::TcpListener,
-    tls: bool,
+    kind: crate::Listener,
     state: Arc<State>,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -210,58 +217,95 @@ async fn accept_loop(
                 continue;
             }
         };
-        let routes = state.routes.load();
-        // A trusted proxy carries many clients: their limits apply per request instead.
-        let counted = !is_trusted(&routes.trusted_proxies, peer.ip());
-        // Banned addresses and those over their connection cap are dropped before any byte
-        // is read.
-        if counted && !state.guard.connect(peer.ip(), Instant::now()) {
-            drop(stream);
-            continue;
-        }
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let stopping = stopping.clone();
-        let header_timeout = routes.header_timeout;
-        drop(routes);
-        tokio::spawn(async move {
-            if tls {
-                let Some(acceptor) = state.tls.clone() else {
-                    return;
-                };
-                match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        // ALPN said which protocol, so nothing is read to guess it.
-                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                        let protocol = if h2 { Protocol::Http2 } else { Protocol::Http1 };
-                        connection(stream, peer, protocol, &state, header_timeout, stopping).await
-                    }
-                    Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                }
-            } else {
-                // A client that connects and sends nothing would wait in the protocol guess,
-                // before any HTTP timeout applies.
-                let mut first = [0u8; 1];
-                match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
-                    Ok(Ok(n)) if n > 0 => {
-                        connection(
-                            stream,
-                            peer,
-                            Protocol::Guess,
-                            &state,
-                            header_timeout,
-                            stopping,
-                        )
-                        .await
-                    }
-                    _ => {}
-                }
+        tokio::spawn(accepted(stream, peer, kind.clone(), state, stopping));
+    }
+}
+
+/// A new connection: its client named (by the PROXY header where the listener expects one),
+/// checked against bans and connection caps, then served.
+async fn accepted(
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    kind: crate::Listener,
+    state: Arc<State>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let (trusted, header_timeout) = {
+        let routes = state.routes.load();
+        (
+            is_trusted(&routes.trusted_proxies, peer.ip()),
+            routes.header_timeout,
+        )
+    };
+    let client = if kind.proxy_protocol {
+        let named = if trusted {
+            tokio::time::timeout(
+                header_timeout,
+                crate::proxy_protocol::read_header(&mut stream),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::proxy_protocol::ProxyHeaderError::Io(
+                    "timed out".into(),
+                ))
+            })
+        } else {
+            Err(crate::proxy_protocol::ProxyHeaderError::Io(
+                "the peer is not a trusted proxy".into(),
+            ))
+        };
+        match named {
+            Ok(client) => client.unwrap_or(peer),
+            Err(e) => {
+                tracing::debug!(error = %e, %peer, "PROXY protocol connection refused");
+                state.counters.proxy_refused.fetch_add(1, Ordering::Relaxed);
+                return;
             }
-            if counted {
-                state.guard.disconnect(peer.ip());
+        }
+    } else {
+        peer
+    };
+    // A trusted proxy carries many clients: their limits apply per request instead.
+    let counted = !is_trusted(&state.routes.load().trusted_proxies, client.ip());
+    // Banned addresses and those over their connection cap are dropped before any byte of
+    // HTTP is read.
+    if counted && !state.guard.connect(client.ip(), Instant::now()) {
+        return;
+    }
+    if kind.tls {
+        if let Some(acceptor) = state.tls.clone() {
+            match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    // ALPN said which protocol, so nothing is read to guess it.
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let protocol = if h2 { Protocol::Http2 } else { Protocol::Http1 };
+                    connection(stream, client, protocol, &state, header_timeout, stopping).await
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, %client, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
             }
-        });
+        }
+    } else {
+        // A client that connects and sends nothing would wait in the protocol guess, before
+        // any HTTP timeout applies.
+        let mut first = [0u8; 1];
+        if let Ok(Ok(1..)) = tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+            connection(
+                stream,
+                client,
+                Protocol::Guess,
+                &state,
+                header_timeout,
+                stopping,
+            )
+            .await
+        }
+    }
+    if counted {
+        state.guard.disconnect(client.ip());
     }
 }
 
@@ -578,7 +622,7 @@ fn asks_upgrade(req: &Request<Incoming>) -> bool {
 }
 
 async fn handle(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     state: Arc<State>,
     peer: SocketAddr,
     tls: bool,
@@ -621,10 +665,135 @@ async fn handle(
             ));
         }
     }
-    if let Some(hit) = blocklisted(&state, &req, &host, client) {
-        return Ok(blocklist_block(
-            &state, &req, &host, client, site, started, hit,
-        ));
+    // Overload protection: admitted requests hold their place until the response ends.
+    let load = match state.guard.start(client, started) {
+        None => None,
+        Some(true) => Some(Load {
+            state: state.clone(),
+            client,
+        }),
+        Some(false) => {
+            state.counters.shed.fetch_add(1, Ordering::Relaxed);
+            report_overload(&state, client, site);
+            return Ok(refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(Duration::from_secs(1)),
+                "the service is overloaded; try again shortly",
+            ));
+        }
+    };
+    let response = serve_admitted(
+        req, &state, &routes, site, client, &host, peer, tls, started,
+    )
+    .await;
+    Ok(match load {
+        Some(load) => response.map(|body| {
+            Held {
+                inner: body,
+                _load: load,
+            }
+            .boxed()
+        }),
+        None => response,
+    })
+}
+
+/// Holds a request's place under overload protection until dropped.
+struct Load {
+    state: Arc<State>,
+    client: IpAddr,
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.state.guard.end(self.client);
+    }
+}
+
+/// A response body that keeps its request's [`Load`] until it ends.
+struct Held {
+    inner: ResponseBody,
+    _load: Load,
+}
+
+impl Body for Held {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An event when the gateway starts shedding, then at most once a minute while it goes on.
+fn report_overload(state: &State, client: IpAddr, site: &SiteRoute) {
+    let now = unix_seconds() as u64;
+    let last = state.counters.overload_reported.load(Ordering::Relaxed);
+    if now < last + 60
+        || state
+            .counters
+            .overload_reported
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    tracing::warn!(in_flight = state.guard.in_flight(), %client, "overloaded: shedding the heaviest clients");
+    if let Some(events) = &state.events {
+        events.report_for(
+            site.institution,
+            "ddos.overload",
+            "high",
+            None,
+            json!({
+                "client_ip": client.to_string(), "site": site.name,
+                "in_flight": state.guard.in_flight(),
+                "shed_total": state.counters.shed.load(Ordering::Relaxed),
+            }),
+        );
+    }
+}
+
+/// A request past the admission checks: site rate, blocklists, WAF, upstream, logs.
+#[allow(clippy::too_many_arguments)]
+async fn serve_admitted(
+    mut req: Request<Incoming>,
+    state: &Arc<State>,
+    routes: &Routes,
+    site: &SiteRoute,
+    client: IpAddr,
+    host: &str,
+    peer: SocketAddr,
+    tls: bool,
+    started: Instant,
+) -> Response<ResponseBody> {
+    if let Some(limiter) = &site.limiter {
+        if let (crate::guard::Admission::Limited(wait), _) = limiter.request(client, started) {
+            state.counters.limited.fetch_add(1, Ordering::Relaxed);
+            // Over a site's rate is a strike towards a ban like going over the global one.
+            if let Some(ban) = state.guard.blocked(client, started) {
+                report_ban(state, ban, "rate", started, Some(site));
+            }
+            return refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(wait),
+                "too many requests to this site; slow down",
+            );
+        }
+    }
+    if let Some(hit) = blocklisted(state, &req, host, client) {
+        return blocklist_block(state, &req, host, client, site, started, hit);
     }
     let upgrade = asks_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
@@ -638,16 +807,16 @@ async fn handle(
             Ok(Ok(read)) => read,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "reading the request body failed");
-                return Ok(error_page(
+                return error_page(
                     StatusCode::BAD_REQUEST,
                     "the request body could not be read",
-                ));
+                );
             }
             Err(_) => {
-                return Ok(error_page(
+                return error_page(
                     StatusCode::REQUEST_TIMEOUT,
                     "the request body came too slowly",
-                ));
+                );
             }
         }
     } else {
@@ -656,7 +825,7 @@ async fn handle(
     let verdict = match &site.plan {
         Some(plan) if inspecting => {
             let inspected = &prefix[..prefix.len().min(routes.inspect_limit)];
-            inspect(&state, plan, &parts, inspected, client, peer)
+            inspect(state, plan, &parts, inspected, client, peer)
         }
         _ => Verdict::default(),
     };
@@ -669,7 +838,7 @@ async fn handle(
     let response = if let Some((status, rule_id)) = verdict.block {
         state.counters.blocked.fetch_add(1, Ordering::Relaxed);
         if let Some(ban) = state.guard.blocked(client, Instant::now()) {
-            report_ban(&state, ban, "attacks", Instant::now(), Some(site));
+            report_ban(state, ban, "attacks", Instant::now(), Some(site));
         }
         if let Some(events) = &state.events {
             let shown: String = uri.chars().take(1024).collect();
@@ -693,7 +862,7 @@ async fn handle(
         };
         let forwarded = Forwarded {
             peer: peer.ip(),
-            host: &host,
+            host,
             tls,
         };
         let response = forward(site, &mut parts, body, forwarded, upgrade).await;
@@ -725,7 +894,7 @@ async fn handle(
         "rules": verdict.rules,
         "anomaly_score": verdict.anomaly_score,
     }));
-    Ok(response)
+    response
 }
 
 /// What on the blocklist a request matched: (`ip`|`domain`|`url`, the value).

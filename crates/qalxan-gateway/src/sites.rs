@@ -3,6 +3,7 @@
 //! its start, and keeps it to the end, so a reload never changes the rules or the upstream
 //! under a request in flight, and a set that fails to build never replaces the running one.
 
+use crate::guard::{Guard, Limits};
 use crate::pool::{Pool, Server};
 use crate::tls::Certificates;
 use crate::{load_plan, Config, GatewayError, WafMode};
@@ -21,6 +22,8 @@ pub(crate) struct SiteRoute {
     pub plan: Option<Arc<Plan>>,
     pub mode: WafMode,
     pub institution: Option<i64>,
+    /// The site's own request rate per client address, if it has one.
+    pub limiter: Option<Arc<Guard>>,
 }
 
 pub(crate) struct Routes {
@@ -60,11 +63,25 @@ impl Routes {
                     }
                 }
             };
-            let old_servers: Vec<Arc<Server>> = previous
-                .and_then(|p| p.sites.iter().find(|s| s.name == site.name))
-                .map(|s| s.pool.servers.clone())
-                .unwrap_or_default();
-            let client = crate::proxy::upstream_client(site.upstream.ca.as_deref())?;
+            let old = previous.and_then(|p| p.sites.iter().find(|s| s.name == site.name));
+            let old_servers: Vec<Arc<Server>> =
+                old.map(|s| s.pool.servers.clone()).unwrap_or_default();
+            // Clients keep their buckets across a reload, as they keep them globally.
+            let limiter = site.rate.map(|rate| {
+                let limits = Limits {
+                    rate: Some(rate),
+                    ..Limits::default()
+                };
+                match old.and_then(|s| s.limiter.clone()) {
+                    Some(kept) => {
+                        kept.set_limits(limits);
+                        kept
+                    }
+                    None => Arc::new(Guard::new(limits)),
+                }
+            });
+            let client =
+                crate::proxy::upstream_client(site.upstream.ca.as_deref(), site.upstream.http2)?;
             sites.push(SiteRoute {
                 name: site.name.clone(),
                 hosts: site.hosts.clone(),
@@ -73,6 +90,7 @@ impl Routes {
                 plan,
                 mode: site.waf,
                 institution: site.institution,
+                limiter,
             });
         }
         Ok(Routes {

@@ -140,6 +140,9 @@ struct GatewayArgs {
     /// Connections one client address may hold open at once.
     #[arg(long)]
     max_conns_per_ip: Option<u32>,
+    /// Requests in flight at once before the heaviest clients are refused (503) first.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight: Option<u32>,
     /// Ban an address after this many strikes (requests over the rate, WAF blocks)...
     #[arg(long)]
     ban_after: Option<u32>,
@@ -989,6 +992,7 @@ fn gateway_flags(args: &GatewayArgs) -> Result<qalxan_gateway::Config> {
             window: std::time::Duration::from_secs(args.ban_window),
             duration: std::time::Duration::from_secs(args.ban_for),
         }),
+        max_in_flight: args.max_in_flight,
     };
     config.admin = args.admin_listen;
     config.admin_token = std::env::var("QALXAN_GATEWAY_ADMIN_TOKEN")

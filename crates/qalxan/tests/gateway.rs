@@ -357,12 +357,12 @@ async fn a_flooding_client_is_limited_then_banned_while_others_are_served() {
         }),
         limits: qalxan_gateway::Limits {
             rate: Some((20.0, 20.0)),
-            max_connections: None,
             ban: Some(qalxan_gateway::BanPolicy {
                 strikes: 40,
                 window: Duration::from_secs(60),
                 duration: Duration::from_secs(600),
             }),
+            ..qalxan_gateway::Limits::default()
         },
         ..site_config(&up, WafMode::Off, None)
     })
@@ -1274,4 +1274,223 @@ async fn qalxan_serve_runs_the_gateway_of_its_gateway_table() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Writes `request` on a new connection from `from` and reads until the gateway closes it.
+async fn raw_exchange(gateway: &str, from: [u8; 4], request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    let addr: std::net::SocketAddr = gateway.trim_start_matches("http://").parse().unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_proxy_protocol_listener_takes_the_client_from_the_balancers_header() {
+    // An upstream that says whom the gateway forwarded for.
+    let app = axum::Router::new().fallback(any(|headers: axum::http::HeaderMap| async move {
+        let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        format!("for={}", xff.unwrap_or("-"))
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut config = site_config(&up, WafMode::Off, None);
+    config.listeners[0].proxy_protocol = true;
+    // The load balancer is 127.0.0.1; each client it names may send one request.
+    config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    config.limits.rate = Some((0.001, 1.0));
+    let (gw, admin) = gateway_with_admin(config).await;
+    let balancer = [127, 0, 0, 1];
+    let http = b"GET / HTTP/1.1\r\nHost: example.gov\r\nConnection: close\r\n\r\n";
+    let v1 = |ip: &str| {
+        let mut r = format!("PROXY TCP4 {ip} 192.0.2.10 51234 80\r\n").into_bytes();
+        r.extend_from_slice(http);
+        r
+    };
+
+    let first = raw_exchange(&gw, balancer, &v1("203.0.113.7")).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        first.ends_with("for=203.0.113.7"),
+        "the named client, not the balancer: {first}"
+    );
+    let again = raw_exchange(&gw, balancer, &v1("203.0.113.7")).await;
+    assert!(
+        again.starts_with("HTTP/1.1 429"),
+        "limits apply to the named client: {again}"
+    );
+    let other = raw_exchange(&gw, balancer, &v1("203.0.113.8")).await;
+    assert!(
+        other.starts_with("HTTP/1.1 200") && other.ends_with("for=203.0.113.8"),
+        "another client behind the same balancer is served: {other}"
+    );
+
+    // Version 2, binary, as HAProxy's send-proxy-v2 writes it: PROXY command, TCP over IPv4.
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend_from_slice(&[198, 51, 100, 9, 192, 0, 2, 10]);
+    v2.extend_from_slice(&40000u16.to_be_bytes());
+    v2.extend_from_slice(&80u16.to_be_bytes());
+    v2.extend_from_slice(http);
+    let binary = raw_exchange(&gw, balancer, &v2).await;
+    assert!(
+        binary.starts_with("HTTP/1.1 200") && binary.ends_with("for=198.51.100.9"),
+        "{binary}"
+    );
+
+    // No header, or a header from a peer that is not a trusted proxy: closed unanswered.
+    assert_eq!(raw_exchange(&gw, balancer, http).await, "");
+    assert_eq!(
+        raw_exchange(&gw, [127, 0, 0, 2], &v1("203.0.113.9")).await,
+        "",
+        "only trusted proxies may name clients"
+    );
+    let metrics = client()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("qalxan_gateway_proxy_protocol_refused_total 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_site_can_have_a_stricter_rate_than_the_rest() {
+    let up = upstream().await;
+    let uri = qalxan_gateway::upstream_uri(&up).unwrap();
+    let login = Site {
+        path_prefix: "/login".into(),
+        waf: WafMode::Off,
+        rate: Some((0.001, 2.0)),
+        ..Site::new("login", uri.clone())
+    };
+    let rest = Site {
+        waf: WafMode::Off,
+        ..Site::new("rest", uri)
+    };
+    let gw = gateway(Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![login, rest],
+    ))
+    .await;
+    let c = client();
+    let mut statuses = Vec::new();
+    for path in ["/login", "/login", "/login", "/", "/", "/", "/"] {
+        statuses.push(c.get(format!("{gw}{path}")).send().await.unwrap().status());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 429, 200, 200, 200, 200],
+        "two logins, then limited; the rest of the site is not"
+    );
+    let other = client_from([127, 0, 0, 4]);
+    let status = other
+        .get(format!("{gw}/login"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK, "per client address");
+}
+
+#[tokio::test]
+async fn under_overload_the_heaviest_client_is_shed_first() {
+    // An upstream that takes its time, so requests pile up in flight.
+    let app = axum::Router::new().fallback(any(|| async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        "slow answer"
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut config = site_config(&up, WafMode::Off, None);
+    config.limits.max_in_flight = Some(6);
+    let (gw, admin) = gateway_with_admin(config).await;
+
+    // One client opens 24 requests at once...
+    let heavy_client = client_from([127, 0, 0, 2]);
+    let mut heavy = Vec::new();
+    for _ in 0..24 {
+        let gw = gw.clone();
+        let c = heavy_client.clone();
+        heavy.push(tokio::spawn(async move {
+            let r = c.get(format!("{gw}/")).send().await.unwrap();
+            (r.status(), r.headers().contains_key("retry-after"))
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // ...while another asks one thing at a time.
+    let light = client_from([127, 0, 0, 3]);
+    for _ in 0..2 {
+        let status = light.get(format!("{gw}/")).send().await.unwrap().status();
+        assert_eq!(status, StatusCode::OK, "the light client is served");
+    }
+    let mut heavy_statuses = Vec::new();
+    for h in heavy {
+        heavy_statuses.push(h.await.unwrap());
+    }
+    let shed = heavy_statuses
+        .iter()
+        .filter(|(s, retry)| *s == StatusCode::SERVICE_UNAVAILABLE && *retry)
+        .count();
+    let served = heavy_statuses
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .count();
+    assert!(
+        shed >= 12 && served >= 6 && shed + served == 24,
+        "the heavy client fills the gateway, the rest of its requests are shed: {heavy_statuses:?}"
+    );
+    let metrics = client()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("outcome=\"shed\"}} {shed}")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("qalxan_gateway_in_flight 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_pool_may_speak_http2_to_its_servers() {
+    // The upstream says which protocol reached it (axum serves h2c by prior knowledge too).
+    let app = axum::Router::new().fallback(any(|req: axum::extract::Request| async move {
+        format!("{:?}", req.version())
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let uri = qalxan_gateway::upstream_uri(&up).unwrap();
+    let mut h2 = Site {
+        path_prefix: "/h2".into(),
+        waf: WafMode::Off,
+        ..Site::new("h2", uri.clone())
+    };
+    h2.upstream.http2 = true;
+    let h1 = Site {
+        waf: WafMode::Off,
+        ..Site::new("h1", uri)
+    };
+    let gw = gateway(Config::new("127.0.0.1:0".parse().unwrap(), vec![h2, h1])).await;
+    let c = client();
+    for _ in 0..3 {
+        let body = c.get(format!("{gw}/h2/x")).send().await.unwrap();
+        assert_eq!(body.text().await.unwrap(), "HTTP/2.0");
+    }
+    let body = c.get(format!("{gw}/")).send().await.unwrap();
+    assert_eq!(body.text().await.unwrap(), "HTTP/1.1");
 }
