@@ -34,6 +34,8 @@ pub struct Counters {
     pub proxy_refused: AtomicU64,
     /// Requests refused by overload protection.
     pub shed: AtomicU64,
+    /// Requests refused for their size (URI, headers, body).
+    pub too_large: AtomicU64,
     /// When (Unix seconds) overload was last reported as an event.
     pub overload_reported: AtomicU64,
 }
@@ -210,6 +212,7 @@ fn metrics(state: &State) -> String {
          qalxan_gateway_requests_total{{outcome=\"rate_limited\"}} {}\n\
          qalxan_gateway_requests_total{{outcome=\"banned\"}} {}\n\
          qalxan_gateway_requests_total{{outcome=\"shed\"}} {}\n\
+         qalxan_gateway_requests_total{{outcome=\"too_large\"}} {}\n\
          # HELP qalxan_gateway_in_flight Requests being answered now (counted with overload protection on).\n\
          # TYPE qalxan_gateway_in_flight gauge\n\
          qalxan_gateway_in_flight {}\n\
@@ -236,6 +239,7 @@ fn metrics(state: &State) -> String {
         get(&c.limited),
         get(&c.banned_requests),
         get(&c.shed),
+        get(&c.too_large),
         state.guard.in_flight(),
         get(&c.bans),
         state.guard.bans(Instant::now()).len(),

@@ -88,6 +88,10 @@ struct LimitsFile {
     ban_window: Option<f64>,
     ban_for: Option<f64>,
     max_in_flight: Option<u32>,
+    max_uri: Option<usize>,
+    max_header_count: Option<usize>,
+    max_header_bytes: Option<usize>,
+    max_body: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +134,7 @@ struct SiteFile {
     rate: Option<f64>,
     burst: Option<f64>,
     upstream_protocol: Option<String>,
+    max_body: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +294,30 @@ impl Checker<'_> {
                 n => n,
             },
         };
+        let defaults = crate::RequestLimits::default();
+        let request_limits = crate::RequestLimits {
+            max_uri: l.max_uri.unwrap_or(defaults.max_uri),
+            max_header_count: l.max_header_count.unwrap_or(defaults.max_header_count),
+            max_header_bytes: l.max_header_bytes.unwrap_or(defaults.max_header_bytes),
+            max_body: l.max_body,
+        };
+        for (key, value, least) in [
+            ("limits.max_uri", request_limits.max_uri, 16),
+            (
+                "limits.max_header_count",
+                request_limits.max_header_count,
+                8,
+            ),
+            (
+                "limits.max_header_bytes",
+                request_limits.max_header_bytes,
+                1024,
+            ),
+        ] {
+            if value < least {
+                return Err(self.invalid(key, format!("must be at least {least}")));
+            }
+        }
         if let Some((rate, burst)) = limits.rate {
             if !(rate > 0.0 && burst >= 1.0) {
                 return Err(self.invalid(
@@ -353,6 +382,7 @@ impl Checker<'_> {
             access_log: file.access_log.map(|p| self.relative(p)),
             audit_log: file.audit_log.map(|p| self.relative(p)),
             limits,
+            request_limits,
             admin: match &file.admin {
                 Some(a) => Some(self.address("admin.listen", &a.listen)?),
                 None => None,
@@ -477,6 +507,7 @@ impl Checker<'_> {
             paranoia: self.paranoia(&at("paranoia"), s.paranoia, default_paranoia)?,
             institution: s.institution,
             certificate,
+            max_body: s.max_body,
             rate: match s.rate {
                 None if s.burst.is_some() => {
                     return Err(self.invalid(at("burst"), "a burst needs a rate"))
@@ -530,6 +561,7 @@ mod tests {
         rate = 5
         burst = 10
         upstream_protocol = "http2"
+        max_body = 1048576
     "#;
 
     #[test]
@@ -557,6 +589,8 @@ mod tests {
         assert!(c.listeners[0].proxy_protocol);
         assert_eq!((portal.rate, api.rate), (None, Some((5.0, 10.0))));
         assert!(api.upstream.http2 && !portal.upstream.http2);
+        assert_eq!((portal.max_body, api.max_body), (None, Some(1_048_576)));
+        assert_eq!(c.request_limits, crate::RequestLimits::default());
     }
 
     #[test]
@@ -626,6 +660,8 @@ mod tests {
             e.contains("limits.max_in_flight: must be at least 1"),
             "{e}"
         );
+        let e = error(&GOOD.replace("rate = 50", "rate = 50\nmax_uri = 3"));
+        assert!(e.contains("limits.max_uri: must be at least 16"), "{e}");
         let e = error(&GOOD.replace("rate = 5\n", "rate = 0\n"));
         assert!(
             e.contains("site[1] ('api').rate: the rate must be positive"),

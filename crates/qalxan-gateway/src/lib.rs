@@ -145,6 +145,8 @@ pub struct Site {
     /// Requests per second and burst per client address on this site, on top of the global
     /// limits (a login page may allow far fewer than the static files beside it).
     pub rate: Option<(f64, f64)>,
+    /// Bytes of request body this site accepts, instead of the global bound.
+    pub max_body: Option<u64>,
 }
 
 impl Site {
@@ -161,6 +163,31 @@ impl Site {
             institution: None,
             certificate: None,
             rate: None,
+            max_body: None,
+        }
+    }
+}
+
+/// Bounds on a request's size (nginx's large_client_header_buffers and client_max_body_size):
+/// past them the answer is 414, 431 or 413 and nothing goes upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Bytes of the request target (path and query).
+    pub max_uri: usize,
+    pub max_header_count: usize,
+    /// Bytes of header names and values together.
+    pub max_header_bytes: usize,
+    /// Bytes of body, for every site that sets none of its own; `None`: no limit.
+    pub max_body: Option<u64>,
+}
+
+impl Default for RequestLimits {
+    fn default() -> RequestLimits {
+        RequestLimits {
+            max_uri: 8192,
+            max_header_count: 100,
+            max_header_bytes: 32_768,
+            max_body: None,
         }
     }
 }
@@ -188,6 +215,8 @@ pub struct Config {
     pub audit_log: Option<PathBuf>,
     /// Rate, connection and ban limits per client address.
     pub limits: Limits,
+    /// Bounds on each request's size.
+    pub request_limits: RequestLimits,
     /// The admin API's address (health, metrics, bans, sites, reload).
     pub admin: Option<SocketAddr>,
     /// Bearer token for the admin listener; without one it answers loopback clients only.
@@ -217,6 +246,7 @@ impl Config {
             access_log: None,
             audit_log: None,
             limits: Limits::default(),
+            request_limits: RequestLimits::default(),
             admin: None,
             admin_token: None,
             header_timeout: Duration::from_secs(10),

@@ -80,13 +80,24 @@ pub(crate) fn upstream_client(
 pub(crate) struct PrefixedBody {
     prefix: Option<Bytes>,
     rest: Option<Incoming>,
+    /// Bytes of `rest` still allowed (the site's body limit less the prefix); past it the body
+    /// ends in [`BodyTooLarge`].
+    budget: Option<u64>,
 }
+
+/// A request body grew past its site's limit while streaming (it declared no length).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than the site allows")]
+pub(crate) struct BodyTooLarge;
+
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl PrefixedBody {
     pub fn empty() -> PrefixedBody {
         PrefixedBody {
             prefix: None,
             rest: None,
+            budget: None,
         }
     }
 
@@ -101,22 +112,34 @@ impl PrefixedBody {
 
 impl Body for PrefixedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         if let Some(p) = this.prefix.take() {
             if !p.is_empty() {
                 return Poll::Ready(Some(Ok(Frame::data(p))));
             }
         }
-        match &mut this.rest {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
-            None => Poll::Ready(None),
+        let Some(rest) = &mut this.rest else {
+            return Poll::Ready(None);
+        };
+        let frame = match Pin::new(rest).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let (Some(budget), Some(data)) = (&mut this.budget, frame.data_ref()) {
+            match budget.checked_sub(data.len() as u64) {
+                Some(left) => *budget = left,
+                None => return Poll::Ready(Some(Err(BodyTooLarge.into()))),
+            }
         }
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -338,10 +361,18 @@ async fn connection<IO>(
         Protocol::Http2 => builder.http2_only(),
         Protocol::Guess => builder,
     };
+    let limits = state.routes.load().request_limits;
     builder
         .http1()
         .header_read_timeout(header_timeout)
         .timer(TokioTimer::new());
+    if limits.max_header_count != 100 {
+        // hyper's own default; another count moves its header array to the heap.
+        builder.http1().max_headers(limits.max_header_count);
+    }
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -621,6 +652,30 @@ fn asks_upgrade(req: &Request<Incoming>) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// A request over the size bounds: its status and why. Checked before anything reads it
+/// further; HTTP/1's parser already refuses more headers than the count allows.
+fn oversized(
+    req: &Request<Incoming>,
+    limits: &crate::RequestLimits,
+) -> Option<(StatusCode, &'static str)> {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > limits.max_uri {
+        return Some((StatusCode::URI_TOO_LONG, "the request target is too long"));
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > limits.max_header_count || bytes > limits.max_header_bytes {
+        return Some((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "the request headers are too many or too large",
+        ));
+    }
+    None
+}
+
 async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
@@ -630,6 +685,10 @@ async fn handle(
     let started = Instant::now();
     let routes = state.routes.load();
     state.counters.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some((status, why)) = oversized(&req, &routes.request_limits) {
+        state.counters.too_large.fetch_add(1, Ordering::Relaxed);
+        return Ok(error_page(status, why));
+    }
     let client = client_ip(&routes.trusted_proxies, peer.ip(), req.headers());
     let host = request_host(req.headers(), req.uri());
     let Some(site) = routes.route(&host, req.uri().path()) else {
@@ -778,6 +837,15 @@ async fn serve_admitted(
     tls: bool,
     started: Instant,
 ) -> Response<ResponseBody> {
+    if let (Some(max), Some(declared)) = (site.max_body, req.body().size_hint().exact()) {
+        if declared > max {
+            state.counters.too_large.fetch_add(1, Ordering::Relaxed);
+            return error_page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is larger than this site accepts",
+            );
+        }
+    }
     if let Some(limiter) = &site.limiter {
         if let (crate::guard::Admission::Limited(wait), _) = limiter.request(client, started) {
             state.counters.limited.fetch_add(1, Ordering::Relaxed);
@@ -822,6 +890,13 @@ async fn serve_admitted(
     } else {
         (Bytes::new(), Some(body))
     };
+    if site.max_body.is_some_and(|max| prefix.len() as u64 > max) {
+        state.counters.too_large.fetch_add(1, Ordering::Relaxed);
+        return error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is larger than this site accepts",
+        );
+    }
     let verdict = match &site.plan {
         Some(plan) if inspecting => {
             let inspected = &prefix[..prefix.len().min(routes.inspect_limit)];
@@ -856,9 +931,13 @@ async fn serve_admitted(
         }
         block_page(status, &verdict.reference, wants_json(&parts.headers))
     } else {
+        let budget = site
+            .max_body
+            .map(|max| max.saturating_sub(prefix.len() as u64));
         let body = PrefixedBody {
             prefix: Some(prefix),
             rest,
+            budget,
         };
         let forwarded = Forwarded {
             peer: peer.ip(),
@@ -1065,6 +1144,7 @@ async fn forward(
             (None, Some(bytes)) => PrefixedBody {
                 prefix: Some(bytes.clone()),
                 rest: None,
+                budget: None,
             },
             (None, None) => break,
         };
@@ -1097,6 +1177,13 @@ async fn forward(
                 return Response::from_parts(head, counted.boxed());
             }
             Err(e) => {
+                if too_large(&e) {
+                    // The client's fault, not the server's: no failure counted, no retry.
+                    return error_page(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "the request body is larger than this site accepts",
+                    );
+                }
                 site.pool.failed(index, Instant::now());
                 tracing::warn!(error = %e, server = %server.url(), site = %site.name, "upstream request failed");
                 let more = (tried.len() as u32) <= site.pool.retries && replay.is_some();
@@ -1110,6 +1197,18 @@ async fn forward(
         StatusCode::BAD_GATEWAY,
         "the upstream service did not answer",
     )
+}
+
+/// Whether an upstream request failed because the client's body passed its limit.
+fn too_large(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<BodyTooLarge>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Copies bytes both ways between an upgraded client connection and the upstream's.

@@ -24,6 +24,8 @@ pub(crate) struct SiteRoute {
     pub institution: Option<i64>,
     /// The site's own request rate per client address, if it has one.
     pub limiter: Option<Arc<Guard>>,
+    /// Bytes of request body accepted.
+    pub max_body: Option<u64>,
 }
 
 pub(crate) struct Routes {
@@ -31,6 +33,7 @@ pub(crate) struct Routes {
     pub certificates: Certificates,
     pub trusted_proxies: Vec<IpNet>,
     pub inspect_limit: usize,
+    pub request_limits: crate::RequestLimits,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     /// The configuration this set was built from (a reload compares its fixed parts).
@@ -91,6 +94,7 @@ impl Routes {
                 mode: site.waf,
                 institution: site.institution,
                 limiter,
+                max_body: site.max_body.or(config.request_limits.max_body),
             });
         }
         Ok(Routes {
@@ -98,6 +102,7 @@ impl Routes {
             certificates: Certificates::load(&config.sites)?,
             trusted_proxies: config.trusted_proxies.clone(),
             inspect_limit: config.inspect_limit,
+            request_limits: config.request_limits,
             header_timeout: config.header_timeout,
             body_timeout: config.body_timeout,
             config,

@@ -1494,3 +1494,74 @@ async fn a_pool_may_speak_http2_to_its_servers() {
     let body = c.get(format!("{gw}/")).send().await.unwrap();
     assert_eq!(body.text().await.unwrap(), "HTTP/1.1");
 }
+
+#[tokio::test]
+async fn requests_over_the_size_bounds_are_refused_before_the_upstream() {
+    let up = upstream().await;
+    let uri = qalxan_gateway::upstream_uri(&up).unwrap();
+    let upload = Site {
+        path_prefix: "/upload".into(),
+        waf: WafMode::Off,
+        max_body: Some(100_000),
+        ..Site::new("upload", uri.clone())
+    };
+    let rest = Site {
+        waf: WafMode::Off,
+        ..Site::new("rest", uri)
+    };
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), vec![upload, rest]);
+    config.request_limits = qalxan_gateway::RequestLimits {
+        max_uri: 2048,
+        max_header_count: 40,
+        max_header_bytes: 8192,
+        max_body: Some(1000),
+    };
+    let (gw, admin) = gateway_with_admin(config).await;
+    let c = client();
+    let status = |r: reqwest::Response| r.status().as_u16();
+
+    let long = format!("{gw}/?q={}", "a".repeat(3000));
+    assert_eq!(status(c.get(&long).send().await.unwrap()), 414);
+    let mut many = c.get(format!("{gw}/"));
+    for i in 0..45 {
+        many = many.header(format!("x-h{i}"), "1");
+    }
+    assert_eq!(status(many.send().await.unwrap()), 431, "too many headers");
+    let big_header = c.get(format!("{gw}/")).header("x-big", "b".repeat(9000));
+    assert_eq!(
+        status(big_header.send().await.unwrap()),
+        431,
+        "too many bytes"
+    );
+
+    // Bodies: the global bound on one site, the site's own on the other; declared or streamed.
+    let post = |path: &str, n: usize| c.post(format!("{gw}{path}")).body(vec![b'x'; n]);
+    assert_eq!(status(post("/", 900).send().await.unwrap()), 200);
+    assert_eq!(status(post("/", 5000).send().await.unwrap()), 413);
+    assert_eq!(status(post("/upload/a", 50_000).send().await.unwrap()), 200);
+    assert_eq!(
+        status(post("/upload/a", 150_000).send().await.unwrap()),
+        413
+    );
+    // A chunked body declares no length: it is cut off where it passes the limit.
+    let mut chunked =
+        b"POST /upload/b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    for _ in 0..40 {
+        chunked.extend_from_slice(b"1388\r\n");
+        chunked.extend_from_slice(&[b'y'; 5000]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let answer = raw_exchange(&gw, [127, 0, 0, 1], &chunked).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let metrics = c
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("outcome=\"too_large\"}"), "{metrics}");
+}
