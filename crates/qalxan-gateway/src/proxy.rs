@@ -747,9 +747,9 @@ async fn handle(
     .await;
     Ok(match load {
         Some(load) => response.map(|body| {
-            Held {
+            Holding {
                 inner: body,
-                _load: load,
+                _held: load,
             }
             .boxed()
         }),
@@ -766,32 +766,6 @@ struct Load {
 impl Drop for Load {
     fn drop(&mut self) {
         self.state.guard.end(self.client);
-    }
-}
-
-/// A response body that keeps its request's [`Load`] until it ends.
-struct Held {
-    inner: ResponseBody,
-    _load: Load,
-}
-
-impl Body for Held {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -1170,9 +1144,9 @@ async fn forward(
                 }
                 let (mut head, body) = response.into_parts();
                 strip_hop_by_hop(&mut head.headers);
-                let counted = Counted {
+                let counted = Holding {
                     inner: body,
-                    _in_flight: in_flight,
+                    _held: in_flight,
                 };
                 return Response::from_parts(head, counted.boxed());
             }
@@ -1231,20 +1205,21 @@ async fn tunnel(
     }
 }
 
-/// A response body that keeps its server's in-flight count until it ends (least-conn).
-struct Counted {
-    inner: Incoming,
-    _in_flight: crate::pool::InFlight,
+/// A response body that holds something until the body ends: its server's in-flight count
+/// (least-conn), its request's place under overload protection.
+struct Holding<B, H> {
+    inner: B,
+    _held: H,
 }
 
-impl Body for Counted {
-    type Data = Bytes;
-    type Error = hyper::Error;
+impl<B: Body + Unpin, H: Unpin> Body for Holding<B, H> {
+    type Data = B::Data;
+    type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         Pin::new(&mut self.get_mut().inner).poll_frame(cx)
     }
 
