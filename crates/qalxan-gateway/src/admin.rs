@@ -36,6 +36,8 @@ pub struct Counters {
     pub shed: AtomicU64,
     /// Requests refused for their size (URI, headers, body).
     pub too_large: AtomicU64,
+    /// Requests whose body came more slowly than the minimum data rate.
+    pub too_slow: AtomicU64,
     /// When (Unix seconds) overload was last reported as an event.
     pub overload_reported: AtomicU64,
 }
@@ -213,6 +215,7 @@ fn metrics(state: &State) -> String {
          qalxan_gateway_requests_total{{outcome=\"banned\"}} {}\n\
          qalxan_gateway_requests_total{{outcome=\"shed\"}} {}\n\
          qalxan_gateway_requests_total{{outcome=\"too_large\"}} {}\n\
+         qalxan_gateway_requests_total{{outcome=\"too_slow\"}} {}\n\
          # HELP qalxan_gateway_in_flight Requests being answered now (counted with overload protection on).\n\
          # TYPE qalxan_gateway_in_flight gauge\n\
          qalxan_gateway_in_flight {}\n\
@@ -240,6 +243,7 @@ fn metrics(state: &State) -> String {
         get(&c.banned_requests),
         get(&c.shed),
         get(&c.too_large),
+        get(&c.too_slow),
         state.guard.in_flight(),
         get(&c.bans),
         state.guard.bans(Instant::now()).len(),

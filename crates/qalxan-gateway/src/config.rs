@@ -92,6 +92,7 @@ struct LimitsFile {
     max_header_count: Option<usize>,
     max_header_bytes: Option<usize>,
     max_body: Option<u64>,
+    min_body_rate: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -300,6 +301,7 @@ impl Checker<'_> {
             max_header_count: l.max_header_count.unwrap_or(defaults.max_header_count),
             max_header_bytes: l.max_header_bytes.unwrap_or(defaults.max_header_bytes),
             max_body: l.max_body,
+            min_body_rate: l.min_body_rate.unwrap_or(defaults.min_body_rate),
         };
         for (key, value, least) in [
             ("limits.max_uri", request_limits.max_uri, 16),
@@ -591,6 +593,34 @@ mod tests {
         assert!(api.upstream.http2 && !portal.upstream.http2);
         assert_eq!((portal.max_body, api.max_body), (None, Some(1_048_576)));
         assert_eq!(c.request_limits, crate::RequestLimits::default());
+    }
+
+    /// The annotated example in README.md is a file that loads, so documented keys exist.
+    #[test]
+    fn the_readme_example_loads() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("The gateway's configuration file")
+            .expect("README has the gateway example");
+        let example: String = readme[start..]
+            .lines()
+            .skip_while(|l| !l.starts_with("    "))
+            .take_while(|l| l.starts_with("    ") || l.is_empty())
+            .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+            .collect();
+        // The token comes from the environment, which a test cannot set safely beside other
+        // threads: any variable that holds something stands in for it.
+        let example = example.replace("\"QALXAN_GATEWAY_TOKEN\"", "\"PATH\"");
+        let c = parse(&example, Path::new("/etc/qalxan/gateway.toml")).unwrap();
+        assert!(c.sites.len() >= 2, "{example}");
+        assert_eq!(c.request_limits.min_body_rate, 500);
+        assert_eq!(c.request_limits.max_body, Some(10_485_760));
+        let server = c.server.expect("[server] is read");
+        assert_eq!(
+            (server.url.as_str(), server.institution_id),
+            ("https://cert.example", Some(3))
+        );
+        assert_eq!(c.lists_every, Some(Duration::from_secs(5)));
     }
 
     #[test]

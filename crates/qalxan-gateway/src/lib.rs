@@ -16,6 +16,7 @@ mod admin;
 pub mod config;
 mod guard;
 mod logs;
+mod pace;
 mod pool;
 mod proxy;
 pub mod proxy_protocol;
@@ -179,6 +180,10 @@ pub struct RequestLimits {
     pub max_header_bytes: usize,
     /// Bytes of body, for every site that sets none of its own; `None`: no limit.
     pub max_body: Option<u64>,
+    /// Bytes per second a request body must keep up once its `body_timeout` allowance is
+    /// spent (each such amount received buys a second more); 0: the whole body must come
+    /// within `body_timeout`.
+    pub min_body_rate: u64,
 }
 
 impl Default for RequestLimits {
@@ -188,6 +193,7 @@ impl Default for RequestLimits {
             max_header_count: 100,
             max_header_bytes: 32_768,
             max_body: None,
+            min_body_rate: 500,
         }
     }
 }
@@ -223,7 +229,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Time a client has to send a request's headers (against slowloris).
     pub header_timeout: Duration,
-    /// Time a client has to send the part of the body the WAF inspects (against slow POSTs).
+    /// A request body's starting allowance, and the longest it may go silent (against slow
+    /// POSTs; see `RequestLimits::min_body_rate`).
     pub body_timeout: Duration,
     /// How often to pull the blocklist from the server (with `server` set); `None`: never.
     pub lists_every: Option<Duration>,

@@ -1,6 +1,7 @@
 //! The data path: accept, read, inspect, block or forward, stream back, log.
 
 use crate::logs::JsonLines;
+use crate::pace::{BodyTooSlow, Pace, Paced};
 use crate::pool::UpstreamClient;
 use crate::sites::{Current, Routes, SiteRoute};
 use crate::WafMode;
@@ -79,7 +80,7 @@ pub(crate) fn upstream_client(
 /// what is still arriving, so bodies past the inspection limit stream instead of buffering.
 pub(crate) struct PrefixedBody {
     prefix: Option<Bytes>,
-    rest: Option<Incoming>,
+    rest: Option<Paced<Incoming>>,
     /// Bytes of `rest` still allowed (the site's body limit less the prefix); past it the body
     /// ends in [`BodyTooLarge`].
     budget: Option<u64>,
@@ -129,7 +130,7 @@ impl Body for PrefixedBody {
         };
         let frame = match Pin::new(rest).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => return Poll::Pending,
         };
@@ -144,7 +145,7 @@ impl Body for PrefixedBody {
 
     fn is_end_stream(&self) -> bool {
         self.prefix.as_ref().is_none_or(Bytes::is_empty)
-            && self.rest.as_ref().is_none_or(Incoming::is_end_stream)
+            && self.rest.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -152,7 +153,7 @@ impl Body for PrefixedBody {
         let rest = self
             .rest
             .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint);
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
         // A fresh hint: raising the lower bound first could pass the old upper bound.
         let mut hint = SizeHint::new();
         hint.set_lower(rest.lower() + prefix);
@@ -427,9 +428,9 @@ fn client_ip(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &hyper::HeaderMap)
 /// Reads up to `limit` bytes of a body (a frame may take it a little past), returning them and,
 /// if the body goes on, the rest still to come.
 async fn read_prefix(
-    mut body: Incoming,
+    mut body: Paced<Incoming>,
     limit: usize,
-) -> Result<(Bytes, Option<Incoming>), hyper::Error> {
+) -> Result<(Bytes, Option<Paced<Incoming>>), BodyError> {
     let mut buf = BytesMut::new();
     while buf.len() < limit {
         match body.frame().await {
@@ -840,29 +841,29 @@ async fn serve_admitted(
     let upgrade = asks_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let inspecting = site.mode != WafMode::Off && site.plan.is_some();
+    let pace = Pace {
+        timeout: routes.body_timeout,
+        min_rate: routes.request_limits.min_body_rate,
+    };
     let (prefix, rest) = if body.is_end_stream() {
         (Bytes::new(), None)
     } else if inspecting {
-        match tokio::time::timeout(routes.body_timeout, read_prefix(body, routes.inspect_limit))
-            .await
-        {
-            Ok(Ok(read)) => read,
-            Ok(Err(e)) => {
+        match read_prefix(Paced::new(body, pace), routes.inspect_limit).await {
+            Ok(read) => read,
+            Err(e) if client_fault(&*e) == Some(ClientFault::TooSlow) => {
+                state.counters.too_slow.fetch_add(1, Ordering::Relaxed);
+                return ClientFault::TooSlow.page();
+            }
+            Err(e) => {
                 tracing::debug!(error = %e, "reading the request body failed");
                 return error_page(
                     StatusCode::BAD_REQUEST,
                     "the request body could not be read",
                 );
             }
-            Err(_) => {
-                return error_page(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the request body came too slowly",
-                );
-            }
         }
     } else {
-        (Bytes::new(), Some(body))
+        (Bytes::new(), Some(Paced::new(body, pace)))
     };
     if site.max_body.is_some_and(|max| prefix.len() as u64 > max) {
         state.counters.too_large.fetch_add(1, Ordering::Relaxed);
@@ -919,10 +920,11 @@ async fn serve_admitted(
             tls,
         };
         let response = forward(site, &mut parts, body, forwarded, upgrade).await;
-        let counter = if response.status() == StatusCode::BAD_GATEWAY {
-            &state.counters.upstream_errors
-        } else {
-            &state.counters.passed
+        let counter = match response.extensions().get::<ClientFault>() {
+            Some(ClientFault::TooLarge) => &state.counters.too_large,
+            Some(ClientFault::TooSlow) => &state.counters.too_slow,
+            None if response.status() == StatusCode::BAD_GATEWAY => &state.counters.upstream_errors,
+            None => &state.counters.passed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         response
@@ -1151,12 +1153,9 @@ async fn forward(
                 return Response::from_parts(head, counted.boxed());
             }
             Err(e) => {
-                if too_large(&e) {
+                if let Some(fault) = client_fault(&e) {
                     // The client's fault, not the server's: no failure counted, no retry.
-                    return error_page(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "the request body is larger than this site accepts",
-                    );
+                    return fault.page();
                 }
                 site.pool.failed(index, Instant::now());
                 tracing::warn!(error = %e, server = %server.url(), site = %site.name, "upstream request failed");
@@ -1173,16 +1172,51 @@ async fn forward(
     )
 }
 
-/// Whether an upstream request failed because the client's body passed its limit.
-fn too_large(e: &(dyn std::error::Error + 'static)) -> bool {
+/// A request body that ended in the client's fault rather than the upstream's; marks the
+/// answer so the request is counted as what it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientFault {
+    TooLarge,
+    TooSlow,
+}
+
+impl ClientFault {
+    fn page(self) -> Response<ResponseBody> {
+        let mut page = match self {
+            ClientFault::TooLarge => error_page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is larger than this site accepts",
+            ),
+            ClientFault::TooSlow => {
+                let mut page = error_page(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body came too slowly",
+                );
+                // The rest of the body is never read: the connection cannot carry another
+                // request, and a slow client must not keep it.
+                page.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                page
+            }
+        };
+        page.extensions_mut().insert(self);
+        page
+    }
+}
+
+/// Whether a body error (or the upstream request it failed) was the client's fault.
+fn client_fault(e: &(dyn std::error::Error + 'static)) -> Option<ClientFault> {
     let mut cause = Some(e);
     while let Some(c) = cause {
         if c.is::<BodyTooLarge>() {
-            return true;
+            return Some(ClientFault::TooLarge);
+        }
+        if c.is::<BodyTooSlow>() {
+            return Some(ClientFault::TooSlow);
         }
         cause = c.source();
     }
-    false
+    None
 }
 
 /// Copies bytes both ways between an upgraded client connection and the upstream's.

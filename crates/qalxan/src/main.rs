@@ -159,9 +159,14 @@ struct GatewayArgs {
     /// Seconds a client has to send its request headers.
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
-    /// Seconds a client has to send the inspected part of a request body.
+    /// Seconds a request body has before --min-body-rate applies, and the longest it may
+    /// go silent.
     #[arg(long, default_value_t = 30)]
     body_timeout: u64,
+    /// Bytes per second a request body must keep up after --body-timeout (each such amount
+    /// buys a second more; slower bodies get 408); 0: the whole body within --body-timeout.
+    #[arg(long, default_value_t = 500)]
+    min_body_rate: u64,
     /// Seconds between pulls of the server's blocklist (addresses, domains, URLs refused
     /// outright; needs --server); 0 turns it off.
     #[arg(long, default_value_t = 5)]
@@ -1000,6 +1005,7 @@ fn gateway_flags(args: &GatewayArgs) -> Result<qalxan_gateway::Config> {
         .filter(|t| !t.is_empty());
     config.header_timeout = std::time::Duration::from_secs(args.header_timeout);
     config.body_timeout = std::time::Duration::from_secs(args.body_timeout);
+    config.request_limits.min_body_rate = args.min_body_rate;
     config.lists_every =
         (args.lists_every > 0).then(|| std::time::Duration::from_secs(args.lists_every));
     Ok(config)

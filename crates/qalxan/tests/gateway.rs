@@ -529,9 +529,11 @@ async fn slow_clients_are_cut_off_and_do_not_stop_others() {
     let rules = dir.path().join("rules.conf");
     std::fs::write(&rules, EVIL_RULE).unwrap();
     let up = upstream().await;
-    let gw = gateway(Config {
+    let (gw, admin) = gateway_with_admin(Config {
         header_timeout: Duration::from_secs(1),
         body_timeout: Duration::from_secs(1),
+        // Small, so that bodies stream past what the WAF reads first.
+        inspect_limit: 16,
         lists_every: None,
         ..site_config(&up, WafMode::Block, Some(rules))
     })
@@ -573,6 +575,60 @@ async fn slow_clients_are_cut_off_and_do_not_stop_others() {
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // Past the inspected part, a body that keeps trickling (never silent for the timeout,
+    // but far below the minimum rate of 500 bytes a second) is cut off too, and its
+    // connection closed.
+    let post = |length: usize| {
+        format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n0123456789abcdef")
+    };
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(post(1000).as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let trickle = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if s.write_all(b"xxxxx").await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), trickle).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A body that takes longer than the timeout but comes faster than the minimum rate
+    // earns the time it needs: 2 s at 5,000 bytes a second.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(post(16 + 10_000).as_bytes()).await.unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        s.write_all(&[b'y'; 1000]).await.unwrap();
+    }
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("with 10016 body bytes"), "{answer}");
+
+    let metrics = client()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("qalxan_gateway_requests_total{outcome=\"too_slow\"} 2\n"),
+        "{metrics}"
+    );
 }
 
 /// A blocking indicator added on the server is enforced by a running gateway within seconds,
@@ -1515,6 +1571,7 @@ async fn requests_over_the_size_bounds_are_refused_before_the_upstream() {
         max_header_count: 40,
         max_header_bytes: 8192,
         max_body: Some(1000),
+        ..Default::default()
     };
     let (gw, admin) = gateway_with_admin(config).await;
     let c = client();
