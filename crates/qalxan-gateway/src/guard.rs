@@ -231,8 +231,9 @@ impl Guard {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Counts a WAF block against `ip`; may start a ban.
-    pub fn blocked(&self, ip: IpAddr, now: Instant) -> Option<BanStarted> {
+    /// Counts a strike (a WAF block, a site's rate passed, a body too slow) against `ip`;
+    /// may start a ban.
+    pub fn strike(&self, ip: IpAddr, now: Instant) -> Option<BanStarted> {
         let policy = self.limits().ban?;
         self.with(ip, now, |c| strike(c, ip, now, policy))
     }
@@ -335,19 +336,19 @@ mod tests {
             ..Limits::default()
         });
         let t0 = Instant::now();
-        assert!(g.blocked(ip(1), t0).is_none());
-        assert!(g.blocked(ip(1), t0).is_none());
-        let ban = g.blocked(ip(1), t0).unwrap();
+        assert!(g.strike(ip(1), t0).is_none());
+        assert!(g.strike(ip(1), t0).is_none());
+        let ban = g.strike(ip(1), t0).unwrap();
         assert_eq!(ban.strikes, 3);
         assert!(matches!(g.request(ip(1), t0).0, Admission::Banned(_)));
         assert!(!g.connect(ip(1), t0), "banned addresses cannot connect");
         assert_eq!(g.bans(t0), [(ip(1), t0 + Duration::from_secs(600))]);
         assert!(g.lift(ip(1)));
         assert_eq!(g.request(ip(1), t0).0, Admission::Allow);
-        assert!(g.blocked(ip(2), t0).is_none());
+        assert!(g.strike(ip(2), t0).is_none());
         let much_later = t0 + Duration::from_secs(3600);
         assert!(
-            g.blocked(ip(2), much_later).is_none(),
+            g.strike(ip(2), much_later).is_none(),
             "old strikes expire with the window"
         );
     }

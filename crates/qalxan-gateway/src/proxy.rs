@@ -608,6 +608,15 @@ fn report_ban(
     }
 }
 
+/// A slow POST: counted, and a strike against the client, so one that keeps trying is banned.
+fn slow_body(state: &State, client: IpAddr, site: &SiteRoute) {
+    state.counters.too_slow.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(client = %client, site = %site.name, "request body came too slowly");
+    if let Some(ban) = state.guard.strike(client, Instant::now()) {
+        report_ban(state, ban, "slow requests", Instant::now(), Some(site));
+    }
+}
+
 fn refusal(
     status: StatusCode,
     retry_after: Option<Duration>,
@@ -825,7 +834,7 @@ async fn serve_admitted(
         if let (crate::guard::Admission::Limited(wait), _) = limiter.request(client, started) {
             state.counters.limited.fetch_add(1, Ordering::Relaxed);
             // Over a site's rate is a strike towards a ban like going over the global one.
-            if let Some(ban) = state.guard.blocked(client, started) {
+            if let Some(ban) = state.guard.strike(client, started) {
                 report_ban(state, ban, "rate", started, Some(site));
             }
             return refusal(
@@ -851,7 +860,7 @@ async fn serve_admitted(
         match read_prefix(Paced::new(body, pace), routes.inspect_limit).await {
             Ok(read) => read,
             Err(e) if client_fault(&*e) == Some(ClientFault::TooSlow) => {
-                state.counters.too_slow.fetch_add(1, Ordering::Relaxed);
+                slow_body(state, client, site);
                 return ClientFault::TooSlow.page();
             }
             Err(e) => {
@@ -887,7 +896,7 @@ async fn serve_admitted(
 
     let response = if let Some((status, rule_id)) = verdict.block {
         state.counters.blocked.fetch_add(1, Ordering::Relaxed);
-        if let Some(ban) = state.guard.blocked(client, Instant::now()) {
+        if let Some(ban) = state.guard.strike(client, Instant::now()) {
             report_ban(state, ban, "attacks", Instant::now(), Some(site));
         }
         if let Some(events) = &state.events {
@@ -920,13 +929,21 @@ async fn serve_admitted(
             tls,
         };
         let response = forward(site, &mut parts, body, forwarded, upgrade).await;
-        let counter = match response.extensions().get::<ClientFault>() {
-            Some(ClientFault::TooLarge) => &state.counters.too_large,
-            Some(ClientFault::TooSlow) => &state.counters.too_slow,
-            None if response.status() == StatusCode::BAD_GATEWAY => &state.counters.upstream_errors,
-            None => &state.counters.passed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        match response.extensions().get::<ClientFault>() {
+            Some(ClientFault::TooLarge) => {
+                state.counters.too_large.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(ClientFault::TooSlow) => slow_body(state, client, site),
+            None if response.status() == StatusCode::BAD_GATEWAY => {
+                state
+                    .counters
+                    .upstream_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                state.counters.passed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         response
     };
 

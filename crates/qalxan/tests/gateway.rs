@@ -535,6 +535,14 @@ async fn slow_clients_are_cut_off_and_do_not_stop_others() {
         // Small, so that bodies stream past what the WAF reads first.
         inspect_limit: 16,
         lists_every: None,
+        limits: qalxan_gateway::Limits {
+            ban: Some(qalxan_gateway::BanPolicy {
+                strikes: 3,
+                window: Duration::from_secs(60),
+                duration: Duration::from_secs(60),
+            }),
+            ..qalxan_gateway::Limits::default()
+        },
         ..site_config(&up, WafMode::Block, Some(rules))
     })
     .await;
@@ -617,6 +625,21 @@ async fn slow_clients_are_cut_off_and_do_not_stop_others() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("with 10016 body bytes"), "{answer}");
 
+    // Every slow body is a strike: the third bans the address; others are still served.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(post(1000).as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    assert!(answer.starts_with(b"HTTP/1.1 408"));
+    let r = client().get(format!("{gw}/?q=fine")).send().await;
+    assert!(r.is_err() || r.unwrap().status() == StatusCode::FORBIDDEN);
+    let r = client_from([127, 0, 0, 2])
+        .get(format!("{gw}/?q=fine"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
     let metrics = client()
         .get(format!("{admin}/metrics"))
         .send()
@@ -626,7 +649,7 @@ async fn slow_clients_are_cut_off_and_do_not_stop_others() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("qalxan_gateway_requests_total{outcome=\"too_slow\"} 2\n"),
+        metrics.contains("qalxan_gateway_requests_total{outcome=\"too_slow\"} 3\n"),
         "{metrics}"
     );
 }
