@@ -491,9 +491,16 @@ impl Reloader {
             .source
             .clone()
             .ok_or(GatewayError::NothingToReload)?;
-        let config = tokio::task::spawn_blocking(move || config::load(&source))
+        let mut config = tokio::task::spawn_blocking(move || config::load(&source))
             .await
             .map_err(|e| GatewayError::Io(std::io::Error::other(e)))??;
+        if config.server.is_none() {
+            // A link the host process gave (`qalxan serve`'s own) is in no file; the server
+            // link cannot change on reload anyway.
+            let running = &self.state.routes.load().config;
+            config.server.clone_from(&running.server);
+            config.lists_every = running.lists_every;
+        }
         self.apply(config).await
     }
 

@@ -497,7 +497,8 @@ async fn serve(config: Config, file: Option<PathBuf>) -> Result<()> {
     // A [gateway] table in the configuration file: the gateway runs in this process too.
     let gateway = match (&config.gateway, file) {
         (Some(_), Some(path)) => {
-            let gateway = qalxan_gateway::Config::from_file(&path)?;
+            let mut gateway = qalxan_gateway::Config::from_file(&path)?;
+            link_embedded_gateway(&store, &mut gateway, addr).await?;
             Some(start_gateway(gateway, Some(path)).await?)
         }
         _ => None,
@@ -919,6 +920,52 @@ async fn gateway(args: GatewayArgs, file: Option<PathBuf>) -> Result<()> {
         (None, None) => anyhow::bail!("give --upstream URL (one site) or --config FILE"),
     };
     start_gateway(config, source).await?.await??;
+    Ok(())
+}
+
+/// `qalxan serve`'s own gateway reports its blocks and bans to this server and enforces its
+/// blocklist, unless its table names another server: over loopback, with a sensor token
+/// minted at each start (the previous start's revoked), so no secret has to be configured.
+async fn link_embedded_gateway(
+    store: &Store,
+    gateway: &mut qalxan_gateway::Config,
+    listening: SocketAddr,
+) -> Result<()> {
+    const NAME: &str = "qalxan serve's own gateway";
+    if gateway.server.is_some() {
+        return Ok(());
+    }
+    let actor = Actor::system();
+    for old in store.list_tokens().await? {
+        if old.name == NAME && old.revoked_at.is_none() {
+            store.revoke_token(&actor, old.id).await?;
+        }
+    }
+    let created = issue_token(
+        store,
+        &actor,
+        TokenCreate {
+            name: NAME.to_owned(),
+            role: Role::Sensor,
+            institution_id: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("minting the embedded gateway's token: {}", e.detail))?;
+    let host = match listening.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv6() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    gateway.server = Some(qalxan_gateway::ServerLink {
+        url: format!("http://{}", SocketAddr::new(host, listening.port())),
+        token: created.secret,
+        institution_id: None,
+    });
+    gateway.lists_every = gateway
+        .lists_every
+        .or(Some(std::time::Duration::from_secs(5)));
     Ok(())
 }
 

@@ -1353,6 +1353,44 @@ async fn qalxan_serve_runs_the_gateway_of_its_gateway_table() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+
+    // With no [gateway.server] table the gateway reports to the server it runs in: the
+    // block is an event there, with no token configured by anyone.
+    let minted = std::process::Command::new(env!("CARGO_BIN_EXE_qalxan"))
+        .args([
+            "token", "create", "--name", "reader", "--role", "analyst", "--config",
+        ])
+        .arg(&file)
+        .env_remove("QALXAN_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(minted.status.success(), "{minted:?}");
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let blocked = loop {
+        let events: serde_json::Value = client()
+            .get(format!("{dashboard}/api/v1/events?kind=waf.blocked"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = events["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|e| e["kind"] == "waf.blocked").cloned());
+        if let Some(event) = found {
+            break event;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no block event: {events}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(blocked["attributes"]["uri"], "/?q=evil", "{blocked}");
+    assert_eq!(blocked["attributes"]["site"], "portal", "{blocked}");
 }
 
 /// Writes `request` on a new connection from `from` and reads until the gateway closes it.
