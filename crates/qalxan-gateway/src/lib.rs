@@ -64,6 +64,10 @@ impl std::str::FromStr for WafMode {
 pub const DEBIAN_CRS_RULES: &str = "/usr/share/modsecurity-crs/rules";
 pub const DEBIAN_CRS_SETUP: &str = "/etc/modsecurity/crs/crs-setup.conf";
 
+/// Records of the WAF's persistent collections kept at most (IP, GLOBAL...: one per client
+/// key a rule set opens and changes); past it, expired ones are swept and new ones not kept.
+pub const MAX_COLLECTION_RECORDS: usize = 200_000;
+
 /// How a pool picks the server for the next request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Balance {
@@ -416,6 +420,7 @@ impl Gateway {
             access,
             audit,
             guard: guard::Guard::new(config.limits),
+            collections: qalxan_waf::Collections::new(MAX_COLLECTION_RECORDS),
             counters: admin::Counters::default(),
             admin_token: config.admin_token.clone(),
             source,

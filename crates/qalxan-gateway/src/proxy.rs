@@ -40,6 +40,9 @@ pub(crate) struct State {
     pub access: JsonLines,
     pub audit: JsonLines,
     pub guard: crate::guard::Guard,
+    /// The WAF's persistent collections (`initcol:ip=...`): shared by every site and kept
+    /// across reloads, so rules that count per client keep counting.
+    pub collections: qalxan_waf::Collections,
     pub counters: crate::admin::Counters,
     pub admin_token: Option<String>,
     /// The configuration file a reload reads again.
@@ -450,6 +453,8 @@ async fn read_prefix(
 #[derive(Default)]
 struct Verdict {
     block: Option<(u16, u64)>,
+    /// The rule said `drop`: the connection closes after the block page.
+    drop: bool,
     rules: Vec<u64>,
     reference: String,
     anomaly_score: i64,
@@ -495,10 +500,13 @@ fn inspect(
         server_addr: String::new(),
         server_port: 0,
     };
-    let mut tx = Transaction::evaluate_request(plan, &request);
+    let mut tx = Transaction::new(plan)
+        .with_collections(&state.collections)
+        .request(&request);
     tx.finish();
     let reference = tx.unique_id();
     let block = tx.interruption.as_ref().map(|i| (i.status, i.rule_id));
+    let drop = tx.interruption.as_ref().is_some_and(|i| i.action == "drop");
     let status = block.map_or(200, |b| b.0);
     let audit = (state.audit.enabled() && !tx.matches.is_empty()).then(|| {
         qalxan_waf::audit::record(
@@ -511,6 +519,7 @@ fn inspect(
     });
     Verdict {
         block,
+        drop,
         rules: tx.matches.iter().map(|m| m.id).collect(),
         reference,
         anomaly_score: tx.anomaly_score(),
@@ -913,7 +922,12 @@ async fn serve_admitted(
                 }),
             );
         }
-        block_page(status, &verdict.reference, wants_json(&parts.headers))
+        let mut page = block_page(status, &verdict.reference, wants_json(&parts.headers));
+        if verdict.drop {
+            page.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        page
     } else {
         let budget = site
             .max_body

@@ -48,6 +48,8 @@ pub struct Settings {
     pub argument_separator: u8,
     pub arguments_limit: usize,
     pub json_depth_limit: usize,
+    /// Seconds a persistent collection's record lives after its last update.
+    pub collection_timeout: u64,
 }
 
 impl Default for Settings {
@@ -64,6 +66,7 @@ impl Default for Settings {
             argument_separator: b'&',
             arguments_limit: 1000,
             json_depth_limit: 512,
+            collection_timeout: 3600,
         }
     }
 }
@@ -1009,6 +1012,7 @@ fn apply_setting(
         }
         "SecArgumentsLimit" => s.arguments_limit = number(args, at)?,
         "SecRequestBodyJsonDepthLimit" => s.json_depth_limit = number(args, at)?,
+        "SecCollectionTimeout" => s.collection_timeout = number(args, at)? as u64,
         // Settings for logging, storage and features outside detection: accepted as they are.
         _ => {}
     }

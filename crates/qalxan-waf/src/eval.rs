@@ -11,7 +11,7 @@ use crate::compile::{
     AllowScope, BodyProcessor, Ctl, Disruptive, Effect, EngineMode, Entry, Plan, Rule, SetVarOp,
     Target, TargetSelector,
 };
-use crate::macros::Resolver;
+use crate::macros::{MacroString, Resolver};
 use crate::operator::atoi;
 use crate::syntax::IdRange;
 use rustc_hash::FxHashMap as HashMap;
@@ -91,6 +91,10 @@ pub struct Transaction<'p> {
     response_headers: Pairs,
     tx: HashMap<String, Vec<u8>>,
     collections: HashMap<String, HashMap<String, Vec<u8>>>,
+    /// Where `initcol` reads persistent collections from and `finish` writes them back.
+    persist: Option<&'p crate::persist::Collections>,
+    /// Collections `initcol` opened from `persist`: name, key, and what the rules changed.
+    opened: Vec<(String, String, crate::persist::Changes)>,
     env: HashMap<String, Vec<u8>>,
     matched_var: (String, Vec<u8>),
     matched_vars: Pairs,
@@ -226,6 +230,8 @@ impl<'p> Transaction<'p> {
             response_headers: Vec::new(),
             tx: HashMap::with_capacity_and_hasher(128, Default::default()),
             collections: HashMap::default(),
+            persist: None,
+            opened: Vec::new(),
             env: HashMap::default(),
             matched_var: (String::new(), Vec::new()),
             matched_vars: Vec::new(),
@@ -245,16 +251,27 @@ impl<'p> Transaction<'p> {
         }
     }
 
-    /// Evaluates a whole request: headers (phase 1), body (phase 2), and the logging phase.
+    /// Keeps the persistent collections (`initcol`) in `collections`: read when a rule opens
+    /// them, written back by [`Transaction::finish`]. Without it they last one transaction.
+    pub fn with_collections(mut self, collections: &'p crate::persist::Collections) -> Self {
+        self.persist = Some(collections);
+        self
+    }
+
+    /// Evaluates a whole request: headers (phase 1) and body (phase 2).
     pub fn evaluate_request(plan: &'p Plan, request: &Request) -> Transaction<'p> {
-        let mut tx = Transaction::new(plan);
-        tx.process_request_headers(request);
-        tx.run_phase(1);
-        if tx.interruption.is_none() {
-            tx.process_request_body(request);
-            tx.run_phase(2);
+        Transaction::new(plan).request(request)
+    }
+
+    /// Phases 1 and 2 of this transaction over `request`.
+    pub fn request(mut self, request: &Request) -> Transaction<'p> {
+        self.process_request_headers(request);
+        self.run_phase(1);
+        if self.interruption.is_none() {
+            self.process_request_body(request);
+            self.run_phase(2);
         }
-        tx
+        self
     }
 
     /// Phases 3 and 4 (response headers and body) and then the logging phase.
@@ -273,11 +290,25 @@ impl<'p> Transaction<'p> {
         }
     }
 
-    /// The logging phase; call once at the end.
+    /// The logging phase; call once at the end. Persistent collections the transaction
+    /// changed are written back here.
     pub fn finish(&mut self) {
         let interrupted = self.interruption.take();
         self.run_phase(5);
         self.interruption = interrupted;
+        if let Some(store) = self.persist {
+            let empty = HashMap::default();
+            for (collection, key, changes) in std::mem::take(&mut self.opened) {
+                let current = self.collections.get(&collection).unwrap_or(&empty);
+                store.store(
+                    &collection,
+                    &key,
+                    current,
+                    &changes,
+                    self.plan.settings.collection_timeout,
+                );
+            }
+        }
     }
 
     /// The engine mode in force (rules may have changed it with `ctl:ruleEngine`).
@@ -951,6 +982,9 @@ impl<'p> Transaction<'p> {
                             Some(Cow::Owned(n.to_string().into_bytes()))
                         }
                     };
+                    if !self.opened.is_empty() {
+                        self.note_change(collection, &key, op);
+                    }
                     let map = self.collection_mut(collection);
                     match (new, map.get_mut(key.as_ref())) {
                         // In place: the key and the buffer are reused.
@@ -966,11 +1000,21 @@ impl<'p> Transaction<'p> {
                         }
                     }
                 }
-                Effect::InitCol { collection, .. } => {
-                    self.collections.entry(collection.clone()).or_default();
+                Effect::InitCol { collection, key } => self.open_collection(collection, key),
+                // Within a transaction nothing expires: the lifetime starts when it is stored.
+                Effect::ExpireVar {
+                    collection,
+                    key,
+                    seconds,
+                } => {
+                    let seconds = atoi(&seconds.expand(self)).max(0) as u64;
+                    let key = String::from_utf8_lossy(&key.expand(self)).to_ascii_lowercase();
+                    if let Some((.., changes)) =
+                        self.opened.iter_mut().find(|(c, ..)| c == collection)
+                    {
+                        changes.expire.insert(key, seconds);
+                    }
                 }
-                // Persistent collections expire across transactions; within one, nothing expires.
-                Effect::ExpireVar { .. } => {}
                 Effect::SetEnv { name, value } => {
                     let name = String::from_utf8_lossy(&name.expand(self)).into_owned();
                     let value = value.expand(self).into_owned();
@@ -986,6 +1030,46 @@ impl<'p> Transaction<'p> {
             "TX" => Some(&self.tx),
             "ENV" => Some(&self.env),
             other => self.collections.get(other),
+        }
+    }
+
+    /// `initcol`: the collection's stored record becomes the transaction's (once per
+    /// collection, as in ModSecurity: a second `initcol` of the same one is ignored).
+    fn open_collection(&mut self, collection: &str, key: &MacroString) {
+        if matches!(collection, "TX" | "ENV") || self.collections.contains_key(collection) {
+            return;
+        }
+        let Some(store) = self.persist else {
+            self.collections.entry(collection.to_owned()).or_default();
+            return;
+        };
+        let key = String::from_utf8_lossy(&key.expand(self)).into_owned();
+        let vars = store.load(collection, &key, self.plan.settings.collection_timeout);
+        self.collections
+            .insert(collection.to_owned(), vars.into_iter().collect());
+        self.opened
+            .push((collection.to_owned(), key, Default::default()));
+    }
+
+    /// Remembers how a `setvar` changed an opened persistent collection, for the merge.
+    fn note_change(&mut self, collection: &str, key: &str, op: &SetVarOp) {
+        let delta = match op {
+            SetVarOp::Add(v) => Some(atoi(&v.expand(self))),
+            SetVarOp::Sub(v) => Some(atoi(&v.expand(self)).saturating_neg()),
+            SetVarOp::Set(_) | SetVarOp::Delete => None,
+        };
+        let Some((.., changes)) = self.opened.iter_mut().find(|(c, ..)| c == collection) else {
+            return;
+        };
+        match delta {
+            Some(d) if !changes.set.contains(key) => {
+                let net = changes.deltas.entry(key.to_owned()).or_default();
+                *net = net.saturating_add(d);
+            }
+            Some(_) => {}
+            None => {
+                changes.set.insert(key.to_owned());
+            }
         }
     }
 

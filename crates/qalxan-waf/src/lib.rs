@@ -15,6 +15,7 @@ pub mod load;
 pub mod macros;
 pub mod operator;
 mod pcre;
+pub mod persist;
 pub mod regression;
 pub mod syntax;
 pub mod transform;
@@ -22,6 +23,7 @@ pub mod transform;
 pub use compile::{EngineMode, Plan};
 pub use eval::{Interruption, Request, Response, RuleMatch, Transaction};
 pub use load::{load, load_all, load_str, LoadErrors, LoadLimits};
+pub use persist::Collections;
 pub use syntax::{Directive, DirectiveKind, Location, RuleFile, SyntaxError};
 pub use transform::Transformation;
 

@@ -132,3 +132,69 @@ fn crs_compiles_into_a_plan() {
         "chain heads and SecActions"
     );
 }
+
+/// CRS's own DoS protection (REQUEST-912), turned on as crs-setup.conf describes (rule
+/// 900700), needs collections that outlive a transaction: with a store, a client that sends
+/// two bursts of requests past the threshold is dropped by 912120, others are not; without
+/// one, nothing is counted.
+#[test]
+fn crs_dos_protection_counts_bursts_in_persistent_collections() {
+    if !installed() {
+        return;
+    }
+    let after = "SecAction \"id:900700,phase:1,nolog,pass,t:none,\
+        setvar:'tx.dos_burst_time_slice=60',setvar:'tx.dos_counter_threshold=10',\
+        setvar:'tx.dos_block_timeout=600'\"\n";
+    let plan = qalxan_waf::regression::load_crs(
+        "SecRuleEngine On\n",
+        Path::new(SETUP),
+        after,
+        Path::new(RULES),
+    )
+    .unwrap();
+    let request = |from: &str, path: &str| qalxan_waf::Request {
+        method: b"GET".to_vec(),
+        uri: path.as_bytes().to_vec(),
+        protocol: b"HTTP/1.1".to_vec(),
+        headers: vec![
+            ("Host".into(), b"www.example.gov".to_vec()),
+            ("User-Agent".into(), b"Mozilla/5.0 Firefox/128.0".to_vec()),
+            ("Accept".into(), b"text/html".to_vec()),
+        ],
+        remote_addr: from.into(),
+        ..Default::default()
+    };
+    let store = qalxan_waf::Collections::new(10_000);
+    let send = |from: &str, path: &str, store: Option<&qalxan_waf::Collections>| {
+        let tx = qalxan_waf::Transaction::new(&plan);
+        let tx = match store {
+            Some(s) => tx.with_collections(s),
+            None => tx,
+        };
+        let mut tx = tx.request(&request(from, path));
+        tx.finish();
+        tx.interruption.map(|i| (i.rule_id, i.action))
+    };
+    // Static files do not count; pages do. Two bursts of 10 pages: the second sets the
+    // block, which the next request meets.
+    for _ in 0..30 {
+        assert_eq!(send("192.0.2.1", "/logo.png", Some(&store)), None);
+    }
+    for _ in 0..20 {
+        assert_eq!(send("192.0.2.1", "/index.php", Some(&store)), None);
+    }
+    assert_eq!(
+        send("192.0.2.1", "/index.php", Some(&store)),
+        Some((912120, "drop"))
+    );
+    // Alerts once a minute (912120 logs, then sets a flag for 60 s); 912130 drops silently.
+    assert_eq!(
+        send("192.0.2.1", "/other.php", Some(&store)),
+        Some((912130, "drop"))
+    );
+    assert_eq!(send("192.0.2.2", "/index.php", Some(&store)), None);
+    // Without a store each transaction starts afresh.
+    for _ in 0..40 {
+        assert_eq!(send("192.0.2.3", "/index.php", None), None);
+    }
+}

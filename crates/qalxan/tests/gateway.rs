@@ -654,6 +654,49 @@ async fn slow_clients_are_cut_off_and_do_not_stop_others() {
     );
 }
 
+/// Rules that count per client across requests (ModSecurity's persistent collections) work
+/// behind the gateway: the fourth login attempt within a minute from one address is refused
+/// and its connection closed (`drop`), while another address still gets through.
+#[tokio::test]
+async fn rules_count_per_client_across_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.conf");
+    std::fs::write(
+        &rules,
+        "SecAction \"id:1,phase:1,pass,nolog,initcol:ip=%{remote_addr}\"\n\
+         SecRule REQUEST_FILENAME \"@streq /login\" \"id:2,phase:1,pass,nolog,setvar:ip.tries=+1,expirevar:ip.tries=60\"\n\
+         SecRule IP:TRIES \"@gt 3\" \"id:3,phase:1,drop,msg:'login attempts: %{ip.tries}'\"\n",
+    )
+    .unwrap();
+    let up = upstream().await;
+    let gw = gateway(site_config(&up, WafMode::Block, Some(rules))).await;
+    let from = |ip: [u8; 4]| {
+        let c = client_from(ip);
+        let url = format!("{gw}/login");
+        async move { c.post(url).body("user=a&pass=b").send().await.unwrap() }
+    };
+    for _ in 0..3 {
+        assert_eq!(from([127, 0, 0, 6]).await.status(), StatusCode::OK);
+    }
+    let refused = from([127, 0, 0, 6]).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(refused.headers()["connection"], "close");
+    assert_eq!(from([127, 0, 0, 7]).await.status(), StatusCode::OK);
+    // Other pages do not count, and are refused to the counted address as well.
+    let page = client_from([127, 0, 0, 7])
+        .get(format!("{gw}/news"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = client_from([127, 0, 0, 6])
+        .get(format!("{gw}/news"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+}
+
 /// A blocking indicator added on the server is enforced by a running gateway within seconds,
 /// the block is reported, and the indicator's sightings count it.
 #[tokio::test]
