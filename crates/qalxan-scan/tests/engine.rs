@@ -252,30 +252,35 @@ fn large_hash_databases_load_in_parallel_chunks_with_true_line_numbers() {
         .map(|b| format!("{b:02x}"))
         .collect();
     let mut text = String::new();
-    for i in 0..120_000u32 {
+    // Past 16 MB: more than one batch of chunks on two cores, so buffers and partial
+    // builders are reused.
+    for i in 0..250_000u32 {
         let fake: String = sha2::Sha256::digest(i.to_le_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         text.push_str(&format!("{fake}:{}:Fake.{i}\n", 1000 + i));
-        if i == 99_999 {
+        if i == 219_999 {
             text.push_str(&format!("{digest}:{}:Planted.Sig\n", target.len()));
         }
     }
-    assert!(text.len() > 9 << 20, "spans several 4 MB chunks");
+    assert!(
+        text.len() > 17 << 20,
+        "spans several batches of 4 MB chunks"
+    );
     let good = dir.path().join("big.hsb");
     std::fs::write(&good, &text).expect("write");
     let db = Database::load(std::slice::from_ref(&good), LoadOptions::default()).expect("loads");
-    assert_eq!(db.report().hash_signatures, 120_001);
+    assert_eq!(db.report().hash_signatures, 250_001);
     let s = Scanner::new(Arc::new(db), ScanOptions::default());
     assert_eq!(names(&s.scan_bytes(target)), vec!["Planted.Sig.UNOFFICIAL"]);
 
     let mut lines: Vec<&str> = text.lines().collect();
-    lines[110_000] = "not a hash line";
+    lines[230_000] = "not a hash line";
     let bad = dir.path().join("bad.hsb");
     std::fs::write(&bad, lines.join("\n")).expect("write");
     let e = Database::load(&[bad], LoadOptions::default()).expect_err("malformed");
-    assert_eq!(e.line, 110_001, "{e}");
+    assert_eq!(e.line, 230_001, "{e}");
 }
 
 #[test]

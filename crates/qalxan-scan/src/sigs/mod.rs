@@ -149,11 +149,11 @@ impl<const N: usize> HashTable<N> {
         self.exact.reserve(n);
     }
 
-    fn absorb(&mut self, other: HashTable<N>, id_base: NameId) {
+    fn absorb(&mut self, other: &mut HashTable<N>, id_base: NameId) {
         self.exact
-            .extend(other.exact.into_iter().map(|(k, id)| (k, id + id_base)));
+            .extend(other.exact.drain(..).map(|(k, id)| (k, id + id_base)));
         self.any_size
-            .extend(other.any_size.into_iter().map(|(k, id)| (k, id + id_base)));
+            .extend(other.any_size.drain(..).map(|(k, id)| (k, id + id_base)));
     }
 
     /// Sorts for lookup; of duplicate (digest, size) keys one is kept.
@@ -176,7 +176,7 @@ impl<const N: usize> HashTable<N> {
         self.any_size.sort_unstable_by_key(|a| a.0);
         self.any_size.dedup_by(|a, b| a.0 == b.0);
         self.sizes = self.exact.iter().map(|e| e.0 .1).collect();
-        self.sizes.sort_unstable();
+        self.sizes.par_sort_unstable();
         self.sizes.dedup();
         self.sizes.shrink_to_fit();
     }
@@ -210,10 +210,10 @@ pub(crate) struct HashSet3 {
 }
 
 impl HashSet3 {
-    fn absorb(&mut self, other: HashSet3, id_base: NameId) {
-        self.md5.absorb(other.md5, id_base);
-        self.sha1.absorb(other.sha1, id_base);
-        self.sha256.absorb(other.sha256, id_base);
+    fn absorb(&mut self, other: &mut HashSet3, id_base: NameId) {
+        self.md5.absorb(&mut other.md5, id_base);
+        self.sha1.absorb(&mut other.sha1, id_base);
+        self.sha256.absorb(&mut other.sha256, id_base);
     }
 
     fn seal(&mut self) {
@@ -574,6 +574,9 @@ impl Builder {
                 Kind::Hdb => self.hashes.md5.reserve(estimate),
                 _ => {}
             }
+            // Names too: grown by doubling they would be copied (and paged in) several times.
+            self.names.text.reserve((meta.len() / 4) as usize);
+            self.names.starts.reserve(estimate);
             return self.add_hash_file(path, kind, file);
         }
         self.add_lines(
@@ -594,16 +597,23 @@ impl Builder {
         mut file: std::fs::File,
     ) -> Result<(), LoadError> {
         use rayon::prelude::*;
-        const CHUNK: usize = 4 << 20;
+        const CHUNK: usize = 2 << 20;
         let batch = rayon::current_num_threads().max(1) * 2;
         self.report.files += 1;
+        // Buffers and partial builders are reused from batch to batch: fresh ones for every
+        // chunk cost more in page faults (kernel time) than the parsing itself.
+        let mut buffers: Vec<Vec<u8>> = Vec::new();
+        let mut partials: Vec<Builder> = Vec::new();
         let mut carry: Vec<u8> = Vec::new();
         let mut lines_before = 0usize;
         let mut eof = false;
         while !eof {
             let mut chunks: Vec<(usize, Vec<u8>)> = Vec::with_capacity(batch);
             while chunks.len() < batch && !eof {
-                let mut buf = std::mem::take(&mut carry);
+                let mut buf = buffers.pop().unwrap_or_default();
+                buf.clear();
+                buf.extend_from_slice(&carry);
+                carry.clear();
                 let start = buf.len();
                 buf.resize(start + CHUNK, 0);
                 let mut filled = start;
@@ -627,7 +637,10 @@ impl Builder {
                 buf.truncate(filled);
                 if !eof {
                     match memchr::memrchr(b'\n', &buf) {
-                        Some(cut) => carry = buf.split_off(cut + 1),
+                        Some(cut) => {
+                            carry.extend_from_slice(&buf[cut + 1..]);
+                            buf.truncate(cut + 1);
+                        }
                         None if buf.len() > MAX_LINE => {
                             return Err(LoadError {
                                 file: path.to_path_buf(),
@@ -646,10 +659,13 @@ impl Builder {
                 lines_before += lines;
             }
             let options = self.options;
-            let partials: Vec<Result<Builder, LoadError>> = chunks
+            while partials.len() < chunks.len() {
+                partials.push(Builder::new(options));
+            }
+            let results: Vec<Result<(), LoadError>> = chunks
                 .par_iter()
-                .map(|(first_line, bytes)| {
-                    let mut b = Builder::new(options);
+                .zip(partials.par_iter_mut())
+                .map(|((first_line, bytes), b)| {
                     let estimate = bytes.len() / 60;
                     match kind {
                         Kind::Hsb => b.hashes.sha256.reserve(estimate),
@@ -658,17 +674,17 @@ impl Builder {
                     }
                     b.names.text.reserve(bytes.len() / 3);
                     b.names.starts.reserve(estimate);
-                    b.add_lines(path, kind, &bytes[..], false)
-                        .map_err(|mut e| {
-                            e.line += first_line;
-                            e
-                        })?;
-                    Ok(b)
+                    b.add_chunk(path, kind, bytes).map_err(|mut e| {
+                        e.line += first_line;
+                        e
+                    })
                 })
                 .collect();
-            for partial in partials {
-                self.absorb(partial?);
+            for (result, partial) in results.into_iter().zip(partials.iter_mut()) {
+                result?;
+                self.absorb(partial);
             }
+            buffers.extend(chunks.into_iter().map(|(_, b)| b));
         }
         Ok(())
     }
@@ -700,8 +716,9 @@ impl Builder {
         Ok(())
     }
 
-    /// Takes over the hash signatures, names and counts of a partial builder.
-    fn absorb(&mut self, other: Builder) {
+    /// Takes over the hash signatures, names and counts of a partial builder, leaving it
+    /// empty with its capacity, to be used again.
+    fn absorb(&mut self, other: &mut Builder) {
         let id_base = self.names.starts.len() as NameId;
         let text_base = self.names.text.len() as u32;
         self.names.text.push_str(&other.names.text);
@@ -712,14 +729,16 @@ impl Builder {
                 .iter()
                 .map(|s| (s & OFFICIAL) | ((s & !OFFICIAL) + text_base)),
         );
+        other.names.text.clear();
+        other.names.starts.clear();
         for (mine, theirs) in [
-            (&mut self.hashes, other.hashes),
-            (&mut self.allow, other.allow),
-            (&mut self.sections, other.sections),
+            (&mut self.hashes, &mut other.hashes),
+            (&mut self.allow, &mut other.allow),
+            (&mut self.sections, &mut other.sections),
         ] {
             mine.absorb(theirs, id_base);
         }
-        let r = other.report;
+        let r = std::mem::take(&mut other.report);
         self.report.hash_signatures += r.hash_signatures;
         self.report.allow_entries += r.allow_entries;
         self.report.unsupported += r.unsupported;
@@ -840,42 +859,18 @@ impl Builder {
                 return Ok(());
             }
             number += 1;
-            if buf.len() > MAX_LINE {
-                return Err(LoadError {
-                    file: path.to_path_buf(),
-                    line: number,
-                    message: format!("line longer than {MAX_LINE} bytes"),
-                });
-            }
-            let text = match std::str::from_utf8(&buf) {
-                Ok(t) => std::borrow::Cow::Borrowed(t),
-                Err(_) => String::from_utf8_lossy(&buf),
-            };
-            let line = text.trim_end_matches(['\n', '\r']);
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            match self.add_line(kind, line, official) {
-                Ok(()) => {}
-                Err(LineError::Unsupported(why)) => {
-                    self.report.unsupported += 1;
-                    self.warn(path, number, &why);
-                }
-                Err(LineError::Flevel) => self.report.skipped_flevel += 1,
-                Err(LineError::Malformed(message)) => {
-                    if self.options.lenient {
-                        self.report.skipped_malformed += 1;
-                        self.warn(path, number, &message);
-                    } else {
-                        return Err(LoadError {
-                            file: path.to_path_buf(),
-                            line: number,
-                            message,
-                        });
-                    }
-                }
-            }
+            self.take_line(path, kind, number, &buf, official)?;
         }
+    }
+
+    /// The lines of a chunk of a database held in memory, without copying each line out.
+    fn add_chunk(&mut self, path: &Path, kind: Kind, bytes: &[u8]) -> Result<(), LoadError> {
+        let mut number = 0;
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            number += 1;
+            self.take_line(path, kind, number, line, false)?;
+        }
+        Ok(())
     }
 
     fn warn(&mut self, path: &Path, line: usize, why: &str) {
@@ -884,6 +879,53 @@ impl Builder {
                 .warnings
                 .push(format!("{}:{line}: {why}", path.display()));
         }
+    }
+
+    /// One raw line (with or without its line end) numbered `number`.
+    fn take_line(
+        &mut self,
+        path: &Path,
+        kind: Kind,
+        number: usize,
+        raw: &[u8],
+        official: bool,
+    ) -> Result<(), LoadError> {
+        if raw.len() > MAX_LINE {
+            return Err(LoadError {
+                file: path.to_path_buf(),
+                line: number,
+                message: format!("line longer than {MAX_LINE} bytes"),
+            });
+        }
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(raw),
+        };
+        let line = text.trim_end_matches(['\n', '\r']);
+        if line.is_empty() || line.starts_with('#') {
+            return Ok(());
+        }
+        match self.add_line(kind, line, official) {
+            Ok(()) => {}
+            Err(LineError::Unsupported(why)) => {
+                self.report.unsupported += 1;
+                self.warn(path, number, &why);
+            }
+            Err(LineError::Flevel) => self.report.skipped_flevel += 1,
+            Err(LineError::Malformed(message)) => {
+                if self.options.lenient {
+                    self.report.skipped_malformed += 1;
+                    self.warn(path, number, &message);
+                } else {
+                    return Err(LoadError {
+                        file: path.to_path_buf(),
+                        line: number,
+                        message,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn add_line(&mut self, kind: Kind, line: &str, official: bool) -> Result<(), LineError> {
