@@ -458,6 +458,8 @@ impl Ctx<'_> {
         let mut counts: rustc_hash::FxHashMap<u32, Vec<u32>> = Default::default();
         let mut last_start: rustc_hash::FxHashMap<u32, usize> = Default::default();
         let mut memos: rustc_hash::FxHashMap<u32, crate::sigs::pattern::Memo> = Default::default();
+        // Where the subsignatures that byte compares read from matched: (signature, sub).
+        let mut positions: rustc_hash::FxHashMap<(u32, u32), Vec<usize>> = Default::default();
         let all_match = self.options.all_match;
         let mut stop = false;
 
@@ -503,6 +505,7 @@ impl Ctx<'_> {
                             .entry(sig)
                             .or_insert_with(|| vec![0; lsig.subsigs as usize]);
                         c[sub as usize] += 1;
+                        note_trigger(&mut positions, lsig, sig, sub, start);
                     }
                 }
             };
@@ -549,6 +552,7 @@ impl Ctx<'_> {
                                     .entry(sig)
                                     .or_insert_with(|| vec![0; lsig.subsigs as usize]);
                                 c[sub as usize] += 1;
+                                note_trigger(&mut positions, lsig, sig, sub, pos as usize);
                             }
                         }
                     }
@@ -589,10 +593,18 @@ impl Ctx<'_> {
                 }
             }
             let mut with_pcre;
-            let c = if lsig.pcres.is_empty() {
+            let c = if lsig.pcres.is_empty() && lsig.byte_compares.is_empty() {
                 c
             } else {
                 with_pcre = c.clone();
+                // Byte compares first: PCRE triggers may name them.
+                for (sub, b) in &lsig.byte_compares {
+                    let starts = positions
+                        .get(&(sig, b.trigger))
+                        .map_or(&[][..], Vec::as_slice);
+                    with_pcre[*sub as usize] =
+                        u32::from(starts.iter().any(|&start| b.holds_at(data, start)));
+                }
                 for p in &lsig.pcres {
                     if !p.trigger.eval(&with_pcre) {
                         continue;
@@ -620,6 +632,25 @@ impl Ctx<'_> {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Most match starts of one subsignature a byte compare reads from; ClamAV keeps a bounded
+/// list too, and a hostile file repeating a pattern must not grow it without end.
+const MAX_TRIGGER_STARTS: usize = 64;
+
+fn note_trigger(
+    positions: &mut rustc_hash::FxHashMap<(u32, u32), Vec<usize>>,
+    lsig: &crate::sigs::LogicalSig,
+    sig: u32,
+    sub: u32,
+    start: usize,
+) {
+    if sub < 64 && lsig.triggers & (1 << sub) != 0 {
+        let starts = positions.entry((sig, sub)).or_default();
+        if starts.len() < MAX_TRIGGER_STARTS {
+            starts.push(start);
         }
     }
 }

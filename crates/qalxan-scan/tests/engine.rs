@@ -498,3 +498,82 @@ fn intelligence_hashes_are_found_in_archives_too() {
     assert!(all.scan_bytes(payload).is_infected());
     assert!(!s.scan_bytes(b"something else").is_infected());
 }
+
+/// Byte-compare subsignatures, on files and signatures whose results were taken from
+/// clamscan 1.4.3 (`clamscan --allmatch`): every name below is what it reported, and every
+/// signature not listed for a file is one it did not report.
+#[test]
+fn byte_compare_subsignatures_give_clamscans_results() {
+    let ldb = "\
+BC.BinBE;Engine:101-255,Target:0;0&1;4d41474943;0(>>5#ib2#=512)
+BC.BinLE;Engine:101-255,Target:0;0&1;4d41474943;0(>>5#il2#=2)
+BC.BinNoOrder;Engine:101-255,Target:0;0&1;4d41474943;0(>>5#i2#=512)
+BC.Dec;Engine:101-255,Target:0;0&1;6c656e3d;0(>>4#d5#=1234)
+BC.DecExact;Engine:101-255,Target:0;0&1;6c656e3d;0(>>4#de5#=1234)
+BC.DecShort;Engine:101-255,Target:0;0&1;6c656e3d;0(>>4#d2#=12)
+BC.HexLE;Engine:101-255,Target:0;0&1;6c653d;0(>>3#hle4#=0x1234)
+BC.HexBE;Engine:101-255,Target:0;0&1;6c653d;0(>>3#hbe4#=0x3412)
+BC.HexNoOrder;Engine:101-255,Target:0;0&1;6c653d;0(>>3#h4#=0x3412)
+BC.Auto0x;Engine:101-255,Target:0;0&1;6865783d;0(>>4#ab4#=31)
+BC.AutoShort;Engine:101-255,Target:0;0&1;6865783d;0(>>6#ab2#=31)
+BC.Back;Engine:101-255,Target:0;0&1;3b6c656e;0(<<4#d4#=400)
+BC.Two;Engine:101-255,Target:0;0&1;73697a653d;0(>>5#d4#>399,<401)
+BC.Either;Engine:101-255,Target:0;0|1;73697a653d;0(>>5#d4#>1000)
+";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bc.ldb");
+    std::fs::write(&path, ldb).expect("write");
+    let db = Database::load(&[path], LoadOptions::default()).expect("byte compares load");
+    assert_eq!(db.report().unsupported, 0);
+    let s = Scanner::new(
+        Arc::new(db),
+        ScanOptions {
+            all_match: true,
+            ..ScanOptions::default()
+        },
+    );
+    let found = |data: &[u8]| {
+        let mut n: Vec<String> = names(&s.scan_bytes(data))
+            .into_iter()
+            .map(|n| n.trim_end_matches(".UNOFFICIAL").to_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        found(b"MAGIC\x02\x00 size=0400;len=1234x;hex=0x1f;le=3412 end\n"),
+        [
+            "BC.Auto0x",
+            "BC.Back",
+            "BC.BinBE",
+            "BC.BinLE",
+            "BC.Dec",
+            "BC.DecShort",
+            "BC.Either",
+            "BC.HexBE",
+            "BC.HexLE",
+            "BC.Two"
+        ]
+    );
+    assert_eq!(
+        found(b"MAGIC\x00\x02 size=0399;len=12;hex=0x20;le=1234 end\n"),
+        ["BC.DecShort", "BC.Either"]
+    );
+
+    // A malformed compare is a load error naming its line, as in clamscan.
+    let path = dir.path().join("bad.ldb");
+    std::fs::write(&path, "X;Engine:101-255,Target:0;0&1;aabb;0(>>4#dl2#=1)\n").expect("write");
+    let e = Database::load(&[path], LoadOptions::default()).expect_err("little-endian decimal");
+    assert_eq!(e.line, 1, "{e}");
+    assert!(e.message.contains("little-endian"), "{e}");
+    // A compare triggered by another compare loads (as in clamscan) and never matches.
+    let path = dir.path().join("chained.ldb");
+    std::fs::write(
+        &path,
+        "X;Engine:101-255,Target:0;0&1&2;4142;0(>>2#d2#=12);1(>>0#d2#=12)\n",
+    )
+    .expect("write");
+    let db = Database::load(&[path], LoadOptions::default()).expect("loads");
+    let s = Scanner::new(Arc::new(db), ScanOptions::default());
+    assert!(names(&s.scan_bytes(b"AB12")).is_empty());
+}

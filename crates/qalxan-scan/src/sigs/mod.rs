@@ -8,6 +8,7 @@
 //! using a feature this engine does not implement is always skipped and counted
 //! ([`LoadReport::unsupported`]), so official databases load.
 
+pub(crate) mod bytecmp;
 pub mod logical;
 pub mod offset;
 pub mod pattern;
@@ -251,6 +252,10 @@ pub(crate) struct LogicalSig {
     pub subsigs: u32,
     /// PCRE subsignatures, run only once their trigger expression holds.
     pub pcres: Vec<PcreSub>,
+    /// Byte-compare subsignatures (the subsignature each is counted as, and the compare).
+    pub byte_compares: Vec<(u32, bytecmp::ByteCompare)>,
+    /// Subsignatures whose match starts byte compares read from (bit per subsignature).
+    pub triggers: u64,
 }
 
 /// `[OFFSET:]TRIGGER/REGEX/[FLAGS]`: a PCRE2 regular expression counted as subsignature `sub`.
@@ -266,6 +271,7 @@ pub(crate) struct PcreSub {
 enum Subsig {
     Hex(Offset, Pattern, bool),
     Pcre(Offset, Expr, pcre2::bytes::Regex),
+    ByteCompare(bytecmp::ByteCompare),
 }
 
 /// The compiled body-pattern matcher: anchors of all patterns, case-sensitive and not.
@@ -1069,6 +1075,17 @@ impl Builder {
         let name = self.names.add(f[0], official);
         let target = desc.target.unwrap_or(Target::Any);
         let mut pcres = Vec::new();
+        let mut byte_compares = Vec::new();
+        let mut triggers = 0u64;
+        // Only hex subsignatures have match starts; ClamAV loads a byte compare triggered by
+        // a PCRE or another byte compare, which then never matches, and so does this.
+        for sub in &parsed {
+            if let Subsig::ByteCompare(b) = sub {
+                if matches!(parsed[b.trigger as usize], Subsig::Hex(..)) {
+                    triggers |= 1 << b.trigger;
+                }
+            }
+        }
         for (i, sub) in parsed.into_iter().enumerate() {
             match sub {
                 Subsig::Hex(offset, pattern, fullword) => self.patterns.push(PatternSig {
@@ -1084,6 +1101,7 @@ impl Builder {
                     offset,
                     regex,
                 }),
+                Subsig::ByteCompare(b) => byte_compares.push((i as u32, b)),
             }
         }
         self.logicals.push(LogicalSig {
@@ -1092,6 +1110,8 @@ impl Builder {
             expr,
             subsigs: subs.len() as u32,
             pcres,
+            byte_compares,
+            triggers,
         });
         self.report.logical_signatures += 1;
         Ok(())
@@ -1270,15 +1290,16 @@ fn parse_pattern(hex: &str, modifiers: Modifiers) -> Result<Pattern, LineError> 
     })
 }
 
-/// `[OFFSET:]HEX[::MODIFIERS]`; PCRE and byte-compare subsignatures are not implemented.
+/// `[OFFSET:]HEX[::MODIFIERS]`, `[OFFSET:]TRIGGER/PCRE/[FLAGS]` or a byte compare
+/// `TRIGGER(OFFSET#OPTIONS#COMPARISONS)`; macro subsignatures are not implemented.
 fn parse_subsig(s: &str, subsigs: usize) -> Result<Subsig, LineError> {
     if let Some(slash) = s.find('/') {
         return parse_pcre(s, slash, subsigs);
     }
-    if s.contains('#') {
-        return Err(LineError::Unsupported(
-            "byte-compare subsignatures are not supported yet".into(),
-        ));
+    if bytecmp::is_byte_compare(s) {
+        return bytecmp::ByteCompare::parse(s, subsigs)
+            .map(Subsig::ByteCompare)
+            .map_err(LineError::Malformed);
     }
     if s.contains('$') {
         return Err(LineError::Unsupported(
@@ -1408,8 +1429,10 @@ mod tests {
         assert_eq!(db.logicals[0].pcres.len(), 1);
         assert!(load_str(Kind::Ldb, "L;Target:0;0&1;4142;0/a(b/\n").is_err());
         assert!(load_str(Kind::Ldb, "L;Target:0;0&1;4142;0/ab/q\n").is_err());
-        let db = load_str(Kind::Ldb, "L;Target:0;0;aa#x\n").expect("byte compare skipped");
-        assert_eq!(db.report().unsupported, 1);
+        let db = load_str(Kind::Ldb, "L;Target:0;0&1;4142;0(>>2#ib2#>5)\n").expect("compare");
+        assert_eq!(db.logicals[0].byte_compares.len(), 1);
+        assert_eq!(db.logicals[0].triggers, 1);
+        assert!(load_str(Kind::Ldb, "L;Target:0;0;aa#x\n").is_err());
         let db = load_str(Kind::Ldb, "L;Engine:250-255,Target:0;0;4142\n").expect("flevel");
         assert_eq!(db.report().skipped_flevel, 1);
     }
