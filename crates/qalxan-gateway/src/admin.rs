@@ -120,6 +120,40 @@ async fn answer(
                 .collect();
             reply(StatusCode::OK, "application/json", json!(bans).to_string())
         }
+        (&Method::GET, p) if p.starts_with("/collections/") => {
+            // The WAF's persistent collections: what counting rules (initcol) hold per key.
+            let name = &p["/collections/".len()..];
+            let records: Vec<_> = state
+                .collections
+                .list(name, 1000)
+                .into_iter()
+                .map(|(key, vars)| {
+                    let vars: serde_json::Map<String, serde_json::Value> = vars
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned().into()))
+                        .collect();
+                    json!({"key": key, "vars": vars})
+                })
+                .collect();
+            reply(
+                StatusCode::OK,
+                "application/json",
+                json!(records).to_string(),
+            )
+        }
+        (&Method::DELETE, p) if p.starts_with("/collections/") => {
+            match p["/collections/".len()..].split_once('/') {
+                Some((name, key)) if state.collections.remove(name, key) => {
+                    tracing::info!(collection = name, key, "WAF collection record removed");
+                    reply(StatusCode::NO_CONTENT, "text/plain", String::new())
+                }
+                _ => reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    "no such record (DELETE /collections/NAME/KEY)\n".into(),
+                ),
+            }
+        }
         (&Method::DELETE, p) if p.starts_with("/bans/") => {
             match p["/bans/".len()..].parse::<IpAddr>() {
                 Ok(ip) if state.guard.lift(ip) => {

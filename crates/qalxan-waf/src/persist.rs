@@ -153,6 +153,38 @@ impl Collections {
         (vars.get("is_new").map(Vec::as_slice) != Some(b"1")).then_some(vars)
     }
 
+    /// The live records of one collection, by key (at most `limit`), each with its
+    /// variables (built-ins included). For administration: what a counting rule holds.
+    pub fn list(&self, collection: &str, limit: usize) -> Vec<(String, HashMap<String, Vec<u8>>)> {
+        let collection = collection.to_ascii_uppercase();
+        let now = self.now();
+        let mut keys: Vec<String> = Vec::new();
+        for shard in &self.shards {
+            let map = shard.lock().unwrap_or_else(|p| p.into_inner());
+            keys.extend(
+                map.iter()
+                    .filter(|((c, _), r)| *c == collection && !r.expired(now))
+                    .map(|((_, k), _)| k.clone()),
+            );
+        }
+        keys.sort();
+        keys.truncate(limit);
+        keys.into_iter()
+            .filter_map(|k| self.get(&collection, &k).map(|vars| (k, vars)))
+            .collect()
+    }
+
+    /// Forgets a record (its counters start again); whether there was one.
+    pub fn remove(&self, collection: &str, key: &str) -> bool {
+        let collection = collection.to_ascii_uppercase();
+        let id = (collection, key.to_owned());
+        self.shard(&id.0, &id.1)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+            .is_some()
+    }
+
     /// The variables a transaction sees when it opens `collection` under `key`: the stored
     /// record's live ones, or a new record's built-ins.
     pub(crate) fn load(
@@ -369,6 +401,24 @@ SecRule IP:TRIES "@gt 3" "id:3,phase:1,deny,status:429,msg:'too many tries: %{ip
         // The record expires its timeout after its last update.
         advance(601);
         assert!(store.get("ip", "10.0.0.1").is_none());
+    }
+
+    #[test]
+    fn records_are_listed_and_removed() {
+        let plan = plan(LOGIN_LIMIT);
+        let store = Collections::with_clock(1000, clock);
+        for from in ["10.0.0.2", "10.0.0.1", "10.0.0.1"] {
+            status(&plan, &store, from, "/login");
+        }
+        let listed = store.list("ip", 10);
+        let keys: Vec<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(listed[0].1["tries"], b"2");
+        assert_eq!(store.list("ip", 1).len(), 1);
+        assert!(store.list("global", 10).is_empty());
+        assert!(store.remove("IP", "10.0.0.1"));
+        assert!(!store.remove("IP", "10.0.0.1"));
+        assert_eq!(store.list("IP", 10).len(), 1);
     }
 
     #[test]

@@ -669,7 +669,7 @@ async fn rules_count_per_client_across_requests() {
     )
     .unwrap();
     let up = upstream().await;
-    let gw = gateway(site_config(&up, WafMode::Block, Some(rules))).await;
+    let (gw, admin) = gateway_with_admin(site_config(&up, WafMode::Block, Some(rules))).await;
     let from = |ip: [u8; 4]| {
         let c = client_from(ip);
         let url = format!("{gw}/login");
@@ -695,6 +695,37 @@ async fn rules_count_per_client_across_requests() {
         .await
         .unwrap();
     assert_eq!(page.status(), StatusCode::FORBIDDEN);
+
+    // The admin API shows what the rules count, and forgetting a record lets the client in.
+    let records: serde_json::Value = client()
+        .get(format!("{admin}/collections/ip"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let counted = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "127.0.0.6")
+        .unwrap_or_else(|| panic!("{records}"));
+    assert_eq!(counted["vars"]["tries"], "4", "{counted}");
+    let forget = |key: &str| {
+        client()
+            .delete(format!("{admin}/collections/ip/{key}"))
+            .send()
+    };
+    assert_eq!(
+        forget("127.0.0.6").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        forget("127.0.0.6").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(from([127, 0, 0, 6]).await.status(), StatusCode::OK);
 }
 
 /// A blocking indicator added on the server is enforced by a running gateway within seconds,
