@@ -1,5 +1,6 @@
 //! Office decryption (MS-OFFCRYPTO), only as far as analysis needs it: ECMA-376 Agile and
-//! Standard encryption of OOXML packages, and RC4 encryption of Excel 97-2003 workbooks.
+//! Standard encryption of OOXML packages, and RC4 and CryptoAPI RC4 encryption of Excel 97-2003
+//! workbooks.
 //!
 //! Attackers encrypt documents with Excel's built-in password "VelvetSweatshop" because
 //! Excel opens them without asking, while scanners that do not decrypt see nothing. So that
@@ -428,29 +429,145 @@ fn standard(
     Ok(None)
 }
 
-/// RC4 (Office 97/2000 binary encryption, MS-OFFCRYPTO 2.3.6): the key for each 1024-byte
-/// block.
-fn rc4_key(password: &str, salt: &[u8], block: u32) -> [u8; 16] {
-    let h0 = Md5::digest(utf16(password));
-    let mut buf = Vec::with_capacity(21 * 16);
-    for _ in 0..16 {
-        buf.extend_from_slice(&h0[..5]);
-        buf.extend_from_slice(salt);
+/// The two RC4 schemes of Office 97-2003 binary files: the same cipher, re-keyed for every
+/// 1024-byte block of the stream, with keys derived differently.
+#[derive(Clone, Copy)]
+enum Rc4Scheme<'a> {
+    /// Office 97/2000 (MS-OFFCRYPTO 2.3.6, version 1.1): MD5-based, 128-bit keys.
+    Office97 { salt: &'a [u8] },
+    /// CryptoAPI RC4 (2.3.5, versions 2.2/3.2/4.2, Excel 2002 and later): SHA-1-based,
+    /// 40 to 128-bit keys. A 40-bit key is padded to 128 bits with zeros, as CryptoAPI does.
+    CryptoApi { salt: &'a [u8], key_bits: u32 },
+}
+
+impl Rc4Scheme<'_> {
+    fn key(self, password: &str, block: u32) -> Vec<u8> {
+        match self {
+            Rc4Scheme::Office97 { salt } => {
+                let h0 = Md5::digest(utf16(password));
+                let mut buf = Vec::with_capacity(21 * 16);
+                for _ in 0..16 {
+                    buf.extend_from_slice(&h0[..5]);
+                    buf.extend_from_slice(salt);
+                }
+                let h1 = Md5::digest(&buf);
+                let mut last = h1[..5].to_vec();
+                last.extend_from_slice(&block.to_le_bytes());
+                Md5::digest(&last).to_vec()
+            }
+            Rc4Scheme::CryptoApi { salt, key_bits } => {
+                let h0 = Sha1::new()
+                    .chain_update(salt)
+                    .chain_update(utf16(password))
+                    .finalize();
+                let h = Sha1::new()
+                    .chain_update(h0)
+                    .chain_update(block.to_le_bytes())
+                    .finalize();
+                if key_bits == 40 {
+                    let mut k = h[..5].to_vec();
+                    k.resize(16, 0);
+                    k
+                } else {
+                    h[..(key_bits / 8) as usize].to_vec()
+                }
+            }
+        }
     }
-    let h1 = Md5::digest(&buf);
-    let mut last = h1[..5].to_vec();
-    last.extend_from_slice(&block.to_le_bytes());
-    Md5::digest(&last).into()
+
+    /// Whether `password` opens the document: the verifier decrypts to a value whose hash
+    /// follows it in the same key stream.
+    fn verifies(self, password: &str, verifier: &[u8], hash: &[u8]) -> bool {
+        let mut buf = [verifier, hash].concat();
+        rc4_apply(&self.key(password, 0), &mut buf);
+        let (v, h) = buf.split_at(verifier.len());
+        match self {
+            Rc4Scheme::Office97 { .. } => Md5::digest(v)[..] == *h,
+            Rc4Scheme::CryptoApi { .. } => Sha1::digest(v)[..] == *h,
+        }
+    }
 }
 
-fn rc4_apply(key: &[u8; 16], data: &mut [u8]) {
-    let mut c = rc4::Rc4::<rc4::consts::U16>::new(key.into());
-    c.apply_keystream(data);
+/// RC4 with the key lengths CryptoAPI allows (40-128 bits in steps of 8; 40-bit keys arrive
+/// padded to 16 bytes).
+fn rc4_apply(key: &[u8], data: &mut [u8]) {
+    use rc4::consts::{U10, U11, U12, U13, U14, U15, U16, U7, U8, U9};
+    macro_rules! run {
+        ($n:ty) => {
+            rc4::Rc4::<$n>::new(key.into()).apply_keystream(data)
+        };
+    }
+    match key.len() {
+        7 => run!(U7),
+        8 => run!(U8),
+        9 => run!(U9),
+        10 => run!(U10),
+        11 => run!(U11),
+        12 => run!(U12),
+        13 => run!(U13),
+        14 => run!(U14),
+        15 => run!(U15),
+        _ => run!(U16),
+    }
 }
 
-/// Decrypts an Excel 97-2003 workbook stream protected with RC4 (FILEPASS record): record
-/// headers and a few records stay in the clear, everything else is XORed with a key stream
-/// that restarts every 1024 bytes of the stream.
+/// The RC4 scheme and verifier of a FILEPASS record (MS-XLS 2.4.117).
+fn filepass_rc4(body: &[u8]) -> Result<(Rc4Scheme<'_>, &[u8], &[u8]), CryptoError> {
+    let field = |at: usize, len: usize, what: &'static str| {
+        body.get(at..at + len).ok_or(CryptoError::Malformed(what))
+    };
+    let kind = u16le(body, 0).unwrap_or(0);
+    let (major, minor) = (u16le(body, 2).unwrap_or(0), u16le(body, 4).unwrap_or(0));
+    if kind == 0 {
+        return Err(CryptoError::Unsupported("XOR obfuscation".into()));
+    }
+    match (major, minor) {
+        (1, 1) => Ok((
+            Rc4Scheme::Office97 {
+                salt: field(6, 16, "FILEPASS salt")?,
+            },
+            field(22, 16, "FILEPASS verifier")?,
+            field(38, 16, "FILEPASS hash")?,
+        )),
+        (2..=4, 2) => {
+            // Flags, header size, the EncryptionHeader, then the EncryptionVerifier.
+            let header_size =
+                u32le(body, 10).ok_or(CryptoError::Malformed("FILEPASS header size"))? as usize;
+            let header = field(14, header_size, "FILEPASS encryption header")?;
+            let alg = u32le(header, 8).unwrap_or(0);
+            if alg != 0 && alg != 0x6801 {
+                return Err(CryptoError::Unsupported(format!(
+                    "CryptoAPI algorithm {alg:#x}"
+                )));
+            }
+            let key_bits = match u32le(header, 16).unwrap_or(0) {
+                0 => 40,
+                bits @ 40..=128 if bits % 8 == 0 => bits,
+                bits => return Err(CryptoError::Unsupported(format!("{bits}-bit RC4 key"))),
+            };
+            let v = 14 + header_size;
+            let salt_size = u32le(body, v).unwrap_or(0) as usize;
+            if salt_size != 16 {
+                return Err(CryptoError::Malformed("FILEPASS salt size"));
+            }
+            Ok((
+                Rc4Scheme::CryptoApi {
+                    salt: field(v + 4, 16, "FILEPASS salt")?,
+                    key_bits,
+                },
+                field(v + 20, 16, "FILEPASS verifier")?,
+                field(v + 40, 20, "FILEPASS hash")?,
+            ))
+        }
+        _ => Err(CryptoError::Unsupported(format!(
+            "RC4 version {major}.{minor}"
+        ))),
+    }
+}
+
+/// Decrypts an Excel 97-2003 workbook stream protected with RC4 or CryptoAPI RC4 (FILEPASS
+/// record): record headers and a few records stay in the clear, everything else is XORed
+/// with a key stream that restarts every 1024 bytes of the stream.
 pub(crate) fn decrypt_biff(
     stream: &[u8],
     passwords: &[String],
@@ -459,31 +576,11 @@ pub(crate) fn decrypt_biff(
         .find(|(_, k, _)| *k == 0x002f)
         .map(|(at, _, b)| (at + 4 + b.len(), b))
         .ok_or(CryptoError::Malformed("no FILEPASS record"))?;
-    let kind = u16le(body, 0).unwrap_or(0);
-    let (major, minor) = (u16le(body, 2).unwrap_or(0), u16le(body, 4).unwrap_or(0));
-    if kind == 0 {
-        return Err(CryptoError::Unsupported("XOR obfuscation".into()));
-    }
-    if (major, minor) != (1, 1) {
-        return Err(CryptoError::Unsupported(format!(
-            "RC4 version {major}.{minor} (CryptoAPI)"
-        )));
-    }
-    let salt = body
-        .get(6..22)
-        .ok_or(CryptoError::Malformed("FILEPASS salt"))?;
-    let verifier = body
-        .get(22..38)
-        .ok_or(CryptoError::Malformed("FILEPASS verifier"))?;
-    let hash = body
-        .get(38..54)
-        .ok_or(CryptoError::Malformed("FILEPASS hash"))?;
-    let Some(password) = passwords.iter().find(|p| {
-        let key = rc4_key(p, salt, 0);
-        let mut buf = [verifier, hash].concat();
-        rc4_apply(&key, &mut buf);
-        Md5::digest(&buf[..16])[..] == buf[16..32]
-    }) else {
+    let (scheme, verifier, hash) = filepass_rc4(body)?;
+    let Some(password) = passwords
+        .iter()
+        .find(|p| scheme.verifies(p, verifier, hash))
+    else {
         return Ok(None);
     };
     let mut out = stream.to_vec();
@@ -505,7 +602,7 @@ pub(crate) fn decrypt_biff(
             if b != block {
                 block = b;
                 keystream = [0u8; 1024];
-                rc4_apply(&rc4_key(password, salt, b), &mut keystream);
+                rc4_apply(&scheme.key(password, b), &mut keystream);
             }
             out[p] ^= keystream[p % 1024];
         }

@@ -24,6 +24,8 @@ mod report;
 pub mod rtf;
 mod slk;
 pub mod vba;
+pub mod xlm;
+mod xlm_names;
 mod xls;
 mod xml;
 

@@ -30,6 +30,8 @@ pub(crate) fn analyze(cx: &mut Context<'_>, data: &[u8], location: &str, depth: 
     let n = archive.len().min(cx.opts.limits.max_items);
     let mut xlm_parts = Vec::new();
     let mut auto_open = Vec::new();
+    let mut xlsb_sheets = Vec::new();
+    let mut xlsb_names = crate::xlm::Names::default();
     let names: Vec<String> = names.into_iter().take(n).collect();
     for (i, listed) in names.iter().enumerate() {
         // Pictures, fonts and media carry no active content the sandbox knows; not inflating
@@ -60,6 +62,9 @@ pub(crate) fn analyze(cx: &mut Context<'_>, data: &[u8], location: &str, depth: 
             xlm_parts.push(loc.clone());
             if lower.ends_with(".xml") {
                 macro_sheet_formulas(cx, &bytes, &loc);
+            } else if lower.ends_with(".bin") {
+                // Binary sheets refer to the workbook's names, which may come later.
+                xlsb_sheets.push((loc.clone(), bytes));
             }
         } else if lower.contains("/embeddings/") || lower.starts_with("embeddings/") {
             cx.flags.ole_objects = true;
@@ -101,6 +106,7 @@ pub(crate) fn analyze(cx: &mut Context<'_>, data: &[u8], location: &str, depth: 
                 }
             });
         } else if lower == "xl/workbook.bin" {
+            xlsb_names = crate::xlm::xlsb_names(&bytes, cx.opts.limits.max_items);
             let needle: Vec<u8> = "Auto_Open"
                 .encode_utf16()
                 .flat_map(|u| u.to_le_bytes())
@@ -113,6 +119,10 @@ pub(crate) fn analyze(cx: &mut Context<'_>, data: &[u8], location: &str, depth: 
         {
             fields_and_links(cx, &bytes, &loc);
         }
+    }
+    for (loc, bytes) in xlsb_sheets {
+        let lines = crate::xlm::xlsb_formulas(&bytes, &xlsb_names, cx.opts.limits.max_items);
+        crate::report::xlm_script(cx, &loc, lines);
     }
     if !xlm_parts.is_empty() {
         cx.flags.macros = true;
@@ -311,30 +321,25 @@ pub(crate) fn fields_and_links(cx: &mut Context<'_>, data: &[u8], location: &str
 /// analysis.
 fn macro_sheet_formulas(cx: &mut Context<'_>, data: &[u8], location: &str) {
     let mut in_f = false;
+    let mut cell = String::new();
     let mut cur = String::new();
     let mut all = Vec::new();
     walk(data, |node| match node {
+        Node::Start { name, attrs } if name == "c" => {
+            cell = attr(&attrs, "r").unwrap_or("").to_string();
+        }
         Node::Start { name, .. } if name == "f" => {
             in_f = true;
             cur.clear();
         }
         Node::End { name } if name == "f" => {
             in_f = false;
-            all.push(format!("={}", std::mem::take(&mut cur)));
+            all.push(format!("{cell}: ={}", std::mem::take(&mut cur)));
         }
         Node::Text(t) if in_f => cur.push_str(&t),
         _ => {}
     });
-    if all.is_empty() {
-        return;
-    }
-    let code = all.join("\n");
-    crate::report::macro_findings(cx, location, &code, "Excel 4");
-    cx.scripts.push(crate::Script {
-        kind: "xlm",
-        location: location.to_string(),
-        code,
-    });
+    crate::report::xlm_script(cx, location, all);
 }
 
 /// OpenDocument Basic (StarBasic) macros: the module source is the text of the XML.

@@ -446,6 +446,26 @@ pub(crate) fn vba_modules(
     macro_findings(cx, project, &all, "VBA");
 }
 
+/// Formula lines (`A1: =...`) of a macro sheet: analysed like macro code and kept as a
+/// script for the report.
+pub(crate) fn xlm_script(cx: &mut Context<'_>, location: &str, lines: Vec<String>) {
+    if lines.is_empty() {
+        return;
+    }
+    for l in &lines {
+        if let Some((_, f)) = l.split_once(": =") {
+            dde_formula(cx, location, &format!("={f}"));
+        }
+    }
+    let code = lines.join("\n");
+    macro_findings(cx, location, &code, "Excel 4");
+    cx.scripts.push(crate::Script {
+        kind: "xlm",
+        location: location.to_string(),
+        code,
+    });
+}
+
 /// The keyword analysis of macro code (VBA or Excel 4), turned into indicators.
 pub(crate) fn macro_findings(cx: &mut Context<'_>, location: &str, code: &str, lang: &str) {
     let f = crate::vba::analyze_code(code);

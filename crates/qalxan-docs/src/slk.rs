@@ -7,12 +7,23 @@ pub(crate) fn analyze(cx: &mut Context<'_>, data: &[u8], location: &str) {
     let text = String::from_utf8_lossy(data);
     let mut formulas = Vec::new();
     let mut names = Vec::new();
+    // A cell record names its row (Y) and column (X) only when they change.
+    let (mut row, mut col) = (1u32, 1u32);
     for line in text.lines().take(1_000_000) {
         let fields: Vec<&str> = line.split(';').collect();
         match fields.first().copied() {
             Some("C") => {
+                for f in fields.iter().skip(1) {
+                    if let Some(y) = f.strip_prefix('Y').and_then(|v| v.parse().ok()) {
+                        row = y;
+                    } else if let Some(x) = f.strip_prefix('X').and_then(|v| v.parse().ok()) {
+                        col = x;
+                    }
+                }
                 if let Some(e) = fields.iter().skip(1).find_map(|f| f.strip_prefix('E')) {
-                    formulas.push(format!("={e}"));
+                    let at =
+                        crate::xlm::cell(row.saturating_sub(1), col.saturating_sub(1), true, true);
+                    formulas.push(format!("{at}: ={e}"));
                 }
             }
             Some("NN") => {
@@ -23,8 +34,8 @@ pub(crate) fn analyze(cx: &mut Context<'_>, data: &[u8], location: &str) {
             _ => {}
         }
     }
-    if !formulas.is_empty() {
-        let code = formulas.join("\n");
+    let any_formula = !formulas.is_empty();
+    if any_formula {
         cx.flags.macros = true;
         cx.flags.xlm_macros = true;
         cx.flags.suspicious = true;
@@ -34,15 +45,7 @@ pub(crate) fn analyze(cx: &mut Context<'_>, data: &[u8], location: &str) {
             location,
             format!("SYLK file with {} Excel 4 (XLM) formulas", formulas.len()),
         );
-        for f in &formulas {
-            crate::report::dde_formula(cx, location, f);
-        }
-        crate::report::macro_findings(cx, location, &code, "Excel 4");
-        cx.scripts.push(crate::Script {
-            kind: "xlm",
-            location: location.to_string(),
-            code,
-        });
+        crate::report::xlm_script(cx, location, formulas);
     }
     for n in names {
         let l = n.to_ascii_lowercase();
@@ -50,7 +53,7 @@ pub(crate) fn analyze(cx: &mut Context<'_>, data: &[u8], location: &str) {
             cx.flags.autoexec = true;
             cx.add(
                 "xlm.autoexec",
-                if formulas.is_empty() {
+                if !any_formula {
                     Severity::Medium
                 } else {
                     Severity::High

@@ -312,6 +312,11 @@ fn patterns() -> &'static Patterns {
             (r"(?i)\b(?:VirtualAlloc(?:Ex)?|RtlMoveMemory|WriteProcessMemory|CreateThread|VirtualProtect|QueueUserAPC|NtWriteVirtualMemory)\b", "may inject code into memory"),
             (r"(?i)\bEnumSystemLanguageGroupsW?\b|\bEnumDateFormats\w*\b|\bCallWindowProc\b", "may run shellcode through a callback"),
             (r"(?i)\bExecuteExcel4Macro\b", "may run Excel 4 macros"),
+            // Excel 4 (XLM) formulas, written as calls so VBA's `Call Foo` does not count.
+            (r"(?i)\bEXEC\s*\(", "may run an executable file or a system command"),
+            (r"(?i)\b(?:CALL|REGISTER)\s*\(", "may call a function in a DLL (Excel 4)"),
+            (r"(?i)\bFOPEN\s*\(|\bFWRITE(?:LN)?\s*\(", "may write to a file (Excel 4)"),
+            (r"(?i)\bFILE\.DELETE\s*\(", "may delete a file (Excel 4)"),
             (r"(?i)\b(?:VBProject|VBComponents|CodeModule|AddFromString|AddFromFile)\b", "may modify the VBA code (self-modification)"),
             (r"(?i)\bApplication\.Visible\b", "may hide the application"),
             (r"(?i)\bAltStartupPath\b", "may change the startup path for persistence"),
@@ -326,7 +331,7 @@ fn patterns() -> &'static Patterns {
                 r"(?i)\b(?:Auto(?:Exec|_?Open|_?Close|Exit|New)|Document(?:_?Open|_Close|_?BeforeClose|Change|_New)|NewDocument|Workbook(?:_Open|_Activate|_Close|_BeforeClose|_Deactivate)|\w+_(?:Painted|Painting|GotFocus|LostFocus|MouseHover|Layout|Click|Change|Resize|BeforeNavigate2|BeforeScriptExecute|DocumentComplete|DownloadBegin|DownloadComplete|FileDownload|NavigateComplete2|NavigateError|ProgressChange|PropertyChange|SetSecureLockIcon|StatusTextChange|TitleChange|MouseMove|MouseEnter|MouseLeave|OnConnecting|Initialize))\b|\bAuto_Ope\b",
             ),
             write: re(
-                r"(?i)\b(?:FileCopy|CopyFile|Kill|CreateTextFile|VirtualAlloc|RtlMoveMemory|URLDownloadToFileA?|AltStartupPath|WriteProcessMemory|ADODB\.Stream|WriteText|SaveToFile|SaveAs|SaveAsRTF|FileSaveAs|MkDir|RmDir|SaveSetting|SetAttr)\b|\bOpen\b[^\n]+\b(?:Write|Append|Binary|Output|Random)\b",
+                r"(?i)\b(?:FileCopy|CopyFile|Kill|CreateTextFile|VirtualAlloc|RtlMoveMemory|URLDownloadToFileA?|AltStartupPath|WriteProcessMemory|ADODB\.Stream|WriteText|SaveToFile|SaveAs|SaveAsRTF|FileSaveAs|MkDir|RmDir|SaveSetting|SetAttr)\b|\bOpen\b[^\n]+\b(?:Write|Append|Binary|Output|Random)\b|\bFWRITE(?:LN)?\s*\(",
             ),
             execute: re(
                 r"(?i)\b(?:Shell|CreateObject|GetObject|SendKeys|RUN|CALL|MacScript|FollowHyperlink|CreateThread|ShellExecuteA?|ExecuteExcel4Macro|EXEC|REGISTER|SetTimer)\b|\bDeclare\b[^\n]+\bLib\b",

@@ -11,6 +11,9 @@ const BOUNDSHEET: u16 = 0x0085;
 const LBL: u16 = 0x0018;
 const SUPBOOK: u16 = 0x01ae;
 const EXTERNNAME: u16 = 0x0023;
+const EXTERNSHEET: u16 = 0x0017;
+const FORMULA: u16 = 0x0006;
+const EOF: u16 = 0x000a;
 
 /// The records of a BIFF stream: (offset, type, body).
 pub(crate) fn records(stream: &[u8]) -> impl Iterator<Item = (usize, u16, &[u8])> {
@@ -75,23 +78,43 @@ pub(crate) fn analyze(cx: &mut Context<'_>, stream: &[u8], location: &str) {
     let biff8 = first == BOF && u16le(bof, 0) == Some(0x0600);
     let mut macro_sheets = Vec::new();
     let mut auto_names = Vec::new();
+    // What formulas refer to by number: sheets in workbook order, the XTIs of EXTERNSHEET
+    // (BIFF8) pointing into them, and defined names in order.
+    let mut sheet_names = Vec::new();
+    let mut xti_first_sheet = Vec::new();
+    let mut names = crate::xlm::Names::default();
     for (_, kind, body) in records(stream).take(cx.opts.limits.max_items) {
         match kind {
             BOUNDSHEET => {
                 let state = body.get(4).copied().unwrap_or(0) & 0x03;
                 let dt = body.get(5).copied().unwrap_or(0);
+                let name = sheet_name(body.get(6..).unwrap_or_default(), biff8);
                 if dt == 0x01 {
-                    let name = sheet_name(body.get(6..).unwrap_or_default(), biff8);
-                    macro_sheets.push((name, state));
+                    let start = body
+                        .get(0..4)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u32::from_le_bytes)
+                        .unwrap_or(0);
+                    macro_sheets.push((name.clone(), state, start as usize));
+                }
+                sheet_names.push(name);
+            }
+            EXTERNSHEET if biff8 => {
+                let n = u16le(body, 0).unwrap_or(0) as usize;
+                for i in 0..n {
+                    let first = u16le(body, 2 + i * 6 + 2).map_or(-1, |v| i32::from(v as i16));
+                    xti_first_sheet.push(first);
                 }
             }
             LBL => {
-                if let Some(name) = defined_name(body, biff8) {
+                let name = defined_name(body, biff8);
+                if let Some(name) = &name {
                     let lower = name.to_ascii_lowercase();
                     if lower.starts_with("auto_open") || lower.starts_with("auto_close") {
-                        auto_names.push(name);
+                        auto_names.push(name.clone());
                     }
                 }
+                names.defined.push(name.unwrap_or_default());
             }
             SUPBOOK => {
                 if let Some(path) = supbook_dde(body) {
@@ -108,7 +131,47 @@ pub(crate) fn analyze(cx: &mut Context<'_>, stream: &[u8], location: &str) {
             _ => {}
         }
     }
-    for (name, state) in &macro_sheets {
+    names.sheets = if biff8 {
+        xti_first_sheet
+            .iter()
+            .map(|&i| {
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| sheet_names.get(i).cloned())
+                    .unwrap_or_else(|| format!("SHEET#{i}"))
+            })
+            .collect()
+    } else {
+        sheet_names
+    };
+    let biff = if biff8 {
+        crate::xlm::Biff::V8
+    } else {
+        crate::xlm::Biff::V5
+    };
+    let mut formulas: Vec<Vec<String>> = vec![Vec::new(); macro_sheets.len()];
+    let mut current = None;
+    for (at, kind, body) in records(stream).take(cx.opts.limits.max_items) {
+        match kind {
+            BOF => current = macro_sheets.iter().position(|s| s.2 == at),
+            EOF => current = None,
+            FORMULA => {
+                if let Some(i) = current {
+                    if let Some(line) = crate::xlm::biff_formula_line(body, biff, &names) {
+                        formulas[i].push(line);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for ((name, _, _), lines) in macro_sheets.iter().zip(formulas) {
+        if lines.is_empty() {
+            continue;
+        }
+        crate::report::xlm_script(cx, &format!("{location}/{name}"), lines);
+    }
+    for (name, state, _) in &macro_sheets {
         cx.flags.macros = true;
         cx.flags.xlm_macros = true;
         cx.flags.suspicious = true;
