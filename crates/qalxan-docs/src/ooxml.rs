@@ -361,6 +361,7 @@ fn basic_module(cx: &mut Context<'_>, data: &[u8], location: &str) {
         location: location.to_string(),
         name,
         code: code.clone(),
+        revealed: crate::vba::reveal(&code),
     });
     crate::report::macro_findings(cx, location, &code, "StarBasic");
 }

@@ -103,6 +103,9 @@ pub struct VbaModule {
     pub location: String,
     pub name: String,
     pub code: String,
+    /// The code with its string obfuscation undone (`vba::reveal`), when there was some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revealed: Option<String>,
 }
 
 /// Code that is not VBA: PDF JavaScript after decoding, Excel 4 formulas.
@@ -437,9 +440,16 @@ pub(crate) fn vba_modules(
                 format!("module {name}: compiled p-code is present but the source code is missing or different (VBA stomping)"),
             );
         }
+        let revealed = crate::vba::reveal(&code);
+        // The keyword analysis reads what the obfuscation hid as well as what is written.
+        if let Some(r) = &revealed {
+            all.push_str(r);
+            all.push('\n');
+        }
         cx.macros.push(VbaModule {
             location,
             name,
+            revealed,
             code,
         });
     }

@@ -441,6 +441,241 @@ pub fn analyze_code(code: &str) -> Findings {
     f
 }
 
+/// VBA source with its string obfuscation undone, as olevba's `--reveal` shows it: `Chr()`
+/// calls with constant arguments become literals, `StrReverse("...")` of a literal is
+/// reversed, and literals joined with `&` or `+` are joined. `None` when nothing changed.
+///
+/// Works on tokens, not text, so a quote inside a string or a comment never shifts what is
+/// code and what is string.
+pub fn reveal(code: &str) -> Option<String> {
+    let mut tokens = reveal_lex(code);
+    let mut changed = false;
+    // Each pass folds one layer (`Chr(97) & Chr(98)` needs two); nested obfuscation in
+    // the wild is a handful of layers deep.
+    for _ in 0..16 {
+        if !reveal_fold(&mut tokens) {
+            break;
+        }
+        changed = true;
+    }
+    if !changed {
+        return None;
+    }
+    let mut out = String::with_capacity(code.len());
+    for t in &tokens {
+        match t {
+            Tok::Str(s) => {
+                out.push('"');
+                out.push_str(&s.replace('"', "\"\""));
+                out.push('"');
+            }
+            Tok::Other(s) | Tok::Word(s) | Tok::Num(s) | Tok::Space(s) => out.push_str(s),
+            Tok::Punct(c) => out.push(*c),
+        }
+    }
+    Some(out)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Str(String),
+    Word(String),
+    Num(String),
+    /// Spaces, tabs and line continuations: what may stand between the parts of one
+    /// expression.
+    Space(String),
+    Punct(char),
+    /// Line ends, comments and unterminated strings: kept as they are, never folded across.
+    Other(String),
+}
+
+fn reveal_lex(code: &str) -> Vec<Tok> {
+    let chars: Vec<char> = code.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let take = |from: usize, to: usize| chars[from..to].iter().collect::<String>();
+    while i < chars.len() {
+        let c = chars[i];
+        let start = i;
+        if c == '"' {
+            let mut s = String::new();
+            i += 1;
+            let mut closed = false;
+            while i < chars.len() && chars[i] != '\n' {
+                if chars[i] == '"' {
+                    if chars.get(i + 1) == Some(&'"') {
+                        s.push('"');
+                        i += 2;
+                        continue;
+                    }
+                    closed = true;
+                    i += 1;
+                    break;
+                }
+                s.push(chars[i]);
+                i += 1;
+            }
+            out.push(if closed {
+                Tok::Str(s)
+            } else {
+                Tok::Other(take(start, i))
+            });
+        } else if c == '\'' {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+            out.push(Tok::Other(take(start, i)));
+        } else if c == '_' && chars.get(i + 1).is_some_and(|n| *n == '\n' || *n == '\r') {
+            i += 1;
+            while i < chars.len() && (chars[i] == '\r' || chars[i] == '\n') {
+                i += 1;
+                if chars[i - 1] == '\n' {
+                    break;
+                }
+            }
+            out.push(Tok::Space(take(start, i)));
+        } else if c == ' ' || c == '\t' {
+            while i < chars.len() && (chars[i] == ' ' || chars[i] == '\t') {
+                i += 1;
+            }
+            out.push(Tok::Space(take(start, i)));
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            if chars.get(i) == Some(&'$') {
+                i += 1;
+            }
+            out.push(Tok::Word(take(start, i)));
+        } else if c.is_ascii_digit()
+            || (c == '&'
+                && chars.get(i + 1).is_some_and(|h| *h == 'H' || *h == 'h')
+                && chars.get(i + 2).is_some_and(char::is_ascii_hexdigit))
+        {
+            i += if c == '&' { 2 } else { 0 };
+            while i < chars.len() && chars[i].is_ascii_hexdigit() {
+                i += 1;
+            }
+            out.push(Tok::Num(take(start, i)));
+        } else if c == '\n' || c == '\r' || c == ':' {
+            i += 1;
+            out.push(Tok::Other(c.to_string()));
+        } else {
+            i += 1;
+            out.push(Tok::Punct(c));
+        }
+    }
+    out
+}
+
+fn number(s: &str) -> Option<i64> {
+    match s.strip_prefix("&H").or_else(|| s.strip_prefix("&h")) {
+        Some(hex) => i64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// One pass of folding; whether anything changed.
+fn reveal_fold(tokens: &mut Vec<Tok>) -> bool {
+    let mut changed = false;
+    let mut out: Vec<Tok> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    // The index of the next token that is not a space, from `j`.
+    let next = |t: &[Tok], mut j: usize| {
+        while matches!(t.get(j), Some(Tok::Space(_))) {
+            j += 1;
+        }
+        j
+    };
+    while i < tokens.len() {
+        // Chr(n), ChrW(n), Chr$(n op m): a one-character literal.
+        if let Tok::Word(w) = &tokens[i] {
+            let lower = w.to_ascii_lowercase();
+            let lower = lower.trim_end_matches('$');
+            let open = next(tokens, i + 1);
+            if matches!(lower, "chr" | "chrw" | "chrb")
+                && tokens.get(open) == Some(&Tok::Punct('('))
+            {
+                let a = next(tokens, open + 1);
+                let mut value = match tokens.get(a) {
+                    Some(Tok::Num(n)) => number(n),
+                    _ => None,
+                };
+                let mut close = next(tokens, a + 1);
+                if let (Some(v), Some(Tok::Punct(op @ ('+' | '-' | '*' | '/' | '\\')))) =
+                    (value, tokens.get(close))
+                {
+                    let b = next(tokens, close + 1);
+                    value = match tokens.get(b).and_then(|t| match t {
+                        Tok::Num(n) => number(n),
+                        _ => None,
+                    }) {
+                        Some(m) => match op {
+                            '+' => v.checked_add(m),
+                            '-' => v.checked_sub(m),
+                            '*' => v.checked_mul(m),
+                            _ => v.checked_div(m),
+                        },
+                        None => None,
+                    };
+                    close = next(tokens, b + 1);
+                }
+                let ch = value
+                    .and_then(|v| u32::try_from(v).ok())
+                    .and_then(char::from_u32)
+                    .filter(|c| !c.is_control() || *c == '\t');
+                if let (Some(ch), Some(Tok::Punct(')'))) = (ch, tokens.get(close)) {
+                    out.push(Tok::Str(ch.to_string()));
+                    i = close + 1;
+                    changed = true;
+                    continue;
+                }
+            }
+            // StrReverse("...") of a literal.
+            if lower == "strreverse" && tokens.get(open) == Some(&Tok::Punct('(')) {
+                let a = next(tokens, open + 1);
+                let close = next(tokens, a + 1);
+                if let (Some(Tok::Str(s)), Some(Tok::Punct(')'))) =
+                    (tokens.get(a), tokens.get(close))
+                {
+                    out.push(Tok::Str(s.chars().rev().collect()));
+                    i = close + 1;
+                    changed = true;
+                    continue;
+                }
+            }
+        }
+        // "a" & "b" (or +): one literal.
+        if let Tok::Str(b) = &tokens[i] {
+            // Look back past spaces for `&`/`+` and a literal before it.
+            let mut k = out.len();
+            while k > 0 && matches!(out[k - 1], Tok::Space(_)) {
+                k -= 1;
+            }
+            if k > 0 && matches!(out[k - 1], Tok::Punct('&' | '+')) {
+                let mut m = k - 1;
+                while m > 0 && matches!(out[m - 1], Tok::Space(_)) {
+                    m -= 1;
+                }
+                if m > 0 {
+                    if let Tok::Str(a) = &out[m - 1] {
+                        let joined = format!("{a}{b}");
+                        out.truncate(m - 1);
+                        out.push(Tok::Str(joined));
+                        i += 1;
+                        changed = true;
+                        continue;
+                    }
+                }
+            }
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    *tokens = out;
+    changed
+}
+
 /// Mostly printable bytes as text, or None: a decoded string is worth showing only when
 /// it reads as text.
 fn readable(bytes: &[u8]) -> Option<String> {
@@ -457,6 +692,25 @@ fn readable(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reveal_undoes_string_obfuscation() {
+        let code = "Sub AutoOpen()\n  s = Chr(112) & ChrW(&H6F) & Chr$(200 - 81) & \"er\" + \"sh\" & _\n    StrReverse(\"lle\")\n  CreateObject(\"WScript.Shell\").Run s & \" -c x\", 0 ' \"a\" & \"b\"\nEnd Sub";
+        let revealed = reveal(code).expect("something to reveal");
+        assert_eq!(
+            revealed,
+            "Sub AutoOpen()\n  s = \"powershell\"\n  CreateObject(\"WScript.Shell\").Run s & \" -c x\", 0 ' \"a\" & \"b\"\nEnd Sub"
+        );
+        // Quotes inside literals stay quotes; variables are not folded; comments untouched.
+        assert_eq!(
+            reveal("x = \"say \"\"hi\"\"\" & Chr(33)").as_deref(),
+            Some("x = \"say \"\"hi\"\"!\"")
+        );
+        assert_eq!(reveal("x = a & \"b\" & c"), None);
+        assert_eq!(reveal("' Chr(65) & \"x\""), None);
+        assert_eq!(reveal("x = Chr(13) & Chr(10)"), None);
+        assert_eq!(reveal("x = \"unterminated & Chr(65)"), None);
+    }
 
     /// MS-OVBA 3.2: the example compressed container and its plain text.
     #[test]

@@ -21,28 +21,24 @@ fn compress_literally(text: &[u8]) -> Vec<u8> {
     out
 }
 
-#[test]
-fn stomped_module_is_flagged() {
+/// The corpus' auto-run workbook, or None when the corpus is absent.
+fn workbook() -> Option<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(
         "../../../shared/data/docs/oletools/encrypted/autostart-encrypt-standardpassword.xls",
     );
-    let Ok(original) = std::fs::read(&path) else {
-        eprintln!("skipping: {} is absent", path.display());
-        return;
-    };
-    let opts = qalxan_docs::Options::default();
-    let before = qalxan_docs::analyze(&original, "book.xls", &opts);
-    assert!(!before.indicators.iter().any(|i| i.id == "vba.stomping"));
-    let module_code = before
-        .macros
-        .iter()
-        .find(|m| m.name == "Modul1")
-        .map(|m| m.code.clone())
-        .expect("the workbook's Modul1");
-    assert!(module_code.contains("Auto_Open"));
+    match std::fs::read(&path) {
+        Ok(b) => Some(b),
+        Err(_) => {
+            eprintln!("skipping: {} is absent", path.display());
+            None
+        }
+    }
+}
 
-    // Copy the compound file, Modul1's source replaced by its attribute line alone.
-    let mut src = cfb::CompoundFile::open(Cursor::new(&original[..])).expect("OLE2");
+/// A copy of the compound file with Modul1's compressed source replaced by `source`; the
+/// module's p-code stays as it was.
+fn with_module_source(original: &[u8], source: &[u8]) -> Vec<u8> {
+    let mut src = cfb::CompoundFile::open(Cursor::new(original)).expect("OLE2");
     let mut dst = cfb::CompoundFile::create_with_version(src.version(), Cursor::new(Vec::new()))
         .expect("create");
     let entries: Vec<(std::path::PathBuf, bool)> = src
@@ -75,7 +71,7 @@ fn stomped_module_is_flagged() {
                 })
                 .expect("the source container");
             bytes.truncate(start);
-            bytes.extend(compress_literally(b"Attribute VB_Name = \"Modul1\"\r\n"));
+            bytes.extend(compress_literally(source));
         }
         dst.create_stream(&p)
             .expect("create")
@@ -83,7 +79,25 @@ fn stomped_module_is_flagged() {
             .expect("write");
     }
     dst.flush().expect("flush");
-    let stomped = dst.into_inner().into_inner();
+    dst.into_inner().into_inner()
+}
+
+#[test]
+fn stomped_module_is_flagged() {
+    let Some(original) = workbook() else { return };
+    let opts = qalxan_docs::Options::default();
+    let before = qalxan_docs::analyze(&original, "book.xls", &opts);
+    assert!(!before.indicators.iter().any(|i| i.id == "vba.stomping"));
+    let module_code = before
+        .macros
+        .iter()
+        .find(|m| m.name == "Modul1")
+        .map(|m| m.code.clone())
+        .expect("the workbook's Modul1");
+    assert!(module_code.contains("Auto_Open"));
+
+    // Modul1's source replaced by its attribute line alone.
+    let stomped = with_module_source(&original, b"Attribute VB_Name = \"Modul1\"\r\n");
 
     let after = qalxan_docs::analyze(&stomped, "book.xls", &opts);
     let m = after
@@ -103,4 +117,46 @@ fn stomped_module_is_flagged() {
     );
     assert!(after.flags.suspicious);
     assert_ne!(after.verdict, qalxan_docs::Verdict::Clean);
+}
+
+/// Source hidden behind Chr() arithmetic, reversed strings and split literals comes back
+/// readable, as olevba --reveal shows it, and the keyword analysis sees through it too.
+#[test]
+fn obfuscated_strings_are_revealed() {
+    let Some(original) = workbook() else { return };
+    let source = "Attribute VB_Name = \"Modul1\"\r\nSub Auto_Open()\r\n    c = Chr(112) & Chr(111) & ChrW(&H77) & \"er\" + \"sh\" & StrReverse(\"lle\")\r\n    CreateObject(\"WScript.Shell\").Run c & \" -w hidden\", 0\r\nEnd Sub\r\n";
+    let doc = with_module_source(&original, source.as_bytes());
+    let r = qalxan_docs::analyze(&doc, "book.xls", &qalxan_docs::Options::default());
+    let m = r
+        .macros
+        .iter()
+        .find(|m| m.name == "Modul1")
+        .expect("Modul1");
+    assert_eq!(m.code.replace("\r\n", "\n"), source.replace("\r\n", "\n"));
+    let revealed = m.revealed.as_deref().expect("revealed source");
+    assert!(
+        revealed.contains("    c = \"powershell\"\r\n"),
+        "{revealed}"
+    );
+    let json = serde_json::to_value(&r).expect("json");
+    assert!(json["macros"]
+        .as_array()
+        .expect("macros")
+        .iter()
+        .any(|m| m["revealed"]
+            .as_str()
+            .is_some_and(|c| c.contains("\"powershell\""))));
+    assert!(
+        r.indicators
+            .iter()
+            .any(|i| i.id == "macro.suspicious" && i.description.starts_with("powershell")),
+        "{:#?}",
+        r.indicators
+    );
+    // Modules without obfuscation carry no second copy.
+    assert!(r
+        .macros
+        .iter()
+        .filter(|m| m.name != "Modul1")
+        .all(|m| m.revealed.is_none()));
 }

@@ -20,6 +20,10 @@ pub struct AnalyzeArgs {
     /// Show extracted macro source code and scripts in the text output.
     #[arg(long)]
     show_code: bool,
+    /// Show macro source with its string obfuscation undone (Chr() calls, StrReverse,
+    /// joined literals), like olevba --reveal; implies --show-code.
+    #[arg(long)]
+    reveal: bool,
     /// Files larger than this many bytes are not read.
     #[arg(long, default_value_t = 512 << 20, value_name = "BYTES")]
     max_filesize: u64,
@@ -95,7 +99,13 @@ pub fn analyze(args: AnalyzeArgs) -> Result<u8> {
                     }
                     writeln!(out, "{}", serde_json::to_string(&v)?)?;
                 } else {
-                    print_report(&mut out, &file, &report, args.show_code)?;
+                    print_report(
+                        &mut out,
+                        &file,
+                        &report,
+                        args.show_code || args.reveal,
+                        args.reveal,
+                    )?;
                 }
             }
             Err(e) => {
@@ -117,6 +127,7 @@ fn print_report(
     file: &str,
     r: &qalxan_docs::Report,
     show_code: bool,
+    reveal: bool,
 ) -> std::io::Result<()> {
     writeln!(
         out,
@@ -141,8 +152,16 @@ fn print_report(
     }
     if show_code {
         for m in &r.macros {
-            writeln!(out, "  --- VBA module {} [{}]", m.name, m.location)?;
-            for line in m.code.lines() {
+            let (code, revealed) = match (&m.revealed, reveal) {
+                (Some(r), true) => (r, " (deobfuscated)"),
+                _ => (&m.code, ""),
+            };
+            writeln!(
+                out,
+                "  --- VBA module {} [{}]{revealed}",
+                m.name, m.location
+            )?;
+            for line in code.lines() {
                 writeln!(out, "  | {line}")?;
             }
         }

@@ -521,3 +521,57 @@ async fn documents_api_and_page() {
         .expect("post");
     assert_eq!(r.status(), 403);
 }
+
+/// `--reveal` shows macro source with its string obfuscation undone, here in an
+/// OpenDocument text's StarBasic module built for the test.
+#[test]
+fn reveal_shows_deobfuscated_macro_source() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("letter.odt");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).expect("create"));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let module = "<?xml version=\"1.0\"?><script:module xmlns:script=\"http://openoffice.org/2000/script\" script:name=\"Module1\" script:language=\"StarBasic\">Sub Main\n  c = Chr(112) &amp; Chr(111) &amp; ChrW(&amp;H77) &amp; \"er\" + \"sh\" &amp; StrReverse(\"lle\")\n  Shell(c)\nEnd Sub\n</script:module>";
+    let parts: [(&str, &str); 4] = [
+        ("mimetype", "application/vnd.oasis.opendocument.text"),
+        (
+            "content.xml",
+            "<?xml version=\"1.0\"?><office:document-content xmlns:office=\"urn:oasis:names:tc:opendocument:xmlns:office:1.0\"/>",
+        ),
+        (
+            "META-INF/manifest.xml",
+            "<?xml version=\"1.0\"?><manifest:manifest xmlns:manifest=\"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0\"/>",
+        ),
+        ("Basic/Standard/Module1.xml", module),
+    ];
+    for (name, text) in parts {
+        z.start_file(name, stored).expect("member");
+        z.write_all(text.as_bytes()).expect("write");
+    }
+    z.finish().expect("zip");
+
+    let run = |flag: &str| {
+        let out = Command::new(BIN)
+            .args(["analyze", flag])
+            .arg(&path)
+            .output()
+            .expect("runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let revealed = run("--reveal");
+    assert!(revealed.contains("(deobfuscated)"), "{revealed}");
+    assert!(revealed.contains("|   c = \"powershell\""), "{revealed}");
+    let plain = run("--show-code");
+    assert!(
+        plain.contains("StrReverse(\"lle\")") && !plain.contains("\"powershell\""),
+        "{plain}"
+    );
+    let r: serde_json::Value = serde_json::from_str(&run("--json")).expect("json");
+    assert!(
+        r["macros"][0]["revealed"]
+            .as_str()
+            .is_some_and(|c| c.contains("c = \"powershell\"")),
+        "{r}"
+    );
+}

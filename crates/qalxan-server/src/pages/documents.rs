@@ -197,6 +197,12 @@ pub async fn show(
         @for m in macros {
             details.card.wide open {
                 summary { "VBA module " (s(&m["name"])) " " span.muted { (s(&m["location"])) } }
+                @if m["revealed"].is_string() {
+                    // The obfuscation undone first: that is what the analyst reads.
+                    h3 { "Deobfuscated" }
+                    pre.code.revealed { (s(&m["revealed"])) }
+                    h3 { "As stored" }
+                }
                 pre.code { (s(&m["code"])) }
             }
         }
