@@ -9,7 +9,6 @@
 use aes::cipher::{BlockDecrypt, BlockDecryptMut, KeyInit, KeyIvInit};
 use base64::Engine;
 use md5::{Digest as _, Md5};
-use rc4::StreamCipher;
 use sha1::Sha1;
 use sha2::{Sha256, Sha384, Sha512};
 
@@ -489,26 +488,9 @@ impl Rc4Scheme<'_> {
 }
 
 /// RC4 with the key lengths CryptoAPI allows (40-128 bits in steps of 8; 40-bit keys arrive
-/// padded to 16 bytes).
+/// padded to 16 bytes): the PDF reader's, which takes 5 to 16-byte keys.
 fn rc4_apply(key: &[u8], data: &mut [u8]) {
-    use rc4::consts::{U10, U11, U12, U13, U14, U15, U16, U7, U8, U9};
-    macro_rules! run {
-        ($n:ty) => {
-            rc4::Rc4::<$n>::new(key.into()).apply_keystream(data)
-        };
-    }
-    match key.len() {
-        7 => run!(U7),
-        8 => run!(U8),
-        9 => run!(U9),
-        10 => run!(U10),
-        11 => run!(U11),
-        12 => run!(U12),
-        13 => run!(U13),
-        14 => run!(U14),
-        15 => run!(U15),
-        _ => run!(U16),
-    }
+    crate::pdfcrypt::rc4(key, data);
 }
 
 /// The RC4 scheme and verifier of a FILEPASS record (MS-XLS 2.4.117).

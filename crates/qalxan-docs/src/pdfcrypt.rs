@@ -35,8 +35,9 @@ fn bytes(o: Option<&Obj>) -> Vec<u8> {
     }
 }
 
-fn rc4(key: &[u8], data: &mut [u8]) {
-    // RC4 keys here are 5 to 16 bytes.
+/// RC4 with 5 to 16-byte keys (PDF's 40 to 128-bit keys, Office's CryptoAPI keys); other
+/// lengths leave the data as it is.
+pub(crate) fn rc4(key: &[u8], data: &mut [u8]) {
     macro_rules! run {
         ($n:ty) => {{
             let mut c = rc4::Rc4::<$n>::new_from_slice(key).expect("key length checked");
