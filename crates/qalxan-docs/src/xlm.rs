@@ -7,6 +7,7 @@
 //! commands (Cetab: `ALERT`, `FILE.DELETE`...) nor opens .xlsb macro sheets, and those are
 //! what attackers write.
 
+use crate::vba::{u16le, u32le};
 use crate::xlm_names::{CETAB, FTAB};
 
 /// The record format the tokens come from: their operands differ in size.
@@ -30,6 +31,20 @@ pub struct Names {
 }
 
 impl Names {
+    /// The sheet names 3-D references use: the sheet each XTI starts at, from the
+    /// workbook's sheets in order.
+    pub fn sheets_of_xtis(sheets: &[String], first_sheets: &[i32]) -> Vec<String> {
+        first_sheets
+            .iter()
+            .map(|&first| {
+                usize::try_from(first)
+                    .ok()
+                    .and_then(|i| sheets.get(i).cloned())
+                    .unwrap_or_else(|| format!("SHEET#{first}"))
+            })
+            .collect()
+    }
+
     fn defined(&self, index: u32) -> String {
         index
             .checked_sub(1)
@@ -113,21 +128,14 @@ pub fn formula(rgce: &[u8], biff: Biff, names: &Names) -> Result<String, &'stati
                 };
                 stack.push(capped(format!("{a}{op}{b}")));
             }
-            0x12 => {
+            0x12..=0x15 => {
                 let a = pop(&mut stack)?;
-                stack.push(capped(format!("+{a}")));
-            }
-            0x13 => {
-                let a = pop(&mut stack)?;
-                stack.push(capped(format!("-{a}")));
-            }
-            0x14 => {
-                let a = pop(&mut stack)?;
-                stack.push(capped(format!("{a}%")));
-            }
-            0x15 => {
-                let a = pop(&mut stack)?;
-                stack.push(capped(format!("({a})")));
+                stack.push(capped(match base {
+                    0x12 => format!("+{a}"),
+                    0x13 => format!("-{a}"),
+                    0x14 => format!("{a}%"),
+                    _ => format!("({a})"),
+                }));
             }
             0x16 => stack.push(String::new()),
             0x17 => {
@@ -491,9 +499,9 @@ impl<'a> Reader<'a> {
 
 /// One line per formula of a BIFF5/BIFF8 FORMULA record ([MS-XLS] 2.4.127): `A1: =...`.
 pub fn biff_formula_line(body: &[u8], biff: Biff, names: &Names) -> Option<String> {
-    let row = u32::from(u16::from_le_bytes(body.get(0..2)?.try_into().ok()?));
-    let col = u32::from(u16::from_le_bytes(body.get(2..4)?.try_into().ok()?));
-    let cce = u16::from_le_bytes(body.get(20..22)?.try_into().ok()?) as usize;
+    let row = u32::from(u16le(body, 0)?);
+    let col = u32::from(u16le(body, 2)?);
+    let cce = u16le(body, 20)? as usize;
     let at = cell(row, col, true, true);
     Some(match body.get(22..22 + cce) {
         Some(rgce) => line(&at, formula(rgce, biff, names)),
@@ -537,7 +545,7 @@ fn biff12_records(d: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
 }
 
 fn wide_string(d: &[u8], at: usize) -> Option<(String, usize)> {
-    let n = u32::from_le_bytes(d.get(at..at + 4)?.try_into().ok()?) as usize;
+    let n = u32le(d, at)? as usize;
     let bytes = d.get(at + 4..at.checked_add(4 + n.checked_mul(2)?)?)?;
     let units: Vec<u16> = bytes
         .chunks_exact(2)
@@ -555,18 +563,13 @@ pub fn xlsb_names(workbook: &[u8], max_records: usize) -> Names {
         match kind {
             // BrtBundleSh: state, tab id, relationship id, then the sheet's name.
             0x009c => {
-                let name = body
-                    .get(8..)
-                    .and_then(|_| {
-                        // strRelID may be null (0xFFFFFFFF): then it has no characters.
-                        let rel = u32::from_le_bytes(body.get(8..12)?.try_into().ok()?);
-                        let after = if rel == u32::MAX {
-                            12
-                        } else {
-                            wide_string(body, 8)?.1
-                        };
-                        wide_string(body, after)
-                    })
+                // strRelID may be null (a count of 0xFFFFFFFF and no characters).
+                let after = match u32le(body, 8) {
+                    Some(u32::MAX) => Some(12),
+                    _ => wide_string(body, 8).map(|(_, end)| end),
+                };
+                let name = after
+                    .and_then(|at| wide_string(body, at))
                     .map(|(n, _)| n)
                     .unwrap_or_default();
                 sheets.push(name);
@@ -578,33 +581,15 @@ pub fn xlsb_names(workbook: &[u8], max_records: usize) -> Names {
             }
             // BrtExternSheet: XTIs of (supporting link, first sheet, last sheet).
             0x016a => {
-                let n = body
-                    .get(0..4)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u32::from_le_bytes)
-                    .unwrap_or(0) as usize;
+                let n = u32le(body, 0).unwrap_or(0) as usize;
                 for i in 0..n.min(body.len() / 12) {
-                    let at = 4 + i * 12 + 4;
-                    let first = body
-                        .get(at..at + 4)
-                        .and_then(|b| b.try_into().ok())
-                        .map(i32::from_le_bytes)
-                        .unwrap_or(-1);
-                    xti.push(first);
+                    xti.push(u32le(body, 4 + i * 12 + 4).map_or(-1, |v| v as i32));
                 }
             }
             _ => {}
         }
     }
-    names.sheets = xti
-        .iter()
-        .map(|&first| {
-            usize::try_from(first)
-                .ok()
-                .and_then(|i| sheets.get(i).cloned())
-                .unwrap_or_else(|| format!("SHEET#{first}"))
-        })
-        .collect();
+    names.sheets = Names::sheets_of_xtis(&sheets, &xti);
     names
 }
 
@@ -616,31 +601,26 @@ pub fn xlsb_formulas(sheet: &[u8], names: &Names, max_records: usize) -> Vec<Str
         let value_len = match kind {
             // BrtRowHdr: the row the following cells are in.
             0x0000 => {
-                if let Some(r) = body.get(0..4).and_then(|b| b.try_into().ok()) {
-                    row = u32::from_le_bytes(r);
-                }
+                row = u32le(body, 0).unwrap_or(row);
                 continue;
             }
             // BrtFmlaString, BrtFmlaNum, BrtFmlaBool, BrtFmlaError: a cell with a formula.
-            0x0008 => match body.get(8..12).and_then(|b| b.try_into().ok()) {
-                Some(n) => (u32::from_le_bytes(n) as usize).saturating_mul(2) + 4,
+            0x0008 => match u32le(body, 8) {
+                Some(n) => (n as usize).saturating_mul(2) + 4,
                 None => continue,
             },
             0x0009 => 8,
             0x000a | 0x000b => 1,
             _ => continue,
         };
-        let Some(col) = body.get(0..4).and_then(|b| b.try_into().ok()) else {
+        let Some(col) = u32le(body, 0) else {
             continue;
         };
-        let at = cell(row, u32::from_le_bytes(col), true, true);
+        let at = cell(row, col, true, true);
         // Cell (8 bytes), the cached value, grbitFlags (2), then cce and the tokens.
         let start = 8usize.saturating_add(value_len).saturating_add(2);
-        let rgce = body
-            .get(start..start.saturating_add(4))
-            .and_then(|b| b.try_into().ok())
-            .map(|n| u32::from_le_bytes(n) as usize)
-            .and_then(|cce| body.get(start + 4..(start + 4).checked_add(cce)?));
+        let rgce = u32le(body, start)
+            .and_then(|cce| body.get(start + 4..(start + 4).checked_add(cce as usize)?));
         lines.push(match rgce {
             Some(rgce) => line(&at, formula(rgce, Biff::V12, names)),
             None => format!("{at}: (formula cut short)"),

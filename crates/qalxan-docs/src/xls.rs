@@ -3,7 +3,7 @@
 //! "scan the binary text" approach.
 
 use crate::report::{Context, Severity};
-use crate::vba::u16le;
+use crate::vba::{u16le, u32le};
 
 const BOF: u16 = 0x0809;
 const FILEPASS: u16 = 0x002f;
@@ -90,11 +90,7 @@ pub(crate) fn analyze(cx: &mut Context<'_>, stream: &[u8], location: &str) {
                 let dt = body.get(5).copied().unwrap_or(0);
                 let name = sheet_name(body.get(6..).unwrap_or_default(), biff8);
                 if dt == 0x01 {
-                    let start = body
-                        .get(0..4)
-                        .and_then(|b| b.try_into().ok())
-                        .map(u32::from_le_bytes)
-                        .unwrap_or(0);
+                    let start = u32le(body, 0).unwrap_or(0);
                     macro_sheets.push((name.clone(), state, start as usize));
                 }
                 sheet_names.push(name);
@@ -132,15 +128,7 @@ pub(crate) fn analyze(cx: &mut Context<'_>, stream: &[u8], location: &str) {
         }
     }
     names.sheets = if biff8 {
-        xti_first_sheet
-            .iter()
-            .map(|&i| {
-                usize::try_from(i)
-                    .ok()
-                    .and_then(|i| sheet_names.get(i).cloned())
-                    .unwrap_or_else(|| format!("SHEET#{i}"))
-            })
-            .collect()
+        crate::xlm::Names::sheets_of_xtis(&sheet_names, &xti_first_sheet)
     } else {
         sheet_names
     };
@@ -151,7 +139,14 @@ pub(crate) fn analyze(cx: &mut Context<'_>, stream: &[u8], location: &str) {
     };
     let mut formulas: Vec<Vec<String>> = vec![Vec::new(); macro_sheets.len()];
     let mut current = None;
-    for (at, kind, body) in records(stream).take(cx.opts.limits.max_items) {
+    // Sheets follow the globals, so their formulas need a second walk, only when some
+    // sheet is a macro sheet.
+    let sheet_records = if macro_sheets.is_empty() {
+        0
+    } else {
+        cx.opts.limits.max_items
+    };
+    for (at, kind, body) in records(stream).take(sheet_records) {
         match kind {
             BOF => current = macro_sheets.iter().position(|s| s.2 == at),
             EOF => current = None,
