@@ -1,10 +1,11 @@
 //! `qalxan intel`: threat intelligence from the server's shell: import files, folders, MISP
 //! feeds and URLs; export; match a value; check a STIX pattern; pull from a partner's TAXII
-//! server; print the blocklist.
+//! server; print the blocklist and check a file of values against it.
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use qalxan_core::Tlp;
+use qalxan_intel::compiled::Lists;
 use qalxan_intel::Import;
 use qalxan_store::{Actor, Store, CERT_COLLECTION};
 use std::path::{Path, PathBuf};
@@ -57,6 +58,17 @@ pub enum IntelCommand {
     },
     /// Print the blocklist the gateway and scanners enforce.
     Lists,
+    /// Check many values (one per line: addresses, domains, URLs, hashes, e-mail addresses
+    /// from a log or a report) against the blocklist; prints those it blocks as `kind value`.
+    /// Exit 0 when one is blocked, 1 when none is (as grep).
+    Check {
+        /// The values' file; `-` or nothing for standard input.
+        file: Option<PathBuf>,
+        /// A blocklist in the text form (`qalxan intel lists`, what gateways pull) instead of
+        /// the store's.
+        #[arg(long)]
+        lists: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -172,10 +184,104 @@ pub async fn run(store: &Store, cmd: IntelCommand) -> Result<u8> {
         } => pull(store, &url, &collection, added_after, &tlp, token).await,
         IntelCommand::Lists => {
             let (version, items) = store.blocklist().await?;
-            write_stdout(&qalxan_intel::compiled::Lists::to_text(&items, &version))?;
+            write_stdout(&Lists::to_text(&items, &version))?;
             Ok(0)
         }
+        IntelCommand::Check { file, lists } => {
+            let lists = match lists {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Lists::from_text(&text).with_context(|| path.display().to_string())?
+                }
+                None => Lists::build(&store.blocklist().await?.1),
+            };
+            tokio::task::spawn_blocking(move || check(&lists, file.as_deref())).await?
+        }
     }
+}
+
+/// `intel check`: the values of a file against the lists, in batches so that lookups in a
+/// large list overlap their cache misses ([`Lists::matches_each`]). Lines that are no
+/// indicator (comments, free text) are skipped and counted.
+fn check(lists: &Lists, file: Option<&Path>) -> Result<u8> {
+    use std::io::BufRead;
+    let input: Box<dyn BufRead> = match file {
+        Some(p) if p != Path::new("-") => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+        )),
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    let name = file.map_or("standard input".into(), |p| p.display().to_string());
+    let mut counts = CheckCounts::default();
+    match check_lines(lists, input, &mut counts) {
+        Err(CheckError::Read(n, e)) => {
+            return Err(anyhow::Error::new(e).context(format!("{name}: line {n}")))
+        }
+        Err(CheckError::Write(e)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(e.into())
+        }
+        _ => {}
+    }
+    eprintln!(
+        "{} values checked against {} list entries: {} blocked, {} not indicators",
+        counts.read,
+        lists.len(),
+        counts.blocked,
+        counts.skipped
+    );
+    Ok(if counts.blocked > 0 { 0 } else { 1 })
+}
+
+#[derive(Default)]
+struct CheckCounts {
+    read: u64,
+    skipped: u64,
+    blocked: u64,
+}
+
+enum CheckError {
+    Read(usize, std::io::Error),
+    Write(std::io::Error),
+}
+
+fn check_lines(
+    lists: &Lists,
+    input: impl std::io::BufRead,
+    counts: &mut CheckCounts,
+) -> std::result::Result<(), CheckError> {
+    use std::io::Write;
+    const BATCH: usize = 4096;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut emit = |batch: &mut Vec<qalxan_intel::Observable>, counts: &mut CheckCounts| {
+        for (o, hit) in batch.iter().zip(lists.matches_each(batch)) {
+            if hit {
+                counts.blocked += 1;
+                writeln!(out, "{} {}", o.kind, o.value).map_err(CheckError::Write)?;
+            }
+        }
+        batch.clear();
+        Ok(())
+    };
+    for (n, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| CheckError::Read(n + 1, e))?;
+        let value = line.trim();
+        if value.is_empty() || value.starts_with('#') {
+            continue;
+        }
+        counts.read += 1;
+        match qalxan_intel::Observable::guess(value) {
+            Ok(o) => batch.push(o),
+            Err(_) => counts.skipped += 1,
+        }
+        if batch.len() == BATCH {
+            emit(&mut batch, counts)?;
+        }
+    }
+    emit(&mut batch, counts)?;
+    drop(emit);
+    out.flush().map_err(CheckError::Write)
 }
 
 /// Writes to standard output; a closed pipe (`| head`) ends the output quietly.

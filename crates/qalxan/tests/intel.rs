@@ -184,7 +184,59 @@ async fn cli_imports_exports_and_round_trips() {
     assert_eq!(hit.status.code(), Some(0), "{}", text(&hit));
     assert!(text(&hit).contains(" blocking "), "{}", text(&hit));
 
+    // A log's values against the blocklist: the store's, and the text form a gateway pulls.
     let work = tempfile::tempdir().unwrap();
+    let values = work.path().join("values.txt");
+    let listed = lists_text
+        .lines()
+        .find(|l| {
+            ["ipv4 ", "md5 ", "sha1 ", "sha256 "]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .expect("an address or a hash")
+        .split_once(' ')
+        .unwrap()
+        .1
+        .to_owned();
+    std::fs::write(
+        &values,
+        format!(
+            "# proxy log extract\nnothing.example\nhttps://cdn.{domain}/login\nthis is no indicator\n\n{listed}\n198.51.100.200\n"
+        ),
+    )
+    .unwrap();
+    let lists_file = work.path().join("lists.txt");
+    std::fs::write(&lists_file, &lists_text).unwrap();
+    for extra in [vec![], vec!["--lists", lists_file.to_str().unwrap()]] {
+        let mut args = vec!["intel", "check", values.to_str().unwrap()];
+        args.extend(extra);
+        let out = qalxan(&db, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let blocked: Vec<&str> = stdout.lines().collect();
+        assert_eq!(blocked.len(), 2, "{}", text(&out));
+        assert!(
+            blocked[0].starts_with("url ") && blocked[0].contains(&domain),
+            "{stdout}"
+        );
+        assert!(blocked[1].ends_with(&format!(" {listed}")), "{stdout}");
+        assert!(
+            text(&out).contains("5 values checked") && text(&out).contains("2 blocked, 1 not"),
+            "{}",
+            text(&out)
+        );
+    }
+    std::fs::write(&values, "nothing.example\n").unwrap();
+    let out = qalxan(&db, &["intel", "check", values.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = qalxan(&db, &["intel", "check", "/nonexistent/values.txt"]);
+    assert!(
+        text(&out).contains("/nonexistent/values.txt"),
+        "{}",
+        text(&out)
+    );
+
     let first = work.path().join("first.json");
     let out = qalxan(
         &db,
