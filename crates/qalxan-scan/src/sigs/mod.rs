@@ -119,14 +119,24 @@ impl Names {
 
 /// Digests of one kind: sorted vectors searched by halving, not hash maps, because a million
 /// signatures must load in a fraction of a second and stay small (48 bytes each for SHA-256,
-/// no spare buckets). A side table holds `*` sizes; the sorted list of sizes lets the scanner
-/// skip hashing files of a size no signature has.
+/// no spare buckets). Digests are uniformly random, so they are kept in 256 vectors by their
+/// first byte: each is sorted on its own, a few thousand entries in cache, on every core,
+/// where one sort of the whole table jumps around 48 MB (and gathering them into one vector
+/// would cost a second 48 MB buffer's page faults). A side table holds `*` sizes; a bitmap of
+/// the sizes lets the scanner skip hashing files of a size no signature has.
 #[derive(Debug)]
 pub(crate) struct HashTable<const N: usize> {
-    exact: Vec<(([u8; N], u64), NameId)>,
+    /// By the digest's first byte; empty until the first insert.
+    exact: Vec<Vec<Entry<N>>>,
     any_size: Vec<([u8; N], NameId)>,
+    /// One bit per size modulo its length: a clear bit means no signature has that size. A
+    /// set bit may be another size's (the file is then hashed for nothing); a sorted list of
+    /// a million sizes took 8 MB and a sort of its own.
     sizes: Vec<u64>,
 }
+
+/// A digest, the file size it is for, and the signature's name.
+type Entry<const N: usize> = (([u8; N], u64), NameId);
 
 impl<const N: usize> Default for HashTable<N> {
     fn default() -> Self {
@@ -139,47 +149,76 @@ impl<const N: usize> Default for HashTable<N> {
 }
 
 impl<const N: usize> HashTable<N> {
+    fn bucket(&mut self, digest: &[u8; N]) -> &mut Vec<Entry<N>> {
+        if self.exact.is_empty() {
+            self.exact.resize_with(256, Vec::new);
+        }
+        &mut self.exact[usize::from(digest[0])]
+    }
+
     fn insert(&mut self, size: Option<u64>, digest: [u8; N], name: NameId) {
         match size {
-            Some(s) => self.exact.push(((digest, s), name)),
+            Some(s) => self.bucket(&digest).push(((digest, s), name)),
             None => self.any_size.push((digest, name)),
         }
     }
 
     fn reserve(&mut self, n: usize) {
-        self.exact.reserve(n);
+        if self.exact.is_empty() {
+            self.exact.resize_with(256, Vec::new);
+        }
+        for b in &mut self.exact {
+            b.reserve(n / 256 + n / 1024);
+        }
     }
 
     fn absorb(&mut self, other: &mut HashTable<N>, id_base: NameId) {
-        self.exact
-            .extend(other.exact.drain(..).map(|(k, id)| (k, id + id_base)));
+        if !other.exact.is_empty() && self.exact.is_empty() {
+            self.exact.resize_with(256, Vec::new);
+        }
+        for (mine, theirs) in self.exact.iter_mut().zip(&mut other.exact) {
+            mine.extend(theirs.drain(..).map(|(k, id)| (k, id + id_base)));
+        }
         self.any_size
             .extend(other.any_size.drain(..).map(|(k, id)| (k, id + id_base)));
     }
 
     /// Sorts for lookup; of duplicate (digest, size) keys one is kept.
     fn seal(&mut self) {
-        // Digests are uniformly random: their first eight bytes decide nearly every comparison.
+        use rayon::prelude::*;
+        // The first eight bytes decide nearly every comparison; a whole-key comparison is a
+        // call to memcmp.
         fn prefix(d: &[u8]) -> u64 {
             let mut p = [0u8; 8];
             let n = d.len().min(8);
             p[..n].copy_from_slice(&d[..n]);
             u64::from_be_bytes(p)
         }
-        use rayon::slice::ParallelSliceMut;
-        self.exact.par_sort_unstable_by(|a, b| {
-            prefix(&a.0 .0)
-                .cmp(&prefix(&b.0 .0))
-                .then_with(|| a.0.cmp(&b.0))
+        self.exact.par_iter_mut().for_each(|b| {
+            b.sort_unstable_by(|x, y| {
+                prefix(&x.0 .0)
+                    .cmp(&prefix(&y.0 .0))
+                    .then_with(|| x.0.cmp(&y.0))
+            });
+            b.dedup_by(|a, b| a.0 == b.0);
+            b.shrink_to_fit();
         });
-        self.exact.dedup_by(|a, b| a.0 == b.0);
-        self.exact.shrink_to_fit();
+        if self.exact.iter().all(Vec::is_empty) {
+            self.exact = Vec::new();
+        }
         self.any_size.sort_unstable_by_key(|a| a.0);
         self.any_size.dedup_by(|a, b| a.0 == b.0);
-        self.sizes = self.exact.iter().map(|e| e.0 .1).collect();
-        self.sizes.par_sort_unstable();
-        self.sizes.dedup();
-        self.sizes.shrink_to_fit();
+        self.sizes.clear();
+        let n: usize = self.exact.iter().map(Vec::len).sum();
+        if n > 0 {
+            // About eight bits per size: one file in eight of a size nobody has is hashed.
+            let words = (n * 8).next_power_of_two().div_ceil(64);
+            self.sizes = vec![0u64; words];
+            for e in self.exact.iter().flatten() {
+                let bit = size_bit(e.0 .1, words);
+                self.sizes[bit / 64] |= 1 << (bit % 64);
+            }
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -188,19 +227,34 @@ impl<const N: usize> HashTable<N> {
 
     /// Whether a file of `size` bytes could match, before paying for its digest.
     pub(crate) fn wants(&self, size: u64) -> bool {
-        !self.any_size.is_empty() || self.sizes.binary_search(&size).is_ok()
+        if !self.any_size.is_empty() {
+            return true;
+        }
+        if self.sizes.is_empty() {
+            return false;
+        }
+        let bit = size_bit(size, self.sizes.len());
+        self.sizes[bit / 64] & (1 << (bit % 64)) != 0
     }
 
     pub(crate) fn get(&self, size: u64, digest: &[u8; N]) -> Option<NameId> {
         let key = (*digest, size);
-        if let Ok(i) = self.exact.binary_search_by(|e| e.0.cmp(&key)) {
-            return Some(self.exact[i].1);
+        if let Some(bucket) = self.exact.get(usize::from(digest[0])) {
+            if let Ok(i) = bucket.binary_search_by(|e| e.0.cmp(&key)) {
+                return Some(bucket[i].1);
+            }
         }
         self.any_size
             .binary_search_by(|e| e.0.cmp(digest))
             .ok()
             .map(|i| self.any_size[i].1)
     }
+}
+
+/// A size's bit in a bitmap of `words` 64-bit words (a power of two): sizes are not random
+/// (many files are a few hundred bytes), so they are mixed first.
+fn size_bit(size: u64, words: usize) -> usize {
+    (size.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & (words * 64 - 1)
 }
 
 #[derive(Debug, Default)]
@@ -1371,6 +1425,54 @@ fn parse_pcre(s: &str, slash: usize, subsigs: usize) -> Result<Subsig, LineError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_tables_find_what_they_hold_in_every_bucket() {
+        use sha2::Digest;
+        let mut t = HashTable::<32>::default();
+        let mut held = Vec::new();
+        for i in 0..5_000u32 {
+            let d: [u8; 32] = sha2::Sha256::digest(i.to_le_bytes()).into();
+            let size = u64::from(i % 700) * 13 + 1;
+            t.insert(Some(size), d, i);
+            held.push((d, size, i));
+        }
+        // A duplicate key (kept once), the same digest with another size, and digests that
+        // share their first eight bytes.
+        t.insert(Some(held[0].1), held[0].0, 99_999);
+        t.insert(Some(held[0].1 + 1), held[0].0, 5_000);
+        let mut twin = held[1].0;
+        twin[31] ^= 1;
+        t.insert(Some(held[1].1), twin, 5_001);
+        let any: [u8; 32] = sha2::Sha256::digest(b"any size").into();
+        let mut other = HashTable::<32>::default();
+        other.insert(None, any, 0);
+        t.absorb(&mut other, 6_000);
+        t.seal();
+        for (d, size, i) in &held {
+            assert!(t.wants(*size));
+            let id = t.get(*size, d).expect("held");
+            assert!(id == *i || (*i == 0 && id == 99_999));
+        }
+        assert_eq!(t.get(held[0].1 + 1, &held[0].0), Some(5_000));
+        assert_eq!(t.get(held[1].1, &twin), Some(5_001));
+        assert_eq!(t.get(held[2].1 + 1, &held[2].0), None, "another size");
+        assert_eq!(
+            t.get(123_456, &any),
+            Some(6_000),
+            "a `*` size matches any size"
+        );
+        assert_eq!(t.exact.iter().map(Vec::len).sum::<usize>(), 5_002);
+        let mut empty = HashTable::<16>::default();
+        empty.seal();
+        assert!(empty.is_empty() && !empty.wants(10) && empty.get(10, &[0; 16]).is_none());
+        // Sizes nobody has are mostly skipped (the bitmap has about eight bits per size).
+        let mut sparse = HashTable::<16>::default();
+        sparse.insert(Some(68), [7; 16], 0);
+        sparse.seal();
+        let wanted = (0..10_000u64).filter(|&s| sparse.wants(s)).count();
+        assert!(sparse.wants(68) && wanted < 2_000, "{wanted}");
+    }
 
     fn load_str(kind: Kind, text: &str) -> Result<Database, LoadError> {
         let mut b = Builder::new(LoadOptions::default());
