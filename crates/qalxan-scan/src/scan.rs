@@ -174,6 +174,10 @@ impl Scanner {
             }
             return Ok(outcome);
         }
+        let cap = self.options.limits.max_scan_size;
+        if len > cap {
+            return self.scan_large(file, len).map_err(io);
+        }
         let mut data = Vec::with_capacity(len as usize);
         file.take(self.options.limits.max_file_size + 1)
             .read_to_end(&mut data)
@@ -181,9 +185,41 @@ impl Scanner {
         Ok(self.scan_bytes(&data))
     }
 
-    /// Scans a buffer (an upload, a clamd stream).
-    pub fn scan_bytes(&self, data: &[u8]) -> Outcome {
-        let mut ctx = Ctx {
+    /// A file larger than one scan may read (`max_scan_size`, when `max_file_size` was raised
+    /// above it): as ClamAV's MaxScanSize, its content is scanned up to the limit and the
+    /// limit reported; its hash signatures still see the whole file, whose digests are
+    /// computed as it streams past. Memory stays at the limit however large the file.
+    fn scan_large(&self, mut file: std::fs::File, len: u64) -> std::io::Result<Outcome> {
+        let cap = self.options.limits.max_scan_size;
+        // The scan's clock runs from here: hashing a large file is part of its time.
+        let mut ctx = self.context();
+        let mut head = Vec::with_capacity(usize::try_from(cap).unwrap_or(usize::MAX));
+        (&mut file).take(cap).read_to_end(&mut head)?;
+        let also = self
+            .intel
+            .as_deref()
+            .map_or((false, false, false), |i| i.wants());
+        let mut hashing = StreamDigests::new(&[&self.db.hashes, &self.db.allow], len, also);
+        hashing.update(&head);
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => hashing.update(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !ctx.hash_lookups(&hashing.finish(), len) {
+            ctx.limit("MaxScanSize");
+            ctx.top_hashed = true;
+            ctx.layer(&head, 0);
+        }
+        Ok(ctx.finish())
+    }
+
+    fn context(&self) -> Ctx<'_> {
+        Ctx {
             db: &self.db,
             intel: self.intel.as_deref(),
             options: &self.options,
@@ -193,7 +229,13 @@ impl Scanner {
             stopped: false,
             location: Vec::new(),
             limits_hit: Vec::new(),
-        };
+            top_hashed: false,
+        }
+    }
+
+    /// Scans a buffer (an upload, a clamd stream).
+    pub fn scan_bytes(&self, data: &[u8]) -> Outcome {
+        let mut ctx = self.context();
         ctx.layer(data, 0);
         ctx.finish()
     }
@@ -211,6 +253,8 @@ struct Ctx<'a> {
     location: Vec<String>,
     /// Limits met on the way, as the names they are reported under.
     limits_hit: Vec<String>,
+    /// The top layer is the head of a larger file whose digests were already looked up.
+    top_hashed: bool,
 }
 
 /// Layer digests, computed only when some table could match.
@@ -220,17 +264,61 @@ struct Digests {
     sha256: Option<[u8; 32]>,
 }
 
-impl Digests {
-    /// `also`: digests wanted whatever the tables hold (MD5, SHA-1, SHA-256).
-    fn compute(data: &[u8], tables: &[&HashSet3], also: (bool, bool, bool)) -> Self {
-        let size = data.len() as u64;
-        let want_md5 = also.0 || tables.iter().any(|t| t.md5.wants(size));
-        let want_sha1 = also.1 || tables.iter().any(|t| t.sha1.wants(size));
-        let want_sha256 = also.2 || tables.iter().any(|t| t.sha256.wants(size));
+/// The digests a layer of `size` bytes needs: (MD5, SHA-1, SHA-256). `also`: digests wanted
+/// whatever the tables hold.
+fn wanted(tables: &[&HashSet3], size: u64, also: (bool, bool, bool)) -> (bool, bool, bool) {
+    (
+        also.0 || tables.iter().any(|t| t.md5.wants(size)),
+        also.1 || tables.iter().any(|t| t.sha1.wants(size)),
+        also.2 || tables.iter().any(|t| t.sha256.wants(size)),
+    )
+}
+
+/// Digests computed over a file read piece by piece.
+struct StreamDigests {
+    md5: Option<md5::Md5>,
+    sha1: Option<sha1::Sha1>,
+    sha256: Option<sha2::Sha256>,
+}
+
+impl StreamDigests {
+    fn new(tables: &[&HashSet3], size: u64, also: (bool, bool, bool)) -> Self {
+        let (md5, sha1, sha256) = wanted(tables, size, also);
+        StreamDigests {
+            md5: md5.then(md5::Md5::new),
+            sha1: sha1.then(sha1::Sha1::new),
+            sha256: sha256.then(sha2::Sha256::new),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        if let Some(h) = &mut self.md5 {
+            h.update(bytes);
+        }
+        if let Some(h) = &mut self.sha1 {
+            h.update(bytes);
+        }
+        if let Some(h) = &mut self.sha256 {
+            h.update(bytes);
+        }
+    }
+
+    fn finish(self) -> Digests {
         Digests {
-            md5: want_md5.then(|| md5::Md5::digest(data).into()),
-            sha1: want_sha1.then(|| sha1::Sha1::digest(data).into()),
-            sha256: want_sha256.then(|| sha2::Sha256::digest(data).into()),
+            md5: self.md5.map(|h| h.finalize().into()),
+            sha1: self.sha1.map(|h| h.finalize().into()),
+            sha256: self.sha256.map(|h| h.finalize().into()),
+        }
+    }
+}
+
+impl Digests {
+    fn compute(data: &[u8], tables: &[&HashSet3], also: (bool, bool, bool)) -> Self {
+        let (md5, sha1, sha256) = wanted(tables, data.len() as u64, also);
+        Digests {
+            md5: md5.then(|| md5::Md5::digest(data).into()),
+            sha1: sha1.then(|| sha1::Sha1::digest(data).into()),
+            sha256: sha256.then(|| sha2::Sha256::digest(data).into()),
         }
     }
 
@@ -292,6 +380,30 @@ impl Ctx<'_> {
         self.outcome
     }
 
+    /// The hash signatures, the allow list and the intel lists for a layer's digests; true when
+    /// the layer is on the allow list (trusted, with everything inside it).
+    fn hash_lookups(&mut self, digests: &Digests, size: u64) -> bool {
+        if digests.lookup(&self.db.allow, size).is_some() {
+            return true;
+        }
+        for id in digests.lookup_all(&self.db.hashes, size) {
+            self.detect_id(id);
+            if self.stopped {
+                return false;
+            }
+        }
+        if let Some(name) = self.intel.and_then(|i| {
+            i.lookup(
+                digests.md5.as_ref(),
+                digests.sha1.as_ref(),
+                digests.sha256.as_ref(),
+            )
+        }) {
+            self.detect(name);
+        }
+        false
+    }
+
     fn layer(&mut self, data: &[u8], depth: u32) {
         if self.stopped {
             return;
@@ -311,27 +423,10 @@ impl Ctx<'_> {
         let db = self.db;
         let size = data.len() as u64;
 
-        let also = self.intel.map_or((false, false, false), |i| i.wants());
-        let digests = Digests::compute(data, &[&db.hashes, &db.allow], also);
-        if digests.lookup(&db.allow, size).is_some() {
-            // On the allow list: trusted, with everything inside it.
-            return;
-        }
-        for id in digests.lookup_all(&db.hashes, size) {
-            self.detect_id(id);
-            if self.stopped {
-                return;
-            }
-        }
-        if let Some(name) = self.intel.and_then(|i| {
-            i.lookup(
-                digests.md5.as_ref(),
-                digests.sha1.as_ref(),
-                digests.sha256.as_ref(),
-            )
-        }) {
-            self.detect(name);
-            if self.stopped {
+        if !(depth == 0 && self.top_hashed) {
+            let also = self.intel.map_or((false, false, false), |i| i.wants());
+            let digests = Digests::compute(data, &[&db.hashes, &db.allow], also);
+            if self.hash_lookups(&digests, size) || self.stopped {
                 return;
             }
         }

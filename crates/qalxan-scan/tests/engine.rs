@@ -577,3 +577,61 @@ BC.Either;Engine:101-255,Target:0;0|1;73697a653d;0(>>5#d4#>1000)
     let s = Scanner::new(Arc::new(db), ScanOptions::default());
     assert!(names(&s.scan_bytes(b"AB12")).is_empty());
 }
+
+/// A file over `max_scan_size` (with `max_file_size` raised above it) is scanned up to the
+/// limit, its hash signatures see the whole file, and it is never read into memory whole.
+#[test]
+fn files_over_the_scan_size_are_hashed_whole_and_scanned_to_the_limit() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 3 MiB: a marker in the first MiB, EICAR in the last.
+    let mut big = vec![b'.'; 3 << 20];
+    big[1000..1011].copy_from_slice(b"hello world");
+    let tail = big.len() - EICAR.len() - 10;
+    big[tail..tail + EICAR.len()].copy_from_slice(EICAR);
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, &big).expect("write");
+    let sha = sha2::Sha256::digest(&big)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let ndb = dir.path().join("t.ndb");
+    std::fs::write(&ndb, "Test.Hello:0:*:68656c6c6f20776f726c64\n").expect("write");
+    let hsb = dir.path().join("t.hsb");
+    std::fs::write(&hsb, format!("{sha}:{}:Test.Big.File\n", big.len())).expect("write");
+    let options = |alert| ScanOptions {
+        limits: Limits {
+            max_file_size: 1 << 30,
+            max_scan_size: 1 << 20,
+            ..Limits::default()
+        },
+        alert_exceeds_max: alert,
+        all_match: true,
+        ..ScanOptions::default()
+    };
+    let body_only = Database::load(std::slice::from_ref(&ndb), LoadOptions::default()).unwrap();
+    let s = Scanner::new(Arc::new(body_only), options(true));
+    let o = s.scan_path(&path).expect("scans");
+    // EICAR lies past the limit; the marker within it is found; the limit is not reported
+    // beside a real detection.
+    assert_eq!(names(&o), vec!["Test.Hello.UNOFFICIAL"]);
+    assert_eq!(o.scanned_bytes, 1 << 20, "only the first MiB was scanned");
+    std::fs::write(&path, &big[2000..]).expect("write");
+    let o = s.scan_path(&path).expect("scans");
+    assert_eq!(names(&o), vec!["Heuristics.Limits.Exceeded.MaxScanSize"]);
+    let s = Scanner::new(
+        Arc::new(Database::load(std::slice::from_ref(&ndb), LoadOptions::default()).unwrap()),
+        options(false),
+    );
+    assert!(!s.scan_path(&path).expect("scans").is_infected());
+
+    std::fs::write(&path, &big).expect("write");
+    let db = Database::load(&[ndb, hsb], LoadOptions::default()).unwrap();
+    let s = Scanner::new(Arc::new(db), options(false));
+    let o = s.scan_path(&path).expect("scans");
+    assert_eq!(
+        names(&o),
+        vec!["Test.Big.File.UNOFFICIAL", "Test.Hello.UNOFFICIAL"],
+        "the whole file's SHA-256, then the scanned head"
+    );
+}
