@@ -898,8 +898,12 @@ impl<'p> Transaction<'p> {
                     }
                 }
             }
-            self.matched_vars.push((f.name.clone(), f.value.clone()));
-            self.matched_var = (f.name, f.value);
+            // MATCHED_VAR keeps its buffers; MATCHED_VARS takes the found ones: no copies.
+            self.matched_var.0.clear();
+            self.matched_var.0.push_str(&f.name);
+            self.matched_var.1.clear();
+            self.matched_var.1.extend_from_slice(&f.value);
+            self.matched_vars.push((f.name, f.value));
             self.run_effects(rule);
         }
         any
