@@ -280,7 +280,6 @@ fn check_lines(
         }
     }
     emit(&mut batch, counts)?;
-    drop(emit);
     out.flush().map_err(CheckError::Write)
 }
 
