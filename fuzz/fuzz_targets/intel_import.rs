@@ -8,8 +8,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(imp) = qalxan_intel::import_any(data, "fuzz", qalxan_core::Tlp::Amber) {
         let observables: Vec<_> = imp.indicators.iter().map(|i| i.observable()).collect();
         let lists = qalxan_intel::compiled::Lists::build(&observables);
-        for o in &observables {
-            assert!(lists.matches(o) || !o.kind.is_blockable() || o.kind == qalxan_intel::Kind::Cidr);
+        let batch = lists.matches_each(&observables);
+        for (o, hit) in observables.iter().zip(batch) {
+            assert_eq!(hit, lists.matches(o), "batch and single lookups agree");
+            assert!(hit || !o.kind.is_blockable() || o.kind == qalxan_intel::Kind::Cidr);
         }
         let _ = qalxan_intel::stix::bundle(imp.objects);
     }
