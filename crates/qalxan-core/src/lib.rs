@@ -5,6 +5,7 @@
 //! happened ([`EventKind`], [`Period`]). This crate does no I/O and knows nothing of HTTP or SQL.
 
 mod event;
+pub mod hex;
 mod institution;
 mod time_util;
 

@@ -154,40 +154,6 @@ fn nonzero(key: u128) -> u128 {
     }
 }
 
-/// Each byte's value as a hex digit, or 0xff.
-const HEX: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        t[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
-
-/// Hex (either case) to bytes, without allocating or branching per digit: this runs on every
-/// lookup of a digest.
-fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let s = s.as_bytes();
-    if s.len() != N * 2 {
-        return None;
-    }
-    let mut out = [0u8; N];
-    let mut bad = 0u8;
-    for (b, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-        let (hi, lo) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
-        bad |= hi | lo;
-        *b = (hi << 4) | (lo & 0x0f);
-    }
-    (bad & 0xf0 == 0).then_some(out)
-}
-
 fn merge<T: Copy + Ord + num_like::Succ>(mut v: Vec<(T, T)>) -> Vec<(T, T)> {
     v.sort_unstable();
     let mut out: Vec<(T, T)> = Vec::with_capacity(v.len());
@@ -266,19 +232,19 @@ impl Lists {
                 Err(_) => {}
             },
             Kind::Md5 => {
-                if let Some(h) = hex_bytes::<16>(v) {
+                if let Some(h) = qalxan_core::hex::decode::<16>(v) {
                     keys.push(self.exact.key(Kind::Md5, &h));
                     self.hash_kinds.0 = true;
                 }
             }
             Kind::Sha1 => {
-                if let Some(h) = hex_bytes::<20>(v) {
+                if let Some(h) = qalxan_core::hex::decode::<20>(v) {
                     keys.push(self.exact.key(Kind::Sha1, &h));
                     self.hash_kinds.1 = true;
                 }
             }
             Kind::Sha256 => {
-                if let Some(h) = hex_bytes::<32>(v) {
+                if let Some(h) = qalxan_core::hex::decode::<32>(v) {
                     keys.push(self.exact.key(Kind::Sha256, &h));
                     self.hash_kinds.2 = true;
                 }
@@ -379,11 +345,13 @@ impl Lists {
             }
             Kind::Domain => self.push_domain_keys(v, keys),
             Kind::Url => self.push_url_keys(v, keys),
-            Kind::Md5 => keys.extend(hex_bytes::<16>(v).map(|h| self.exact.key(Kind::Md5, &h))),
-            Kind::Sha1 => keys.extend(hex_bytes::<20>(v).map(|h| self.exact.key(Kind::Sha1, &h))),
-            Kind::Sha256 => {
-                keys.extend(hex_bytes::<32>(v).map(|h| self.exact.key(Kind::Sha256, &h)))
-            }
+            Kind::Md5 => keys
+                .extend(qalxan_core::hex::decode::<16>(v).map(|h| self.exact.key(Kind::Md5, &h))),
+            Kind::Sha1 => keys
+                .extend(qalxan_core::hex::decode::<20>(v).map(|h| self.exact.key(Kind::Sha1, &h))),
+            Kind::Sha256 => keys.extend(
+                qalxan_core::hex::decode::<32>(v).map(|h| self.exact.key(Kind::Sha256, &h)),
+            ),
             Kind::Email => {
                 keys.extend([self.exact.text_key(Kind::Email, v)]);
                 if let Some((_, domain)) = v.rsplit_once('@') {
@@ -415,9 +383,13 @@ impl Lists {
 
     pub fn contains_hash(&self, kind: Kind, hex: &str) -> bool {
         match kind {
-            Kind::Md5 => hex_bytes::<16>(hex).is_some_and(|h| self.contains_md5(&h)),
-            Kind::Sha1 => hex_bytes::<20>(hex).is_some_and(|h| self.contains_sha1(&h)),
-            Kind::Sha256 => hex_bytes::<32>(hex).is_some_and(|h| self.contains_sha256(&h)),
+            Kind::Md5 => qalxan_core::hex::decode::<16>(hex).is_some_and(|h| self.contains_md5(&h)),
+            Kind::Sha1 => {
+                qalxan_core::hex::decode::<20>(hex).is_some_and(|h| self.contains_sha1(&h))
+            }
+            Kind::Sha256 => {
+                qalxan_core::hex::decode::<32>(hex).is_some_and(|h| self.contains_sha256(&h))
+            }
             _ => false,
         }
     }

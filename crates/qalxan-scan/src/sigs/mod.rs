@@ -510,39 +510,6 @@ const KNOWN_UNREAD: &[&str] = &[
     "mdu", "msu", "ndu", "ldu", "cat", "crt", "dat", "zmd", "rmd", "db", "sign", "pwdb",
 ];
 
-/// Hex digit values; 0xff marks a byte that is not one.
-const HEX: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        t[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
-
-fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let b = s.as_bytes();
-    if b.len() != N * 2 {
-        return None;
-    }
-    let mut out = [0u8; N];
-    let mut bad = 0u8;
-    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
-        let (h, l) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
-        bad |= h | l;
-        *o = h << 4 | (l & 0x0f);
-    }
-    // Any invalid digit set the high bits of `bad`.
-    (bad & 0xf0 == 0).then_some(out)
-}
-
 impl Builder {
     pub fn new(options: LoadOptions) -> Self {
         Builder {
@@ -1322,13 +1289,15 @@ fn insert_digest(
         ))
     };
     match hex.len() {
-        32 => table.md5.insert(size, decode_hex(hex).ok_or_else(bad)?, id),
+        32 => table
+            .md5
+            .insert(size, qalxan_core::hex::decode(hex).ok_or_else(bad)?, id),
         40 => table
             .sha1
-            .insert(size, decode_hex(hex).ok_or_else(bad)?, id),
+            .insert(size, qalxan_core::hex::decode(hex).ok_or_else(bad)?, id),
         64 => table
             .sha256
-            .insert(size, decode_hex(hex).ok_or_else(bad)?, id),
+            .insert(size, qalxan_core::hex::decode(hex).ok_or_else(bad)?, id),
         _ => return Err(bad()),
     }
     Ok(())
