@@ -141,6 +141,18 @@ impl KeySet {
         self.key(kind, value.as_bytes())
     }
 
+    /// The key of a value held as itself: digests by their bytes (None when not hex of their
+    /// length), other values by their text. Addresses and ranges are parsed by the callers.
+    fn value_key(&self, kind: Kind, value: &str) -> Option<u128> {
+        use qalxan_core::hex::decode;
+        match kind {
+            Kind::Md5 => decode::<16>(value).map(|h| self.key(kind, &h)),
+            Kind::Sha1 => decode::<20>(value).map(|h| self.key(kind, &h)),
+            Kind::Sha256 => decode::<32>(value).map(|h| self.key(kind, &h)),
+            _ => Some(self.text_key(kind, value)),
+        }
+    }
+
     fn bytes(&self) -> usize {
         self.slots.len() * std::mem::size_of::<u128>()
     }
@@ -231,25 +243,18 @@ impl Lists {
                 Ok(IpNet::V6(n)) => r6.push((u128::from(n.network()), u128::from(n.broadcast()))),
                 Err(_) => {}
             },
-            Kind::Md5 => {
-                if let Some(h) = qalxan_core::hex::decode::<16>(v) {
-                    keys.push(self.exact.key(Kind::Md5, &h));
-                    self.hash_kinds.0 = true;
+            k => {
+                let Some(key) = self.exact.value_key(k, v) else {
+                    return;
+                };
+                keys.push(key);
+                match k {
+                    Kind::Md5 => self.hash_kinds.0 = true,
+                    Kind::Sha1 => self.hash_kinds.1 = true,
+                    Kind::Sha256 => self.hash_kinds.2 = true,
+                    _ => {}
                 }
             }
-            Kind::Sha1 => {
-                if let Some(h) = qalxan_core::hex::decode::<20>(v) {
-                    keys.push(self.exact.key(Kind::Sha1, &h));
-                    self.hash_kinds.1 = true;
-                }
-            }
-            Kind::Sha256 => {
-                if let Some(h) = qalxan_core::hex::decode::<32>(v) {
-                    keys.push(self.exact.key(Kind::Sha256, &h));
-                    self.hash_kinds.2 = true;
-                }
-            }
-            k => keys.push(self.exact.text_key(k, v)),
         }
     }
 
@@ -345,20 +350,13 @@ impl Lists {
             }
             Kind::Domain => self.push_domain_keys(v, keys),
             Kind::Url => self.push_url_keys(v, keys),
-            Kind::Md5 => keys
-                .extend(qalxan_core::hex::decode::<16>(v).map(|h| self.exact.key(Kind::Md5, &h))),
-            Kind::Sha1 => keys
-                .extend(qalxan_core::hex::decode::<20>(v).map(|h| self.exact.key(Kind::Sha1, &h))),
-            Kind::Sha256 => keys.extend(
-                qalxan_core::hex::decode::<32>(v).map(|h| self.exact.key(Kind::Sha256, &h)),
-            ),
             Kind::Email => {
                 keys.extend([self.exact.text_key(Kind::Email, v)]);
                 if let Some((_, domain)) = v.rsplit_once('@') {
                     self.push_domain_keys(domain, keys);
                 }
             }
-            k => keys.extend([self.exact.text_key(k, v)]),
+            k => keys.extend(self.exact.value_key(k, v)),
         }
         false
     }
@@ -382,16 +380,11 @@ impl Lists {
     }
 
     pub fn contains_hash(&self, kind: Kind, hex: &str) -> bool {
-        match kind {
-            Kind::Md5 => qalxan_core::hex::decode::<16>(hex).is_some_and(|h| self.contains_md5(&h)),
-            Kind::Sha1 => {
-                qalxan_core::hex::decode::<20>(hex).is_some_and(|h| self.contains_sha1(&h))
-            }
-            Kind::Sha256 => {
-                qalxan_core::hex::decode::<32>(hex).is_some_and(|h| self.contains_sha256(&h))
-            }
-            _ => false,
-        }
+        matches!(kind, Kind::Md5 | Kind::Sha1 | Kind::Sha256)
+            && self
+                .exact
+                .value_key(kind, hex)
+                .is_some_and(|k| self.exact.contains(k))
     }
 
     /// Whether a normalised observable is blocked by the lists.
