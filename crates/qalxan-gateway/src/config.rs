@@ -58,6 +58,7 @@ struct File {
     trusted_proxies: Vec<String>,
     access_log: Option<PathBuf>,
     audit_log: Option<PathBuf>,
+    workers: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -396,6 +397,11 @@ impl Checker<'_> {
             body_timeout: self.seconds("body_timeout", file.body_timeout, 30.0)?,
             lists_every,
             trusted_proxies,
+            workers: match file.workers {
+                Some(0) => return Err(self.invalid("workers", "must be at least 1")),
+                Some(n) => n,
+                None => crate::default_workers(),
+            },
         })
     }
 
@@ -593,6 +599,7 @@ mod tests {
         assert!(api.upstream.http2 && !portal.upstream.http2);
         assert_eq!((portal.max_body, api.max_body), (None, Some(1_048_576)));
         assert_eq!(c.request_limits, crate::RequestLimits::default());
+        assert_eq!(c.workers, crate::default_workers());
     }
 
     /// The annotated example in README.md is a file that loads, so documented keys exist.
@@ -621,6 +628,7 @@ mod tests {
             ("https://cert.example", Some(3))
         );
         assert_eq!(c.lists_every, Some(Duration::from_secs(5)));
+        assert_eq!(c.workers, 4);
     }
 
     #[test]
@@ -697,6 +705,11 @@ mod tests {
             e.contains("site[1] ('api').rate: the rate must be positive"),
             "{e}"
         );
+        let e = error(&GOOD.replace(
+            "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]",
+            "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\nworkers = 0",
+        ));
+        assert!(e.contains("gw.toml: workers: must be at least 1"), "{e}");
         let e = error("[[listen]]\naddress = \"127.0.0.1:1\"\n");
         assert!(e.contains("no [[site]]"), "{e}");
     }

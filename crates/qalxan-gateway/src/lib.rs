@@ -240,6 +240,14 @@ pub struct Config {
     pub lists_every: Option<Duration>,
     /// Proxies and load balancers whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Threads serving connections, each with its own event loop and upstream connections
+    /// (nginx's `worker_processes`); fixed at start.
+    pub workers: usize,
+}
+
+/// One worker per core the process may use.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Config {
@@ -264,6 +272,7 @@ impl Config {
             body_timeout: Duration::from_secs(30),
             lists_every: None,
             trusted_proxies: Vec::new(),
+            workers: default_workers(),
         }
     }
 
@@ -275,8 +284,9 @@ impl Config {
     /// What a reload cannot change, described for the warning when it differs.
     fn fixed_parts(&self) -> String {
         format!(
-            "listeners {:?}, admin {:?}, server {:?}, lists every {:?}, logs {:?} {:?}",
+            "listeners {:?}, workers {}, admin {:?}, server {:?}, lists every {:?}, logs {:?} {:?}",
             self.listeners,
+            self.workers,
             self.admin,
             self.server.as_ref().map(|s| (&s.url, s.institution_id)),
             self.lists_every,
@@ -370,6 +380,7 @@ pub struct Gateway {
     state: Arc<proxy::State>,
     listeners: Vec<(tokio::net::TcpListener, Listener)>,
     admin: Option<tokio::net::TcpListener>,
+    workers: usize,
 }
 
 impl Gateway {
@@ -430,6 +441,7 @@ impl Gateway {
             state,
             listeners,
             admin,
+            workers: config.workers,
         })
     }
 
@@ -478,7 +490,7 @@ impl Gateway {
                 }
             }
         });
-        proxy::serve(self.listeners, state, shutdown).await
+        proxy::serve(self.listeners, state, self.workers, shutdown).await
     }
 }
 

@@ -90,13 +90,19 @@ pub(crate) struct Pool {
     pub retries: u32,
     max_fails: u32,
     fail_timeout: Duration,
-    pub client: UpstreamClient,
+    /// One client per worker thread, so a worker's upstream connections live on its own
+    /// event loop, and a last one for the tasks of the shared runtime (health checks).
+    clients: Vec<UpstreamClient>,
 }
 
 impl Pool {
     /// A pool for `config`; servers also in `previous` keep their health and counters, so a
     /// reload does not send requests back to a server known to be down.
-    pub fn new(config: &PoolConfig, client: UpstreamClient, previous: &[Arc<Server>]) -> Pool {
+    pub fn new(
+        config: &PoolConfig,
+        clients: Vec<UpstreamClient>,
+        previous: &[Arc<Server>],
+    ) -> Pool {
         let servers = config
             .servers
             .iter()
@@ -119,8 +125,18 @@ impl Pool {
             retries: config.retries,
             max_fails: config.max_fails,
             fail_timeout: config.fail_timeout,
-            client,
+            clients,
         }
+    }
+
+    /// The client of the calling worker thread (the shared one elsewhere).
+    pub fn client(&self) -> &UpstreamClient {
+        let shared = self.clients.len() - 1;
+        let i = match crate::proxy::worker_index() {
+            Some(w) if shared > 0 => w % shared,
+            _ => shared,
+        };
+        &self.clients[i]
     }
 
     /// The server for the next attempt, skipping those already `tried`.
@@ -193,7 +209,7 @@ pub(crate) fn spawn_health_checks(pool: &Arc<Pool>, check: crate::HealthCheck) {
             let Some(pool) = weak.upgrade() else { return };
             let mut probes = tokio::task::JoinSet::new();
             for server in &pool.servers {
-                let client = pool.client.clone();
+                let client = pool.client().clone();
                 let server = server.clone();
                 let check = check.clone();
                 probes.spawn(async move {
@@ -270,7 +286,7 @@ mod tests {
         };
         Pool::new(
             &config,
-            crate::proxy::upstream_client(None, false).unwrap(),
+            crate::proxy::upstream_clients(None, false, 1).unwrap(),
             &[],
         )
     }

@@ -25,7 +25,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -52,12 +52,13 @@ pub(crate) struct State {
 
 type ResponseBody = BoxBody<Bytes, hyper::Error>;
 
-/// The client for one pool's servers: plain HTTP, or TLS checked against the web's roots and
-/// the pool's own authorities; HTTP/1.1, or HTTP/2 only.
-pub(crate) fn upstream_client(
+/// The clients for one pool's servers, one per worker and one shared: plain HTTP, or TLS checked
+/// against the web's roots and the pool's own authorities; HTTP/1.1, or HTTP/2 only.
+pub(crate) fn upstream_clients(
     ca: Option<&std::path::Path>,
     http2: bool,
-) -> Result<UpstreamClient, crate::GatewayError> {
+    workers: usize,
+) -> Result<Vec<UpstreamClient>, crate::GatewayError> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(10)));
@@ -70,13 +71,16 @@ pub(crate) fn upstream_client(
     } else {
         builder.enable_http1().wrap_connector(connector)
     };
-    Ok(Client::builder(TokioExecutor::new())
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
         .http2_only(http2)
         .timer(TokioTimer::new())
-        .http2_keep_alive_interval(Some(Duration::from_secs(30)))
-        .build(https))
+        .http2_keep_alive_interval(Some(Duration::from_secs(30)));
+    Ok((0..=workers)
+        .map(|_| builder.build(https.clone()))
+        .collect())
 }
 
 /// A request body that starts with the bytes already read for inspection and continues with
@@ -168,53 +172,177 @@ impl Body for PrefixedBody {
 }
 
 /// Headers that describe one connection, not the message: never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
+/// Parsed once: removing by name string would parse each name again per request.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::TRANSFER_ENCODING,
 ];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
+    // Names the Connection header lists are hop-by-hop too; most messages have none.
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(header::TRANSFER_ENCODING);
 }
 
+thread_local! {
+    /// Which worker thread this is (`None` outside the workers).
+    static WORKER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+pub(crate) fn worker_index() -> Option<usize> {
+    WORKER.with(std::cell::Cell::get)
+}
+
+/// Serves the listeners on `workers` threads until `shutdown` completes, then lets requests in
+/// flight finish (up to 30 s).
+///
+/// Each worker runs its own single-threaded event loop, as nginx's worker processes do: every
+/// worker accepts from the same listening sockets, and a connection, its requests and the
+/// upstream connections they use stay on the worker that accepted it. On the work-stealing
+/// runtime a request's client side, its upstream connection's task and the response woke one
+/// another across threads; that cost more CPU per proxied request than the HTTP work itself.
 pub(crate) async fn serve(
     listeners: Vec<(tokio::net::TcpListener, crate::Listener)>,
     state: Arc<State>,
+    workers: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), crate::GatewayError> {
-    // Every connection holds a receiver: `true` asks it to finish, and the sender's `closed()`
-    // is every connection gone.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let mut accepting = Vec::new();
+    let mut shared = Vec::new();
     for (listener, kind) in listeners {
-        accepting.push(tokio::spawn(accept_loop(
-            listener,
-            kind,
-            state.clone(),
-            stopping.clone(),
-        )));
+        shared.push((listener.into_std().map_err(crate::GatewayError::Io)?, kind));
+    }
+    // `true` asks the workers to stop accepting and finish; a dropped sender does too.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let workers = workers.max(1);
+    let spread = Arc::new(Spread {
+        live: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+    });
+    let mut finished = Vec::new();
+    for index in 0..workers {
+        let mut own = Vec::new();
+        for (listener, kind) in &shared {
+            own.push((
+                listener.try_clone().map_err(crate::GatewayError::Io)?,
+                kind.clone(),
+            ));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(crate::GatewayError::Io)?;
+        let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        let state = state.clone();
+        let stopping = stopping.clone();
+        let spread = spread.clone();
+        std::thread::Builder::new()
+            .name(format!("qalxan-gw-{index}"))
+            .spawn(move || {
+                WORKER.with(|w| w.set(Some(index)));
+                runtime.block_on(worker(own, state, stopping, spread, index));
+                drop(done);
+            })
+            .map_err(crate::GatewayError::Io)?;
+        finished.push(finished_rx);
     }
     drop(stopping);
     shutdown.await;
+    let _ = stop.send(true);
+    for f in finished {
+        let _ = f.await;
+    }
+    Ok(())
+}
+
+/// Connections open on each worker. Every worker is woken by each new connection and the
+/// first to call accept gets it, so a burst of connections can land on one worker while the
+/// other cores idle; a worker ahead of another lets it accept first.
+struct Spread {
+    live: Vec<AtomicUsize>,
+}
+
+impl Spread {
+    /// Whether worker `me` holds more than one connection more than some other worker.
+    fn ahead(&self, me: usize) -> bool {
+        let mine = self.live[me].load(Ordering::Relaxed);
+        self.live
+            .iter()
+            .enumerate()
+            .any(|(i, n)| i != me && n.load(Ordering::Relaxed) + 1 < mine)
+    }
+}
+
+/// Counts a connection on its worker until dropped.
+struct Live {
+    spread: Arc<Spread>,
+    worker: usize,
+}
+
+impl Live {
+    fn new(spread: &Arc<Spread>, worker: usize) -> Live {
+        spread.live[worker].fetch_add(1, Ordering::Relaxed);
+        Live {
+            spread: spread.clone(),
+            worker,
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.spread.live[self.worker].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One worker's event loop: accepts until told to stop, then waits (up to 30 s) for its
+/// connections to finish their requests.
+async fn worker(
+    listeners: Vec<(std::net::TcpListener, crate::Listener)>,
+    state: Arc<State>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    spread: Arc<Spread>,
+    me: usize,
+) {
+    // Every connection holds a receiver: `true` asks it to finish, and the sender's `closed()`
+    // is every connection gone.
+    let (stop, connections) = tokio::sync::watch::channel(false);
+    let mut accepting = Vec::new();
+    for (listener, kind) in listeners {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => accepting.push(tokio::spawn(accept_loop(
+                listener,
+                kind,
+                state.clone(),
+                connections.clone(),
+                (spread.clone(), me),
+            ))),
+            Err(e) => tracing::error!(error = %e, "a worker cannot watch a listener"),
+        }
+    }
+    drop(connections);
+    // Stop when asked, or when the gateway that started the workers is gone.
+    let _ = stopping.wait_for(|stop| *stop).await;
     for a in &accepting {
         a.abort();
     }
@@ -225,7 +353,6 @@ pub(crate) async fn serve(
     {
         tracing::warn!("connections still open after 30 s: closing them");
     }
-    Ok(())
 }
 
 async fn accept_loop(
@@ -233,8 +360,16 @@ async fn accept_loop(
     kind: crate::Listener,
     state: Arc<State>,
     stopping: tokio::sync::watch::Receiver<bool>,
+    (spread, me): (Arc<Spread>, usize),
 ) {
     loop {
+        // Not for long, though: a worker busy with a slow request must not hold up accepts.
+        for _ in 0..5 {
+            if !spread.ahead(me) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
@@ -247,7 +382,12 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let stopping = stopping.clone();
-        tokio::spawn(accepted(stream, peer, kind.clone(), state, stopping));
+        let live = Live::new(&spread, me);
+        let kind = kind.clone();
+        tokio::spawn(async move {
+            accepted(stream, peer, kind, state, stopping).await;
+            drop(live);
+        });
     }
 }
 
@@ -408,7 +548,7 @@ fn client_ip(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &hyper::HeaderMap)
     }
     let mut client = peer;
     let hops = headers
-        .get_all("x-forwarded-for")
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -900,15 +1040,13 @@ async fn serve_admitted(
     if let Some(record) = verdict.audit.clone() {
         state.audit.write(record);
     }
-    let method = parts.method.to_string();
-    let uri = parts.uri.to_string();
-
     let response = if let Some((status, rule_id)) = verdict.block {
         state.counters.blocked.fetch_add(1, Ordering::Relaxed);
         if let Some(ban) = state.guard.strike(client, Instant::now()) {
             report_ban(state, ban, "attacks", Instant::now(), Some(site));
         }
         if let Some(events) = &state.events {
+            let uri = parts.uri.to_string();
             let shown: String = uri.chars().take(1024).collect();
             events.report_for(
                 site.institution,
@@ -917,7 +1055,7 @@ async fn serve_admitted(
                 None,
                 json!({
                     "reference": verdict.reference, "rule_id": rule_id, "rules": verdict.rules,
-                    "client_ip": client.to_string(), "method": method, "host": host,
+                    "client_ip": client.to_string(), "method": parts.method.as_str(), "host": host,
                     "uri": shown, "anomaly_score": verdict.anomaly_score, "site": site.name,
                 }),
             );
@@ -961,12 +1099,15 @@ async fn serve_admitted(
         response
     };
 
+    if !state.access.enabled() {
+        return response;
+    }
     state.access.write(json!({
         "time": unix_seconds(),
         "client": client.to_string(),
-        "method": method,
+        "method": parts.method.as_str(),
         "host": host,
-        "uri": uri,
+        "uri": parts.uri.to_string(),
         "site": site.name,
         "status": response.status().as_u16(),
         "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
@@ -1112,21 +1253,21 @@ async fn forward(
         }
     }
     // The proxy's own hop goes last, after whatever trusted proxies already wrote.
-    let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let forwarded = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {}", from.peer),
         None => from.peer.to_string(),
     };
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
-        headers.insert("x-forwarded-for", v);
+    if let Ok(v) = HeaderValue::try_from(forwarded) {
+        headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if from.tls { "https" } else { "http" }),
     );
     let retry = idempotent(&parts.method) && upgrade.is_none();
     let replay = if retry { body.replayable() } else { None };
     let mut body = Some(body);
-    let mut tried = Vec::new();
+    let mut tried = smallvec::SmallVec::<[usize; 4]>::new();
     loop {
         let now = Instant::now();
         let Some((index, in_flight)) = site.pool.pick(&tried, now) else {
@@ -1164,7 +1305,7 @@ async fn forward(
         } else {
             std::mem::take(&mut headers)
         };
-        match site.pool.client.request(upstream).await {
+        match site.pool.client().request(upstream).await {
             Ok(mut response) => {
                 site.pool.succeeded(index);
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -1300,6 +1441,25 @@ impl<B: Body + Unpin, H: Unpin> Body for Holding<B, H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_ahead_of_another_by_more_than_one_connection_waits() {
+        let spread = Arc::new(Spread {
+            live: (0..3).map(|_| AtomicUsize::new(0)).collect(),
+        });
+        let mut held = vec![Live::new(&spread, 0)];
+        assert!(!spread.ahead(0), "one connection more is even enough");
+        held.push(Live::new(&spread, 0));
+        assert!(spread.ahead(0));
+        assert!(!spread.ahead(1), "a worker behind never waits");
+        held.push(Live::new(&spread, 1));
+        held.push(Live::new(&spread, 2));
+        assert!(!spread.ahead(0));
+        held.truncate(2);
+        assert!(spread.ahead(0), "closed connections count no more");
+        drop(held);
+        assert!(spread.live.iter().all(|n| n.load(Ordering::Relaxed) == 0));
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {

@@ -83,13 +83,16 @@ impl Routes {
                     None => Arc::new(Guard::new(limits)),
                 }
             });
-            let client =
-                crate::proxy::upstream_client(site.upstream.ca.as_deref(), site.upstream.http2)?;
+            let clients = crate::proxy::upstream_clients(
+                site.upstream.ca.as_deref(),
+                site.upstream.http2,
+                config.workers,
+            )?;
             sites.push(SiteRoute {
                 name: site.name.clone(),
                 hosts: site.hosts.clone(),
                 prefix: site.path_prefix.clone(),
-                pool: Arc::new(Pool::new(&site.upstream, client, &old_servers)),
+                pool: Arc::new(Pool::new(&site.upstream, clients, &old_servers)),
                 plan,
                 mode: site.waf,
                 institution: site.institution,

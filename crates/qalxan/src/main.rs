@@ -171,6 +171,9 @@ struct GatewayArgs {
     /// outright; needs --server); 0 turns it off.
     #[arg(long, default_value_t = 5)]
     lists_every: u64,
+    /// Threads serving connections, each with its own event loop [default: one per core].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    workers: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -1055,6 +1058,9 @@ fn gateway_flags(args: &GatewayArgs) -> Result<qalxan_gateway::Config> {
     config.request_limits.min_body_rate = args.min_body_rate;
     config.lists_every =
         (args.lists_every > 0).then(|| std::time::Duration::from_secs(args.lists_every));
+    if let Some(n) = args.workers {
+        config.workers = n as usize;
+    }
     Ok(config)
 }
 
