@@ -22,9 +22,13 @@ qalxan="${CARGO_TARGET_DIR:-$root/target}/release/qalxan"
 
 UP=18080 PX=18081 MS=18082 QN=18083 QW=18084
 p=$(mktemp -d)
-cleanup() { nginx -p "$p" -c "$p/nginx.conf" -s stop 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$p"; }
+cleanup() {
+  nginx -p "$p" -c "$p/nginx.conf" -s stop 2>/dev/null || true
+  nginx -p "$p/up" -c "$p/up/nginx.conf" -s stop 2>/dev/null || true
+  kill $(jobs -p) 2>/dev/null || true; rm -rf "$p"
+}
 trap cleanup EXIT
-mkdir -p "$p/logs" "$p/tmp" "$p/modsec" "$p/modules"
+mkdir -p "$p/logs" "$p/tmp" "$p/modsec" "$p/modules" "$p/up/logs" "$p/up/tmp"
 ln -s /usr/lib/nginx/modules/ngx_http_modsecurity_module.so "$p/modules/"
 cat > "$p/modsec/main.conf" <<CONF
 SecRuleEngine On
@@ -49,7 +53,6 @@ http {
   access_log off;
   client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
   upstream app { server 127.0.0.1:$UP; keepalive 64; }
-  server { listen 127.0.0.1:$UP; location / { return 200 "hello\n"; } }
   server { listen 127.0.0.1:$PX; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
   server {
     listen 127.0.0.1:$MS;
@@ -59,6 +62,20 @@ http {
   }
 }
 CONF
+# The upstream is a process of its own, as a web service behind a proxy is: served by the
+# proxy's own workers, nginx would hand each request to itself without crossing processes.
+cat > "$p/up/nginx.conf" <<CONF
+worker_processes 1;
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
+  server { listen 127.0.0.1:$UP; location / { return 200 "hello\n"; } }
+}
+CONF
+nginx -p "$p/up" -c "$p/up/nginx.conf"
 nginx -p "$p" -c "$p/nginx.conf"
 "$qalxan" gateway --listen 127.0.0.1:$QN --upstream http://127.0.0.1:$UP --waf off >/dev/null 2>&1 &
 "$qalxan" gateway --listen 127.0.0.1:$QW --upstream http://127.0.0.1:$UP --waf block --paranoia 1 >/dev/null 2>&1 &
@@ -73,7 +90,8 @@ pid_of() {
   case "$1" in
     $QN) pgrep -f "listen 127.0.0.1:$QN" ;;
     $QW) pgrep -f "listen 127.0.0.1:$QW" ;;
-    *) pgrep -d, -f "nginx: (master|worker)" ;;
+    $UP) echo "$(cat "$p/up/logs/nginx.pid"),$(pgrep -d, -P "$(cat "$p/up/logs/nginx.pid")")" ;;
+    *) echo "$(cat "$p/logs/nginx.pid"),$(pgrep -d, -P "$(cat "$p/logs/nginx.pid")")" ;;
   esac
 }
 measure() { # name port path
