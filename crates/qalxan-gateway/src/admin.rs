@@ -285,7 +285,21 @@ fn metrics(state: &State) -> String {
         get(&c.unrouted),
         get(&c.proxy_refused),
         dropped,
-    ) + &upstream_metrics(state)
+    ) + &worker_metrics(state)
+        + &upstream_metrics(state)
+}
+
+fn worker_metrics(state: &State) -> String {
+    let mut out = String::from(
+        "# HELP qalxan_gateway_connections Client connections open, by worker thread.\n\
+         # TYPE qalxan_gateway_connections gauge\n",
+    );
+    for (worker, n) in state.spread.connections().enumerate() {
+        out.push_str(&format!(
+            "qalxan_gateway_connections{{worker=\"{worker}\"}} {n}\n"
+        ));
+    }
+    out
 }
 
 fn upstream_metrics(state: &State) -> String {

@@ -380,7 +380,6 @@ pub struct Gateway {
     state: Arc<proxy::State>,
     listeners: Vec<(tokio::net::TcpListener, Listener)>,
     admin: Option<tokio::net::TcpListener>,
-    workers: usize,
 }
 
 impl Gateway {
@@ -433,6 +432,7 @@ impl Gateway {
             guard: guard::Guard::new(config.limits),
             collections: qalxan_waf::Collections::new(MAX_COLLECTION_RECORDS),
             counters: admin::Counters::default(),
+            spread: Arc::new(proxy::Spread::new(config.workers)),
             admin_token: config.admin_token.clone(),
             source,
             reloading: tokio::sync::Mutex::new(()),
@@ -441,7 +441,6 @@ impl Gateway {
             state,
             listeners,
             admin,
-            workers: config.workers,
         })
     }
 
@@ -490,7 +489,7 @@ impl Gateway {
                 }
             }
         });
-        proxy::serve(self.listeners, state, self.workers, shutdown).await
+        proxy::serve(self.listeners, state, shutdown).await
     }
 }
 

@@ -44,6 +44,8 @@ pub(crate) struct State {
     /// across reloads, so rules that count per client keep counting.
     pub collections: qalxan_waf::Collections,
     pub counters: crate::admin::Counters,
+    /// Connections open on each worker thread.
+    pub spread: Arc<Spread>,
     pub admin_token: Option<String>,
     /// The configuration file a reload reads again.
     pub source: Option<std::path::PathBuf>,
@@ -215,7 +217,7 @@ pub(crate) fn worker_index() -> Option<usize> {
     WORKER.with(std::cell::Cell::get)
 }
 
-/// Serves the listeners on `workers` threads until `shutdown` completes, then lets requests in
+/// Serves the listeners on the configured number of worker threads until `shutdown` completes, then lets requests in
 /// flight finish (up to 30 s).
 ///
 /// Each worker runs its own single-threaded event loop, as nginx's worker processes do: every
@@ -226,7 +228,6 @@ pub(crate) fn worker_index() -> Option<usize> {
 pub(crate) async fn serve(
     listeners: Vec<(tokio::net::TcpListener, crate::Listener)>,
     state: Arc<State>,
-    workers: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), crate::GatewayError> {
     let mut shared = Vec::new();
@@ -235,12 +236,8 @@ pub(crate) async fn serve(
     }
     // `true` asks the workers to stop accepting and finish; a dropped sender does too.
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let workers = workers.max(1);
-    let spread = Arc::new(Spread {
-        live: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
-    });
     let mut finished = Vec::new();
-    for index in 0..workers {
+    for index in 0..state.spread.workers() {
         let mut own = Vec::new();
         for (listener, kind) in &shared {
             own.push((
@@ -255,7 +252,7 @@ pub(crate) async fn serve(
         let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
         let state = state.clone();
         let stopping = stopping.clone();
-        let spread = spread.clone();
+        let spread = state.spread.clone();
         std::thread::Builder::new()
             .name(format!("qalxan-gw-{index}"))
             .spawn(move || {
@@ -278,11 +275,26 @@ pub(crate) async fn serve(
 /// Connections open on each worker. Every worker is woken by each new connection and the
 /// first to call accept gets it, so a burst of connections can land on one worker while the
 /// other cores idle; a worker ahead of another lets it accept first.
-struct Spread {
+pub(crate) struct Spread {
     live: Vec<AtomicUsize>,
 }
 
 impl Spread {
+    pub fn new(workers: usize) -> Spread {
+        Spread {
+            live: (0..workers.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Connections open on each worker now.
+    pub fn connections(&self) -> impl Iterator<Item = usize> + '_ {
+        self.live.iter().map(|n| n.load(Ordering::Relaxed))
+    }
+
     /// Whether worker `me` holds more than one connection more than some other worker.
     fn ahead(&self, me: usize) -> bool {
         let mine = self.live[me].load(Ordering::Relaxed);
@@ -1444,9 +1456,7 @@ mod tests {
 
     #[test]
     fn a_worker_ahead_of_another_by_more_than_one_connection_waits() {
-        let spread = Arc::new(Spread {
-            live: (0..3).map(|_| AtomicUsize::new(0)).collect(),
-        });
+        let spread = Arc::new(Spread::new(3));
         let mut held = vec![Live::new(&spread, 0)];
         assert!(!spread.ahead(0), "one connection more is even enough");
         held.push(Live::new(&spread, 0));

@@ -1757,3 +1757,62 @@ async fn requests_over_the_size_bounds_are_refused_before_the_upstream() {
         .unwrap();
     assert!(metrics.contains("outcome=\"too_large\"}"), "{metrics}");
 }
+
+/// The connections open on each worker, from the admin API's metrics.
+async fn worker_connections(admin: &str) -> Vec<u64> {
+    let metrics = client()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("qalxan_gateway_connections{worker="))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn worker_threads_serve_keep_alive_connections_and_count_them() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upstream().await;
+    let mut config = site_config(&up, WafMode::Off, None);
+    config.workers = 3;
+    let (gw, admin) = gateway_with_admin(config).await;
+    assert_eq!(worker_connections(&admin).await, [0, 0, 0]);
+    // Connections stay open between their requests, on the worker that accepted them.
+    let addr: std::net::SocketAddr = gw.trim_start_matches("http://").parse().unwrap();
+    let mut held = Vec::new();
+    for i in 0..6 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        for round in 0..2 {
+            let request = format!("GET /c{i}/r{round} HTTP/1.1\r\nHost: test\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = vec![0u8; 4096];
+            let n = stream.read(&mut answer).await.unwrap();
+            let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(
+                answer.contains(&format!("upstream saw /c{i}/r{round}")),
+                "{answer}"
+            );
+        }
+        held.push(stream);
+    }
+    let open = worker_connections(&admin).await;
+    assert_eq!(open.len(), 3, "{open:?}");
+    assert_eq!(open.iter().sum::<u64>(), 6, "{open:?}");
+    drop(held);
+    let mut open = Vec::new();
+    for _ in 0..100 {
+        open = worker_connections(&admin).await;
+        if open.iter().sum::<u64>() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(open, [0, 0, 0], "closed connections are no longer counted");
+}
