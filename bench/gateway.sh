@@ -43,15 +43,21 @@ SecCookieFormat 0
 Include /etc/modsecurity/crs/crs-setup.conf
 Include /usr/share/modsecurity-crs/rules/*.conf
 CONF
-cat > "$p/nginx.conf" <<CONF
-load_module modules/ngx_http_modsecurity_module.so;
-worker_processes 2;
+# nginx.conf's common part: WORKERS, then the http block's servers on stdin.
+nginx_conf() {
+  cat <<CONF
+worker_processes $1;
 error_log logs/error.log warn;
 pid logs/nginx.pid;
 events { worker_connections 4096; }
 http {
   access_log off;
   client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
+CONF
+  cat
+  echo "}"
+}
+{ echo "load_module modules/ngx_http_modsecurity_module.so;"; nginx_conf 2 <<CONF
   upstream app { server 127.0.0.1:$UP; keepalive 64; }
   server { listen 127.0.0.1:$PX; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
   server {
@@ -60,20 +66,12 @@ http {
     modsecurity_rules_file $p/modsec/main.conf;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
-}
 CONF
+} > "$p/nginx.conf"
 # The upstream is a process of its own, as a web service behind a proxy is: served by the
 # proxy's own workers, nginx would hand each request to itself without crossing processes.
-cat > "$p/up/nginx.conf" <<CONF
-worker_processes 1;
-error_log logs/error.log warn;
-pid logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
+nginx_conf 1 > "$p/up/nginx.conf" <<CONF
   server { listen 127.0.0.1:$UP; location / { return 200 "hello\n"; } }
-}
 CONF
 nginx -p "$p/up" -c "$p/up/nginx.conf"
 nginx -p "$p" -c "$p/nginx.conf"

@@ -433,14 +433,7 @@ async fn a_flooding_client_is_limited_then_banned_while_others_are_served() {
         .await
         .unwrap();
     assert_eq!(bans[0]["ip"], "127.0.0.2", "{bans}");
-    let metrics = c
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&admin).await;
     assert!(metrics.contains("qalxan_gateway_bans_total 1"), "{metrics}");
 
     // The server learns of the flood and the ban.
@@ -640,14 +633,7 @@ async fn slow_clients_are_cut_off_and_do_not_stop_others() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
-    let metrics = client()
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&admin).await;
     assert!(
         metrics.contains("qalxan_gateway_requests_total{outcome=\"too_slow\"} 3\n"),
         "{metrics}"
@@ -1008,14 +994,7 @@ rise = 2
         let (_, body) = get_host(&base, "news.test", "/").await;
         assert!(body.starts_with("B saw"), "{body}");
     }
-    let metrics = client()
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&admin).await;
     assert!(
         metrics.contains(&format!(
             "qalxan_gateway_upstream_up{{site=\"news\",server=\"{sick}\"}} 0"
@@ -1540,14 +1519,7 @@ async fn a_proxy_protocol_listener_takes_the_client_from_the_balancers_header() 
         "",
         "only trusted proxies may name clients"
     );
-    let metrics = client()
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&admin).await;
     assert!(
         metrics.contains("qalxan_gateway_proxy_protocol_refused_total 2"),
         "{metrics}"
@@ -1641,14 +1613,7 @@ async fn under_overload_the_heaviest_client_is_shed_first() {
         shed >= 12 && served >= 6 && shed + served == 24,
         "the heavy client fills the gateway, the rest of its requests are shed: {heavy_statuses:?}"
     );
-    let metrics = client()
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&admin).await;
     assert!(
         metrics.contains(&format!("outcome=\"shed\"}} {shed}")),
         "{metrics}"
@@ -1747,28 +1712,26 @@ async fn requests_over_the_size_bounds_are_refused_before_the_upstream() {
     chunked.extend_from_slice(b"0\r\n\r\n");
     let answer = raw_exchange(&gw, [127, 0, 0, 1], &chunked).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    let metrics = c
+    let metrics = metrics(&admin).await;
+    assert!(metrics.contains("outcome=\"too_large\"}"), "{metrics}");
+}
+
+/// The admin API's Prometheus metrics.
+async fn metrics(admin: &str) -> String {
+    client()
         .get(format!("{admin}/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    assert!(metrics.contains("outcome=\"too_large\"}"), "{metrics}");
+        .unwrap()
 }
 
 /// The connections open on each worker, from the admin API's metrics.
 async fn worker_connections(admin: &str) -> Vec<u64> {
-    let metrics = client()
-        .get(format!("{admin}/metrics"))
-        .send()
+    metrics(admin)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
         .lines()
         .filter(|l| l.starts_with("qalxan_gateway_connections{worker="))
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
