@@ -252,12 +252,11 @@ pub(crate) async fn serve(
         let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
         let state = state.clone();
         let stopping = stopping.clone();
-        let spread = state.spread.clone();
         std::thread::Builder::new()
             .name(format!("qalxan-gw-{index}"))
             .spawn(move || {
                 WORKER.with(|w| w.set(Some(index)));
-                runtime.block_on(worker(own, state, stopping, spread, index));
+                runtime.block_on(worker(own, state, stopping, index));
                 drop(done);
             })
             .map_err(crate::GatewayError::Io)?;
@@ -333,7 +332,6 @@ async fn worker(
     listeners: Vec<(std::net::TcpListener, crate::Listener)>,
     state: Arc<State>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
-    spread: Arc<Spread>,
     me: usize,
 ) {
     // Every connection holds a receiver: `true` asks it to finish, and the sender's `closed()`
@@ -347,7 +345,7 @@ async fn worker(
                 kind,
                 state.clone(),
                 connections.clone(),
-                (spread.clone(), me),
+                me,
             ))),
             Err(e) => tracing::error!(error = %e, "a worker cannot watch a listener"),
         }
@@ -372,12 +370,13 @@ async fn accept_loop(
     kind: crate::Listener,
     state: Arc<State>,
     stopping: tokio::sync::watch::Receiver<bool>,
-    (spread, me): (Arc<Spread>, usize),
+    me: usize,
 ) {
     loop {
-        // Not for long, though: a worker busy with a slow request must not hold up accepts.
+        // A worker ahead of another lets it accept first, but not for long: a worker busy
+        // with a slow request must not hold up accepts.
         for _ in 0..5 {
-            if !spread.ahead(me) {
+            if !state.spread.ahead(me) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -394,7 +393,7 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let stopping = stopping.clone();
-        let live = Live::new(&spread, me);
+        let live = Live::new(&state.spread, me);
         let kind = kind.clone();
         tokio::spawn(async move {
             accepted(stream, peer, kind, state, stopping).await;
