@@ -299,6 +299,8 @@ pub struct Rule {
     pub skip_to: Option<usize>,
     pub effects: Vec<Effect>,
     pub chain: Option<Box<Rule>>,
+    /// The rule's bit in its phase's prefilter verdicts, when the prefilter covers it.
+    pub filter_slot: Option<u32>,
 }
 
 impl Rule {
@@ -327,6 +329,8 @@ pub struct PlanStats {
     pub rules: usize,
     pub regex_linear: usize,
     pub regex_pcre2: usize,
+    /// Rules the prefilter may skip (see [`crate::prefilter`]).
+    pub prefiltered: usize,
 }
 
 /// A compiled rule set, ready to evaluate transactions.
@@ -336,6 +340,8 @@ pub struct Plan {
     pub phases: [Vec<Entry>; 5],
     pub settings: Settings,
     pub stats: PlanStats,
+    /// Per phase, the rules that may be skipped when none of their literals occurs.
+    pub(crate) filters: [crate::prefilter::PhaseFilter; 5],
 }
 
 fn err(location: &Location, message: impl Into<String>) -> SyntaxError {
@@ -776,6 +782,7 @@ impl Plan {
                             skip_to: None,
                             effects: set.effects,
                             chain: None,
+                            filter_slot: None,
                         };
                         stats.rules += 1;
                         chain_stack.push(rule);
@@ -945,15 +952,27 @@ impl Plan {
                 }
             }
         }
+        let filters = phases.each_mut().map(|p| crate::prefilter::build(p));
+        stats.prefiltered = filters.iter().map(|f| f.slots).sum();
         if errors.is_empty() {
             Ok(Plan {
                 phases,
                 settings,
                 stats,
+                filters,
             })
         } else {
             Err(errors)
         }
+    }
+
+    /// The same plan evaluating every rule, without skipping those whose literals a
+    /// transaction lacks ([`crate::prefilter`]): the results are the same, only slower. For
+    /// checking exactly that, and for measuring what the prefilter saves.
+    pub fn without_prefilter(mut self) -> Plan {
+        self.filters = Default::default();
+        self.stats.prefiltered = 0;
+        self
     }
 
     /// Index of the entry after marker `name` in `phase` (1-5).

@@ -111,10 +111,25 @@ pub struct Transaction<'p> {
     /// Transformed values by (address and length of the original, transformation chain).
     /// `None` when the chain leaves the value as it is.
     transform_cache: std::cell::RefCell<TransformCache>,
+    /// The current phase's prefilter verdicts: the slots of rules that may match, among the
+    /// groups searched so far.
+    possible: crate::prefilter::Bits,
+    searched: crate::prefilter::Bits,
+    /// The current phase's literals in request values as they are, by value (address and
+    /// length): the slots of the rules whose literals occur.
+    raw_hits: Vec<RawValue>,
 }
 
 /// Transformed values by (address and length of the original, transformation chain).
 type TransformCache = HashMap<(usize, usize, u32), Option<std::rc::Rc<[u8]>>>;
+
+/// What the prefilter learnt of a request value as it is: its byte classes and, once
+/// searched, the slots of the rules whose literals occur in it.
+struct RawValue {
+    at: (usize, usize),
+    classes: u32,
+    hits: Option<crate::prefilter::Bits>,
+}
 
 /// A value a rule inspects, and where it came from.
 struct Item<'a> {
@@ -248,6 +263,9 @@ impl<'p> Transaction<'p> {
                 512,
                 Default::default(),
             )),
+            possible: crate::prefilter::Bits::default(),
+            searched: crate::prefilter::Bits::default(),
+            raw_hits: Vec::new(),
         }
     }
 
@@ -743,6 +761,10 @@ impl<'p> Transaction<'p> {
         }
         let plan = self.plan;
         let entries = &plan.phases[(phase - 1) as usize];
+        let filter = &plan.filters[(phase - 1) as usize];
+        self.possible.reset(filter.slots);
+        self.searched.reset(filter.groups.len());
+        self.raw_hits.clear();
         let mut i = 0;
         while i < entries.len() {
             let Entry::Rule(rule) = &entries[i] else {
@@ -751,6 +773,14 @@ impl<'p> Transaction<'p> {
             };
             i += 1;
             if self.rule_removed(rule) {
+                continue;
+            }
+            if rule
+                .filter_slot
+                .is_some_and(|slot| !self.may_match(filter, slot))
+            {
+                // None of its literals occurs: it matches nothing, as evaluating would find.
+                self.matched_vars.clear();
                 continue;
             }
             if !self.eval_chain(rule) {
@@ -841,7 +871,12 @@ impl<'p> Transaction<'p> {
             let mut found: Vec<Found> = Vec::new();
             for item in &items {
                 if !rule.multi_match {
-                    let value = self.transformed(item, rule, rule.transformations.len());
+                    let value = self.transformed(
+                        item,
+                        &rule.transformations,
+                        &rule.transform_ids,
+                        rule.transformations.len(),
+                    );
                     let result = operator.run(&value, rule.capture && !operator.negated, self);
                     if result.is_some() != operator.negated {
                         found.push(Found {
@@ -856,7 +891,8 @@ impl<'p> Transaction<'p> {
                 // and the value after every transformation that changed it.
                 let mut previous = Transformed::Borrowed(item.value.as_ref());
                 for n in 0..=rule.transformations.len() {
-                    let candidate = self.transformed(item, rule, n);
+                    let candidate =
+                        self.transformed(item, &rule.transformations, &rule.transform_ids, n);
                     if n > 0 && *candidate == *previous {
                         continue;
                     }
@@ -913,29 +949,31 @@ impl<'p> Transaction<'p> {
     /// when the value cannot change during the transaction (request data, not TX and
     /// friends). Each prefix of the chain is cached on the way, so rules whose chains begin
     /// alike share the work.
-    fn transformed<'a>(&self, item: &'a Item<'a>, rule: &Rule, n: usize) -> Transformed<'a> {
+    fn transformed<'a>(
+        &self,
+        item: &'a Item<'a>,
+        transformations: &[crate::transform::Transformation],
+        ids: &[u32],
+        n: usize,
+    ) -> Transformed<'a> {
         if n == 0 {
             return Transformed::Borrowed(item.value.as_ref());
         }
         if !(item.cacheable && matches!(item.value, Cow::Borrowed(_))) {
-            return match crate::transform::apply_all(&rule.transformations[..n], &item.value) {
+            return match crate::transform::apply_all(&transformations[..n], &item.value) {
                 Cow::Borrowed(b) => Transformed::Borrowed(b),
                 Cow::Owned(v) => Transformed::Owned(v),
             };
         }
-        let key = (
-            item.value.as_ptr() as usize,
-            item.value.len(),
-            rule.transform_ids[n - 1],
-        );
+        let key = (item.value.as_ptr() as usize, item.value.len(), ids[n - 1]);
         if let Some(v) = self.transform_cache.borrow().get(&key) {
             return match v {
                 Some(shared) => Transformed::Shared(shared.clone()),
                 None => Transformed::Borrowed(item.value.as_ref()),
             };
         }
-        let base = self.transformed(item, rule, n - 1);
-        let changed = match rule.transformations[n - 1].apply(&base) {
+        let base = self.transformed(item, transformations, ids, n - 1);
+        let changed = match transformations[n - 1].apply(&base) {
             Cow::Borrowed(_) => None,
             Cow::Owned(v) => Some(v),
         };
@@ -952,6 +990,79 @@ impl<'p> Transaction<'p> {
         };
         self.transform_cache.borrow_mut().insert(key, entry);
         result
+    }
+
+    /// Whether the rule in `slot` of the phase's prefilter may match: its group is searched
+    /// the first time one of its rules is reached (see [`crate::prefilter`]).
+    fn may_match(&mut self, filter: &crate::prefilter::PhaseFilter, slot: u32) -> bool {
+        let Some(&g) = filter.group_of.get(slot as usize) else {
+            return true;
+        };
+        if !self.searched.has(g) {
+            self.searched.set(g);
+            if let Some(group) = filter.groups.get(g as usize) {
+                self.search_group(filter, group);
+            }
+        }
+        self.possible.has(slot)
+    }
+
+    #[inline(never)]
+    fn search_group(
+        &mut self,
+        filter: &crate::prefilter::PhaseFilter,
+        group: &crate::prefilter::Group,
+    ) {
+        use crate::prefilter::Bits;
+        let mut possible = std::mem::take(&mut self.possible);
+        let mut raw_values = std::mem::take(&mut self.raw_hits);
+        let mut items = recycle(std::mem::take(&mut self.items));
+        let mut found = Bits::new(filter.slots);
+        for source in &group.sources {
+            items.clear();
+            self.collect(&source.target, &mut items);
+            for item in &items {
+                let raw = item.value.as_ref();
+                let at = (raw.as_ptr() as usize, raw.len());
+                let i = match raw_values.iter().position(|v| v.at == at) {
+                    Some(i) => i,
+                    None => {
+                        raw_values.push(RawValue {
+                            at,
+                            classes: crate::prefilter::classes_of(raw),
+                            hits: None,
+                        });
+                        raw_values.len() - 1
+                    }
+                };
+                let entry = &mut raw_values[i];
+                let untouched = group.acts_on.is_some_and(|c| c & entry.classes == 0);
+                if let (true, Some(all)) = (untouched, &filter.all_literals) {
+                    // One search of the value as it is serves every group that leaves it so.
+                    let hits = entry.hits.get_or_insert_with(|| {
+                        let mut hits = Bits::new(filter.slots);
+                        all.search(raw, &mut hits);
+                        hits
+                    });
+                    possible.union_of_both(hits, &source.readers);
+                    continue;
+                }
+                // The value the group's rules see: after the whole chain, or after each step
+                // for multiMatch rules.
+                found.reset(filter.slots);
+                let steps = group.transformations.len();
+                let first = if group.multi_match { 0 } else { steps };
+                for n in first..=steps {
+                    let value =
+                        self.transformed(item, &group.transformations, &group.transform_ids, n);
+                    group.literals.search(&value, &mut found);
+                }
+                possible.union_of_both(&found, &source.readers);
+            }
+        }
+        self.items = recycle(items);
+        self.raw_hits = raw_values;
+        self.possible = possible;
     }
 
     fn run_effects(&mut self, rule: &Rule) {

@@ -16,6 +16,7 @@ pub mod macros;
 pub mod operator;
 mod pcre;
 pub mod persist;
+pub mod prefilter;
 pub mod regression;
 pub mod syntax;
 pub mod transform;

@@ -135,8 +135,9 @@ pub enum Op {
     /// A pattern with macros, compiled when it runs (and kept: the expansions CRS writes come
     /// from its setup and repeat in every transaction).
     RxDynamic(MacroString, DynamicRegexes),
-    /// `@pm`/`@pmFromFile`: any of the phrases, case-insensitively.
-    Pm(Box<AhoCorasick>),
+    /// `@pm`/`@pmFromFile`: any of the phrases, case-insensitively (the phrases are kept for
+    /// the prefilter).
+    Pm(Box<AhoCorasick>, Vec<String>),
     StrEq(MacroString),
     StrMatch(MacroString),
     Contains(MacroString),
@@ -208,7 +209,7 @@ fn phrase_matcher(phrases: &[String], at: &Location) -> Result<Op, SyntaxError> 
     AhoCorasick::builder()
         .ascii_case_insensitive(true)
         .build(phrases)
-        .map(|ac| Op::Pm(Box::new(ac)))
+        .map(|ac| Op::Pm(Box::new(ac), phrases.to_vec()))
         .map_err(|e| error(at, format!("cannot build the phrase matcher: {e}")))
 }
 
@@ -333,7 +334,7 @@ impl CompiledOperator {
                 let re = compiled.get(&m.expand(macros))?;
                 run_regex(&re, input, capture)
             }
-            Op::Pm(ac) => ac.find(input).map(|m| OpMatch {
+            Op::Pm(ac, _) => ac.find(input).map(|m| OpMatch {
                 captures: if capture {
                     vec![input[m.range()].to_vec()]
                 } else {

@@ -457,18 +457,28 @@ fn run_stage(plan: &Plan, stage: &Stage, show: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs every test in every `*.yaml` under `dir` (or only the one titled `only`, showing its
-/// requests and log on standard error).
-pub fn run_dir(plan: &Plan, dir: &Path, only: Option<&str>) -> Result<Vec<Outcome>, String> {
+/// Every test file under `dir`, parsed, in path order.
+fn test_files(dir: &Path) -> Result<Vec<(PathBuf, TestFile)>, String> {
     let mut files = Vec::new();
     collect_yaml(dir, &mut files).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
     files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let parsed: TestFile =
+                serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            Ok((file, parsed))
+        })
+        .collect()
+}
+
+/// Runs every test in every `*.yaml` under `dir` (or only the one titled `only`, showing its
+/// requests and log on standard error).
+pub fn run_dir(plan: &Plan, dir: &Path, only: Option<&str>) -> Result<Vec<Outcome>, String> {
     let mut outcomes = Vec::new();
-    for file in files {
-        let text =
-            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let parsed: TestFile =
-            serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    for (file, parsed) in test_files(dir)? {
         for test in parsed.tests {
             if only.is_some_and(|o| o != test.test_title) {
                 continue;
@@ -486,6 +496,23 @@ pub fn run_dir(plan: &Plan, dir: &Path, only: Option<&str>) -> Result<Vec<Outcom
         }
     }
     Ok(outcomes)
+}
+
+/// The request of every test stage under `dir` that the HTTP layer would pass to the rules,
+/// with its test's title: for comparing engines or settings on CRS's own traffic.
+pub fn requests_in(dir: &Path) -> Result<Vec<(String, Request)>, String> {
+    let mut out = Vec::new();
+    for (_, parsed) in test_files(dir)? {
+        for test in parsed.tests {
+            for stage in &test.stages {
+                let request = build_request(&stage.stage.input)?.and_then(dechunk);
+                if let Some(r) = request.filter(|r| http_check(r).is_ok()) {
+                    out.push((test.test_title.clone(), r));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

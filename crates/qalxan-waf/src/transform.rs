@@ -50,6 +50,30 @@ pub enum Transformation {
 }
 
 impl Transformation {
+    /// The bytes without which the transformation leaves a value as it is, ASCII case
+    /// aside; `None` when it may change any value (hashes, encodings, `length`...). The
+    /// prefilter searches a value free of its chain's bytes as it is, without transforming.
+    pub fn acts_on(self) -> Option<&'static [u8]> {
+        use Transformation::*;
+        const SPACE: &[u8] = b" \t\n\x0b\x0c\r\xa0";
+        Some(match self {
+            Lowercase | Uppercase => b"",
+            UrlDecode | UrlDecodeUni => b"%+",
+            HtmlEntityDecode => b"&",
+            JsDecode | CssDecode | EscapeSeqDecode => b"\\",
+            RemoveNulls | ReplaceNulls => b"\0",
+            CompressWhitespace | RemoveWhitespace | Trim | TrimLeft | TrimRight => SPACE,
+            CmdLine => b"\"'\\^,; \t\r\n",
+            NormalizePath => b"/.",
+            NormalizePathWin => b"/.\\",
+            RemoveComments | RemoveCommentsChar | ReplaceComments => b"/*<!-#",
+            SqlHexDecode => b"0",
+            Utf8ToUnicode | ParityZero7bit => &HIGH,
+            Base64Decode | Base64DecodeExt | Base64Encode | HexDecode | HexEncode | Length
+            | Md5 | Sha1 | UrlEncode | ParityEven7bit | ParityOdd7bit => return None,
+        })
+    }
+
     /// The transformation named `name` (as in `t:name`); `None` for `none`, which is not a
     /// transformation but clears the list before it, and for unknown names.
     pub fn from_name(name: &str) -> Option<Transformation> {
@@ -173,6 +197,17 @@ pub fn apply_all<'a>(transformations: &[Transformation], input: &'a [u8]) -> Cow
 }
 
 const NBSP: u8 = 0xa0;
+
+/// The bytes outside ASCII.
+const HIGH: [u8; 128] = {
+    let mut b = [0u8; 128];
+    let mut i = 0;
+    while i < 128 {
+        b[i] = 128 + i as u8;
+        i += 1;
+    }
+    b
+};
 
 /// C's `isspace` in the C locale.
 fn is_space(b: u8) -> bool {
