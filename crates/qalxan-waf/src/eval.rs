@@ -118,6 +118,8 @@ pub struct Transaction<'p> {
     /// The current phase's literals in request values as they are, by value (address and
     /// length): the slots of the rules whose literals occur.
     raw_hits: Vec<RawValue>,
+    /// Each value's place in `raw_hits`, by address and length.
+    raw_index: HashMap<(usize, usize), usize>,
 }
 
 /// Transformed values by (address and length of the original, transformation chain).
@@ -126,9 +128,24 @@ type TransformCache = HashMap<(usize, usize, u32), Option<std::rc::Rc<[u8]>>>;
 /// What the prefilter learnt of a request value as it is: its byte classes and, once
 /// searched, the slots of the rules whose literals occur in it.
 struct RawValue {
-    at: (usize, usize),
     classes: u32,
     hits: Option<crate::prefilter::Bits>,
+}
+
+impl RawValue {
+    /// The slots whose conditions the value meets as it is: one search for every group.
+    fn hits(
+        &mut self,
+        raw: &[u8],
+        filter: &crate::prefilter::PhaseFilter,
+    ) -> Option<&crate::prefilter::Bits> {
+        let all = filter.all_literals.as_ref()?;
+        Some(self.hits.get_or_insert_with(|| {
+            let mut hits = crate::prefilter::Bits::new(filter.slots);
+            all.search(raw, &mut hits);
+            hits
+        }))
+    }
 }
 
 /// A value a rule inspects, and where it came from.
@@ -266,6 +283,7 @@ impl<'p> Transaction<'p> {
             possible: crate::prefilter::Bits::default(),
             searched: crate::prefilter::Bits::default(),
             raw_hits: Vec::new(),
+            raw_index: HashMap::default(),
         }
     }
 
@@ -765,6 +783,7 @@ impl<'p> Transaction<'p> {
         self.possible.reset(filter.slots);
         self.searched.reset(filter.groups.len());
         self.raw_hits.clear();
+        self.raw_index.clear();
         let mut i = 0;
         while i < entries.len() {
             let Entry::Rule(rule) = &entries[i] else {
@@ -1016,6 +1035,7 @@ impl<'p> Transaction<'p> {
         use crate::prefilter::Bits;
         let mut possible = std::mem::take(&mut self.possible);
         let mut raw_values = std::mem::take(&mut self.raw_hits);
+        let mut raw_index = std::mem::take(&mut self.raw_index);
         let mut items = recycle(std::mem::take(&mut self.items));
         let mut found = Bits::new(filter.slots);
         for source in &group.sources {
@@ -1024,44 +1044,44 @@ impl<'p> Transaction<'p> {
             for item in &items {
                 let raw = item.value.as_ref();
                 let at = (raw.as_ptr() as usize, raw.len());
-                let i = match raw_values.iter().position(|v| v.at == at) {
-                    Some(i) => i,
-                    None => {
-                        raw_values.push(RawValue {
-                            at,
-                            classes: crate::prefilter::classes_of(raw),
-                            hits: None,
-                        });
-                        raw_values.len() - 1
-                    }
-                };
+                let i = *raw_index.entry(at).or_insert_with(|| {
+                    raw_values.push(RawValue {
+                        classes: crate::prefilter::classes_of(raw),
+                        hits: None,
+                    });
+                    raw_values.len() - 1
+                });
                 let entry = &mut raw_values[i];
                 let untouched = group.acts_on.is_some_and(|c| c & entry.classes == 0);
-                if let (true, Some(all)) = (untouched, &filter.all_literals) {
-                    // One search of the value as it is serves every group that leaves it so.
-                    let hits = entry.hits.get_or_insert_with(|| {
-                        let mut hits = Bits::new(filter.slots);
-                        all.search(raw, &mut hits);
-                        hits
-                    });
-                    possible.union_of_both(hits, &source.readers);
-                    continue;
+                if untouched {
+                    if let Some(hits) = entry.hits(raw, filter) {
+                        possible.add_met(hits, source);
+                        continue;
+                    }
                 }
                 // The value the group's rules see: after the whole chain, or after each step
-                // for multiMatch rules.
-                found.reset(filter.slots);
+                // for multiMatch rules. One that differs from the original only in case is
+                // the same to the search.
+                found.clear_in(source.words.clone());
                 let steps = group.transformations.len();
                 let first = if group.multi_match { 0 } else { steps };
                 for n in first..=steps {
                     let value =
                         self.transformed(item, &group.transformations, &group.transform_ids, n);
-                    group.literals.search(&value, &mut found);
+                    match value
+                        .eq_ignore_ascii_case(raw)
+                        .then(|| entry.hits(raw, filter))
+                    {
+                        Some(Some(hits)) => found.union_in(hits, source.words.clone()),
+                        _ => group.literals.search(&value, &mut found),
+                    }
                 }
-                possible.union_of_both(&found, &source.readers);
+                possible.add_met(&found, source);
             }
         }
         self.items = recycle(items);
         self.raw_hits = raw_values;
+        self.raw_index = raw_index;
         self.possible = possible;
     }
 

@@ -80,6 +80,14 @@ impl MacroString {
         if let Some(l) = self.literal() {
             return l;
         }
+        // `%{tx.x}` alone, the common case: the value as resolved, without a copy.
+        if let [Part::Var { collection, key }] = self.parts.as_slice() {
+            return Cow::Owned(
+                resolver
+                    .resolve(collection, key.as_deref())
+                    .unwrap_or_default(),
+            );
+        }
         let mut out = Vec::new();
         for p in &self.parts {
             match p {

@@ -4,12 +4,13 @@
 //! pair cost about 1,000 instructions of collecting, cache lookups and bookkeeping around a
 //! regex engine that rejects the value in under 200. But nearly every `@rx` pattern CRS writes
 //! needs one of a few literals to match (`select`, `<script`, `/etc/`...), and `@pm` is
-//! nothing but literals. So at compile time each eligible rule gets the literals one of which
-//! any value it matches contains ([`required_literals`]), and the rules of a phase are grouped
-//! by transformation chain. When a phase first reaches a rule of a group, the group's values
-//! are searched once (Aho-Corasick) for the literals of all its rules; the rules whose
-//! literals occur in none of their values are then skipped whole. A rule that matches no
-//! value has no effect, so skipping it is the same as evaluating it.
+//! nothing but literals. So at compile time each eligible rule gets up to three sets of
+//! literals such that any value it matches contains one literal of each set (`on[a-z]+=`
+//! needs `on` and `=`), and the rules of a phase are grouped by transformation chain. When a
+//! phase first reaches a rule of a group, the group's values are searched once
+//! (Aho-Corasick) for the literals of all its rules; the rules whose literals do not all
+//! occur in one of their values are then skipped whole. A rule that matches no value has no
+//! effect, so skipping it is the same as evaluating it.
 //!
 //! Most values of a benign request hold none of the bytes a chain acts on (`%`, `&`, `\`,
 //! whitespace...: [`Transformation::acts_on`]), so the chain would leave them as they are:
@@ -39,7 +40,8 @@ use aho_corasick::AhoCorasick;
 /// The rules of one phase that may be skipped, grouped by transformation chain.
 #[derive(Debug, Default)]
 pub struct PhaseFilter {
-    /// Eligible rules: each has a slot (its `filter_slot`), a bit in the verdicts.
+    /// Conditions: a rule's first is its slot (its `filter_slot`, its bit in the verdicts),
+    /// its others (see [`Factors::all`]) follow it.
     pub(crate) slots: usize,
     pub(crate) groups: Vec<Group>,
     /// Each slot's group: groups are searched when one of their rules is first reached, so
@@ -72,7 +74,13 @@ pub(crate) struct Group {
 #[derive(Debug)]
 pub(crate) struct Source {
     pub(crate) target: Target,
+    /// The slots of the rules with one condition that read it.
     pub(crate) readers: Bits,
+    /// The rules with several conditions that read it: slot, other conditions. Such a rule
+    /// may match when one value meets all of them.
+    pub(crate) combined: Vec<(u32, Vec<u32>)>,
+    /// The words of the verdicts its group's slots lie in.
+    pub(crate) words: std::ops::Range<usize>,
 }
 
 /// Each byte's class bit: one per byte some transformation acts on, high bytes together,
@@ -123,15 +131,36 @@ impl Bits {
     }
 
     pub(crate) fn union(&mut self, other: &Bits) {
-        for (w, x) in self.0.iter_mut().zip(&other.0) {
+        self.union_in(other, 0..self.0.len());
+    }
+
+    /// Adds the slots of `other` in the given words.
+    pub(crate) fn union_in(&mut self, other: &Bits, words: std::ops::Range<usize>) {
+        for (w, x) in self.0[words.clone()].iter_mut().zip(&other.0[words]) {
             *w |= x;
         }
     }
 
-    /// Adds the slots in both `a` and `b`.
-    pub(crate) fn union_of_both(&mut self, a: &Bits, b: &Bits) {
-        for (w, (x, y)) in self.0.iter_mut().zip(a.0.iter().zip(&b.0)) {
+    /// Empties the given words.
+    pub(crate) fn clear_in(&mut self, words: std::ops::Range<usize>) {
+        self.0[words].fill(0);
+    }
+
+    /// Adds the slots `source`'s readers may match given the conditions `hits` met in one
+    /// of its values.
+    pub(crate) fn add_met(&mut self, hits: &Bits, source: &Source) {
+        let words = source.words.clone();
+        for ((w, x), y) in self.0[words.clone()]
+            .iter_mut()
+            .zip(&hits.0[words.clone()])
+            .zip(&source.readers.0[words])
+        {
             *w |= x & y;
+        }
+        for (slot, extras) in &source.combined {
+            if hits.has(*slot) && extras.iter().all(|e| hits.has(*e)) {
+                self.set(*slot);
+            }
         }
     }
 
@@ -142,48 +171,54 @@ impl Bits {
     }
 }
 
-/// The literals one of which every value the operator matches contains (lower-cased);
-/// `None` when there is no such set or the rule is not eligible.
-pub(crate) fn required_literals(rule: &Rule) -> Option<Vec<Vec<u8>>> {
+/// Sets of literals (lower-cased) such that every value the operator matches contains one
+/// literal of each, the best set first; `None` when there is no such set or the rule is not
+/// eligible.
+pub(crate) fn required_literals(rule: &Rule) -> Option<Vec<Vec<Vec<u8>>>> {
     let operator = rule.operator.as_ref()?;
     if operator.negated {
         return None;
     }
-    let literals = match &operator.op {
+    let sets = match &operator.op {
         Op::Rx(Regexp::Linear(re)) => regex_literals(re.as_str())?,
-        Op::Pm(_, phrases) => phrases.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        Op::Pm(_, phrases) => vec![phrases.iter().map(|p| p.as_bytes().to_vec()).collect()],
         // Matches exactly when a byte outside the ranges occurs.
-        Op::ByteRange(allowed) => (0..=255u8)
+        Op::ByteRange(allowed) => vec![(0..=255u8)
             .filter(|&b| !allowed[b as usize])
             .map(|b| vec![b])
-            .collect(),
+            .collect()],
         // A bad escape needs a `%`; bad UTF-8, a byte above ASCII.
-        Op::ValidateUrlEncoding => vec![b"%".to_vec()],
-        Op::ValidateUtf8Encoding => (0x80..=0xffu8).map(|b| vec![b]).collect(),
+        Op::ValidateUrlEncoding => vec![vec![b"%".to_vec()]],
+        Op::ValidateUtf8Encoding => vec![(0x80..=0xffu8).map(|b| vec![b]).collect()],
         _ => return None,
     };
-    let mut literals: Vec<Vec<u8>> = literals
-        .into_iter()
-        .map(|mut l| {
-            l.make_ascii_lowercase();
-            l
-        })
-        .collect();
-    if literals.is_empty() || literals.iter().any(Vec::is_empty) {
-        return None;
+    let mut out = Vec::with_capacity(sets.len());
+    for set in sets {
+        let mut literals: Vec<Vec<u8>> = set
+            .into_iter()
+            .map(|mut l| {
+                l.make_ascii_lowercase();
+                l
+            })
+            .collect();
+        if literals.is_empty() || literals.iter().any(Vec::is_empty) {
+            return None;
+        }
+        literals.sort_unstable();
+        literals.dedup();
+        out.push(minimal(literals));
     }
-    literals.sort_unstable();
-    literals.dedup();
-    Some(minimal(literals))
+    Some(out)
 }
 
-/// Literals, one of which occurs (ASCII case aside) in every value the pattern matches, as
-/// the linear engine compiles it (bytes, no Unicode, `.` matching newlines).
+/// Sets of literals such that every value the pattern matches holds (ASCII case aside) one
+/// literal of each set, the best set first, as the linear engine compiles the pattern
+/// (bytes, no Unicode, `.` matching newlines).
 ///
 /// Why not `regex-syntax`'s literal extractor alone: it finds what a match starts or ends
 /// with, and CRS patterns often start with a class (`[\s\S]`, `[^a-z]`) and end with one,
 /// with the telling words in the middle. [`factors`] finds those.
-fn regex_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
+fn regex_literals(pattern: &str) -> Option<Vec<Vec<Vec<u8>>>> {
     let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
@@ -191,7 +226,11 @@ fn regex_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
         .build()
         .parse(pattern)
         .ok()?;
-    factors(&hir).best()
+    let f = factors(&hir);
+    let mut all = f.all;
+    all.extend(better(f.needs, f.exact));
+    let conjuncts = best_sets(all, MAX_CONJUNCTS);
+    (!conjuncts.is_empty()).then_some(conjuncts)
 }
 
 /// The most literals a set holds before it is given up (a class of a few bytes repeated
@@ -199,11 +238,43 @@ fn regex_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
 const MAX_SET: usize = 256;
 
 /// What a part of a pattern says about the values it matches: `exact`, a superset of the
-/// strings it matches (lower-cased); `needs`, literals one of which each of them contains.
+/// strings it matches (lower-cased); `needs`, literals one of which each of them contains;
+/// `all`, sets of which each holds as `needs` does, all at once (the parts of a
+/// concatenation: `on[a-z]+=` needs `on` and `=`).
 #[derive(Default)]
 struct Factors {
     exact: Option<Vec<Vec<u8>>>,
     needs: Option<Vec<Vec<u8>>>,
+    all: Vec<Vec<Vec<u8>>>,
+}
+
+/// How many sets a rule's literals may come in, all required (see [`Factors::all`]).
+const MAX_CONJUNCTS: usize = 3;
+
+/// A set's rank as a filter: a longer shortest literal first (fewer chance hits), then
+/// fewer literals; `None` for a set with the empty string, which says nothing.
+fn score(set: &[Vec<u8>]) -> Option<(usize, usize)> {
+    let shortest = set.iter().map(Vec::len).min()?;
+    (shortest > 0).then_some((shortest.min(8), usize::MAX - set.len()))
+}
+
+/// The `n` best sets of `sets`, leaving out those another chosen one implies (every literal
+/// of `select` holds one of `{c}`: requiring `c` as well says nothing more).
+fn best_sets(mut sets: Vec<Vec<Vec<u8>>>, n: usize) -> Vec<Vec<Vec<u8>>> {
+    sets.retain(|s| score(s).is_some());
+    sets.sort_by(|a, b| score(b).cmp(&score(a)).then_with(|| a.cmp(b)));
+    let contains = |l: &[u8], k: &[u8]| l.windows(k.len()).any(|w| w == k);
+    let implies = |t: &[Vec<u8>], s: &[Vec<u8>]| t.iter().all(|l| s.iter().any(|k| contains(l, k)));
+    let mut chosen: Vec<Vec<Vec<u8>>> = Vec::new();
+    for set in sets {
+        if chosen.len() == n {
+            break;
+        }
+        if !chosen.iter().any(|c| implies(c, &set)) {
+            chosen.push(set);
+        }
+    }
+    chosen
 }
 
 impl Factors {
@@ -213,15 +284,9 @@ impl Factors {
     }
 }
 
-/// Orders candidate sets: a longer shortest literal first (fewer chance hits), then fewer
-/// literals. Sets holding the empty string are no candidates.
+/// The better of two candidate sets (see [`score`]).
 fn better(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8>>> {
-    let score = |s: &Option<Vec<Vec<u8>>>| {
-        s.as_ref().and_then(|s| {
-            let shortest = s.iter().map(Vec::len).min()?;
-            (shortest > 0).then_some((shortest.min(8), usize::MAX - s.len()))
-        })
-    };
+    let score = |s: &Option<Vec<Vec<u8>>>| s.as_deref().and_then(score);
     match (score(&a), score(&b)) {
         (Some(x), Some(y)) if y > x => b,
         (Some(_), _) => a,
@@ -281,12 +346,16 @@ fn factors(hir: &regex_syntax::hir::Hir) -> Factors {
     match hir.kind() {
         HirKind::Empty | HirKind::Look(_) => Factors {
             exact: Some(vec![Vec::new()]),
-            needs: None,
+            ..Factors::default()
         },
-        HirKind::Literal(l) => Factors {
-            exact: normalized(vec![l.0.to_vec()]),
-            needs: None,
-        },
+        HirKind::Literal(l) => {
+            let exact = normalized(vec![l.0.to_vec()]);
+            Factors {
+                all: exact.iter().cloned().collect(),
+                exact,
+                needs: None,
+            }
+        }
         HirKind::Class(class) => {
             let mut bytes = Vec::new();
             let mut count = 0usize;
@@ -314,7 +383,11 @@ fn factors(hir: &regex_syntax::hir::Hir) -> Factors {
             }
             // A class of more than a handful of bytes is as good as any byte.
             let exact = if count <= 16 { normalized(bytes) } else { None };
-            Factors { exact, needs: None }
+            Factors {
+                all: exact.iter().cloned().collect(),
+                exact,
+                needs: None,
+            }
         }
         HirKind::Capture(c) => factors(&c.sub),
         HirKind::Repetition(r) => {
@@ -322,6 +395,8 @@ fn factors(hir: &regex_syntax::hir::Hir) -> Factors {
                 return Factors::default();
             }
             let sub = factors(&r.sub);
+            // Every repetition holds what one holds.
+            let all = sub.all.clone();
             let exact = match (r.max, &sub.exact) {
                 (Some(max), Some(e)) if max == r.min && max <= 4 => {
                     let mut acc = vec![Vec::new()];
@@ -332,6 +407,7 @@ fn factors(hir: &regex_syntax::hir::Hir) -> Factors {
                                 return Factors {
                                     exact: None,
                                     needs: sub.best(),
+                                    all,
                                 }
                             }
                         }
@@ -343,14 +419,17 @@ fn factors(hir: &regex_syntax::hir::Hir) -> Factors {
             Factors {
                 exact,
                 needs: sub.best(),
+                all,
             }
         }
         HirKind::Concat(children) => {
             let mut needs = None;
+            let mut all = Vec::new();
             // The product of the run of exact children since the last inexact one.
             let mut run: Option<Vec<Vec<u8>>> = Some(vec![Vec::new()]);
             let mut all_exact = true;
             let mut whole: Option<Vec<Vec<u8>>> = Some(vec![Vec::new()]);
+            let mut previous: Vec<Vec<u8>> = Vec::new();
             for child in children {
                 let f = factors(child);
                 match &f.exact {
@@ -361,6 +440,7 @@ fn factors(hir: &regex_syntax::hir::Hir) -> Factors {
                         };
                         if run.is_none() {
                             // Too many: start a new run with this child.
+                            all.push(previous.clone());
                             run = Some(e.clone());
                         }
                         whole = whole.as_ref().and_then(|w| product(w, e));
@@ -368,14 +448,19 @@ fn factors(hir: &regex_syntax::hir::Hir) -> Factors {
                     }
                     None => {
                         all_exact = false;
-                        run = Some(vec![Vec::new()]);
+                        all.extend(run.replace(vec![Vec::new()]));
                     }
                 }
+                previous = run.clone().unwrap_or_default();
+                all.extend(f.all.iter().cloned());
                 needs = better(needs, f.best());
             }
+            all.extend(run);
+            all.extend(needs.iter().cloned());
             Factors {
                 exact: if all_exact { whole } else { None },
                 needs,
+                all: best_sets(all, 2 * MAX_CONJUNCTS),
             }
         }
         HirKind::Alternation(children) => {
@@ -398,7 +483,11 @@ fn factors(hir: &regex_syntax::hir::Hir) -> Factors {
                     _ => None,
                 };
             }
-            Factors { exact, needs }
+            Factors {
+                all: better(needs.clone(), exact.clone()).into_iter().collect(),
+                exact,
+                needs,
+            }
         }
     }
 }
@@ -439,8 +528,13 @@ fn same_source(a: &Target, b: &Target) -> bool {
 }
 
 struct Member {
+    /// The rule's place in its phase.
+    entry: usize,
     slot: u32,
-    literals: Vec<Vec<u8>>,
+    /// Slots of the conditions after the first.
+    extras: Vec<u32>,
+    /// Each condition's slot and literals, the first one's slot being the rule's.
+    conditions: Vec<(u32, Vec<Vec<u8>>)>,
     sources: Vec<Target>,
 }
 
@@ -456,13 +550,12 @@ struct Pending {
 pub(crate) fn build(entries: &mut [Entry]) -> PhaseFilter {
     // By chain and multiMatch, in order of first appearance.
     let mut by_chain: Vec<Pending> = Vec::new();
-    let mut slots = 0u32;
-    for entry in entries.iter_mut() {
+    for (at, entry) in entries.iter_mut().enumerate() {
         let Entry::Rule(rule) = entry else { continue };
         if !reads_request_data(rule) {
             continue;
         }
-        let Some(literals) = required_literals(rule) else {
+        let Some(sets) = required_literals(rule) else {
             continue;
         };
         let sources: Vec<Target> = rule
@@ -471,13 +564,13 @@ pub(crate) fn build(entries: &mut [Entry]) -> PhaseFilter {
             .filter(|t| !t.exclude)
             .map(source_of)
             .collect();
-        rule.filter_slot = Some(slots);
         let member = Member {
-            slot: slots,
-            literals,
+            entry: at,
+            slot: 0,
+            extras: Vec::new(),
+            conditions: sets.into_iter().map(|set| (0, set)).collect(),
             sources,
         };
-        slots += 1;
         match by_chain.iter_mut().find(|p| {
             p.transformations == rule.transformations && p.multi_match == rule.multi_match
         }) {
@@ -490,36 +583,40 @@ pub(crate) fn build(entries: &mut [Entry]) -> PhaseFilter {
             }),
         }
     }
-    let members_all: Vec<(u32, Vec<Vec<u8>>)> = by_chain
+    // Slots group by group, so a group's work on the verdicts touches its own words only.
+    let mut slots = 0u32;
+    for pending in &mut by_chain {
+        for m in &mut pending.members {
+            m.slot = slots;
+            for (slot, _) in &mut m.conditions {
+                *slot = slots;
+                slots += 1;
+            }
+            m.extras = m.conditions.iter().skip(1).map(|(s, _)| *s).collect();
+        }
+    }
+    let conditions: Vec<(u32, Vec<Vec<u8>>)> = by_chain
         .iter()
-        .flat_map(|p| p.members.iter().map(|m| (m.slot, m.literals.clone())))
+        .flat_map(|p| p.members.iter().flat_map(|m| m.conditions.iter().cloned()))
         .collect();
     let mut groups = Vec::new();
     let mut group_of = vec![0; slots as usize];
     for mut pending in by_chain {
         let members = std::mem::take(&mut pending.members);
-        match group(pending, &members, slots as usize) {
-            Some(g) => {
-                for m in &members {
-                    group_of[m.slot as usize] = groups.len() as u32;
-                }
-                groups.push(g)
-            }
-            // Cannot happen with the literals above; if it did, the members' slots would
-            // never be set and the rules never run, so take them out of the filter instead.
-            None => {
-                for entry in entries.iter_mut() {
-                    if let Entry::Rule(rule) = entry {
-                        if members.iter().any(|m| Some(m.slot) == rule.filter_slot) {
-                            rule.filter_slot = None;
-                        }
-                    }
-                }
+        // Without its group a rule is simply not filtered.
+        let Some(g) = group(pending, &members, slots as usize) else {
+            continue;
+        };
+        for m in &members {
+            group_of[m.slot as usize] = groups.len() as u32;
+            if let Some(Entry::Rule(rule)) = entries.get_mut(m.entry) {
+                rule.filter_slot = Some(m.slot);
             }
         }
+        groups.push(g)
     }
     let all_literals = Literals::new(
-        members_all.iter().map(|(slot, l)| (*slot, l.as_slice())),
+        conditions.iter().map(|(slot, l)| (*slot, l.as_slice())),
         slots as usize,
     );
     PhaseFilter {
@@ -578,7 +675,12 @@ impl Literals {
         }
         // A DFA is the fastest search and grows with the literals: long phrase lists
         // (`@pmFromFile`) would cost tens of MB per plan for a few percent.
-        let kind = (longer.len() <= 300).then_some(aho_corasick::AhoCorasickKind::DFA);
+        let kind = (longer.len()
+            <= std::env::var("ACL")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(300))
+        .then_some(aho_corasick::AhoCorasickKind::DFA);
         let longer = AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .kind(kind)
@@ -629,6 +731,12 @@ fn group(pending: Pending, members: &[Member], slots: usize) -> Option<Group> {
         transform_ids,
         ..
     } = pending;
+    let first = members.iter().map(|m| m.slot).min()? as usize;
+    let last = members
+        .iter()
+        .flat_map(|m| m.conditions.iter().map(|(s, _)| *s))
+        .max()? as usize;
+    let words = first / 64..last / 64 + 1;
     let mut sources: Vec<Source> = Vec::new();
     for m in members {
         for t in &m.sources {
@@ -638,15 +746,23 @@ fn group(pending: Pending, members: &[Member], slots: usize) -> Option<Group> {
                     sources.push(Source {
                         target: t.clone(),
                         readers: Bits::new(slots),
+                        combined: Vec::new(),
+                        words: words.clone(),
                     });
                     sources.len() - 1
                 }
             };
-            sources[at].readers.set(m.slot);
+            if m.extras.is_empty() {
+                sources[at].readers.set(m.slot);
+            } else if !sources[at].combined.iter().any(|(s, _)| *s == m.slot) {
+                sources[at].combined.push((m.slot, m.extras.clone()));
+            }
         }
     }
     let literals = Literals::new(
-        members.iter().map(|m| (m.slot, m.literals.as_slice())),
+        members
+            .iter()
+            .flat_map(|m| m.conditions.iter().map(|(s, l)| (*s, l.as_slice()))),
         slots,
     )?;
     let mut acts_on = 0;
@@ -676,39 +792,55 @@ fn group(pending: Pending, members: &[Member], slots: usize) -> Option<Group> {
 mod tests {
     use super::*;
 
-    fn lits(p: &str) -> Option<Vec<String>> {
-        regex_literals(p).map(|v| {
-            v.into_iter()
-                .map(|l| String::from_utf8_lossy(&l).into_owned())
+    /// The pattern's conjuncts, each a set of literals.
+    fn lits(p: &str) -> Option<Vec<Vec<String>>> {
+        regex_literals(p).map(|sets| {
+            sets.into_iter()
+                .map(|set| {
+                    set.into_iter()
+                        .map(|l| String::from_utf8_lossy(&l).into_owned())
+                        .collect()
+                })
                 .collect()
         })
     }
 
+    fn one(set: &[&str]) -> Option<Vec<Vec<String>>> {
+        Some(vec![set.iter().map(|s| s.to_string()).collect()])
+    }
+
     #[test]
     fn literals_are_necessary_or_absent() {
-        // The longest word a match must contain, in lower case.
-        assert_eq!(lits("(?i)union\\s+select"), Some(vec!["select".into()]));
+        // Every word a match must contain, in lower case, the longest first; then the rest
+        // (here a space of some kind).
+        let space: Vec<String> = ["\t", "\n", "\x0b", "\x0c", "\r", " "]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            lits("(?i)union\\s+select"),
+            Some(vec![vec!["select".into()], vec!["union".into()], space])
+        );
         // Words inside: every branch of an alternation gives one.
         assert_eq!(
             lits("[\\s\\S](?:ON(?:load|error)|xlink:href)\\s*="),
-            Some(vec!["onerror".into(), "onload".into(), "xlink:href".into()])
+            Some(vec![
+                vec!["onerror".into(), "onload".into(), "xlink:href".into()],
+                vec!["=".into()]
+            ])
         );
         // Case-insensitive pairs and small classes multiply out.
-        assert_eq!(
-            lits("(?i)\\.\\.[/\\\\]"),
-            Some(vec!["../".into(), "..\\".into()])
-        );
+        assert_eq!(lits("(?i)\\.\\.[/\\\\]"), one(&["../", "..\\"]));
         // Anything may match: no literal is required.
         assert_eq!(lits("^.*$"), None);
         assert_eq!(lits("[a-z]+"), None);
         assert_eq!(lits("a?"), None);
         assert_eq!(lits("abc|[a-z]+"), None);
         // A suffix is required when no prefix is.
-        assert_eq!(lits("[a-z]+\\.php"), Some(vec![".php".into()]));
+        assert_eq!(lits("[a-z]+\\.php"), one(&[".php"]));
     }
 
     #[test]
-    fn every_crs_match_contains_a_literal() {
+    fn every_crs_match_contains_a_literal_of_each_set() {
         // The property the prefilter rests on, checked on CRS's own patterns and attacks.
         let Ok(plan) = crate::regression::load_crs(
             "SecRuleEngine On\n",
@@ -737,17 +869,19 @@ mod tests {
         for entries in &plan.phases {
             for entry in entries {
                 let Entry::Rule(rule) = entry else { continue };
-                let Some(literals) = required_literals(rule) else {
+                let Some(sets) = required_literals(rule) else {
                     continue;
                 };
                 let Some(op) = &rule.operator else { continue };
                 for s in samples {
                     if op.run(s, false, &crate::macros::NoMacros).is_some() {
                         let lower = s.to_ascii_lowercase();
+                        let holds = |set: &Vec<Vec<u8>>| {
+                            set.iter()
+                                .any(|l| lower.windows(l.len()).any(|w| w == l.as_slice()))
+                        };
                         assert!(
-                            literals
-                                .iter()
-                                .any(|l| lower.windows(l.len()).any(|w| w == l.as_slice())),
+                            sets.iter().all(holds),
                             "rule {} matches {:?} but the prefilter would skip it",
                             rule.id,
                             String::from_utf8_lossy(s)
