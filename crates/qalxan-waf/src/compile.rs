@@ -953,7 +953,11 @@ impl Plan {
             }
         }
         let filters = phases.each_mut().map(|p| crate::prefilter::build(p));
-        stats.prefiltered = filters.iter().map(|f| f.slots).sum();
+        stats.prefiltered = phases
+            .iter()
+            .flatten()
+            .filter(|e| matches!(e, Entry::Rule(r) if r.filter_slot.is_some()))
+            .count();
         if errors.is_empty() {
             Ok(Plan {
                 phases,
