@@ -115,10 +115,9 @@ pub struct Transaction<'p> {
     /// groups searched so far.
     possible: crate::prefilter::Bits,
     searched: crate::prefilter::Bits,
-    /// The current phase's literals in request values as they are, by value (address and
-    /// length): the slots of the rules whose literals occur.
-    raw_hits: Vec<RawValue>,
-    /// Each value's place in `raw_hits`, by address and length.
+    /// What the prefilter learnt this phase of each request value it met, as it is.
+    raw_values: Vec<RawValue>,
+    /// Each value's place in `raw_values`, by address and length.
     raw_index: HashMap<(usize, usize), usize>,
 }
 
@@ -282,7 +281,7 @@ impl<'p> Transaction<'p> {
             )),
             possible: crate::prefilter::Bits::default(),
             searched: crate::prefilter::Bits::default(),
-            raw_hits: Vec::new(),
+            raw_values: Vec::new(),
             raw_index: HashMap::default(),
         }
     }
@@ -782,7 +781,7 @@ impl<'p> Transaction<'p> {
         let filter = &plan.filters[(phase - 1) as usize];
         self.possible.reset(filter.slots);
         self.searched.reset(filter.groups.len());
-        self.raw_hits.clear();
+        self.raw_values.clear();
         self.raw_index.clear();
         let mut i = 0;
         while i < entries.len() {
@@ -798,7 +797,7 @@ impl<'p> Transaction<'p> {
                 .filter_slot
                 .is_some_and(|slot| !self.may_match(filter, slot))
             {
-                // None of its literals occurs: it matches nothing, as evaluating would find.
+                // No value holds its literals: it matches nothing, as evaluating would find.
                 self.matched_vars.clear();
                 continue;
             }
@@ -1026,6 +1025,8 @@ impl<'p> Transaction<'p> {
         self.possible.has(slot)
     }
 
+    /// Searches a group's values for its rules' literals and records which rules may match.
+    /// Out of line: it runs once per group and phase, and inlined it would crowd the rule loop.
     #[inline(never)]
     fn search_group(
         &mut self,
@@ -1034,7 +1035,7 @@ impl<'p> Transaction<'p> {
     ) {
         use crate::prefilter::Bits;
         let mut possible = std::mem::take(&mut self.possible);
-        let mut raw_values = std::mem::take(&mut self.raw_hits);
+        let mut raw_values = std::mem::take(&mut self.raw_values);
         let mut raw_index = std::mem::take(&mut self.raw_index);
         let mut items = recycle(std::mem::take(&mut self.items));
         let mut found = Bits::new(filter.slots);
@@ -1080,7 +1081,7 @@ impl<'p> Transaction<'p> {
             }
         }
         self.items = recycle(items);
-        self.raw_hits = raw_values;
+        self.raw_values = raw_values;
         self.raw_index = raw_index;
         self.possible = possible;
     }
