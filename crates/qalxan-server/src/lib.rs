@@ -275,7 +275,7 @@ pub async fn bootstrap_admin(store: &Store) -> Result<Option<String>, StoreError
     if store.count_users().await? > 0 {
         return Ok(None);
     }
-    let password = auth::generate_password();
+    let password = auth::generate_password_for("admin");
     let password_hash =
         auth::hash_password(&password).map_err(|e| StoreError::Conflict(e.detail))?;
     let created = store

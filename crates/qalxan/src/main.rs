@@ -578,7 +578,7 @@ async fn user_command(store: &Store, cmd: UserCommand) -> Result<()> {
             let (password, generated) = if password_stdin {
                 (read_password_line()?, false)
             } else {
-                (auth::generate_password(), true)
+                (auth::generate_password_for(&name), true)
             };
             auth::check_password_policy(&password, &name)?;
             let password_hash =
@@ -627,7 +627,7 @@ async fn user_command(store: &Store, cmd: UserCommand) -> Result<()> {
             let (password, generated) = if password_stdin {
                 (read_password_line()?, false)
             } else {
-                (auth::generate_password(), true)
+                (auth::generate_password_for(&user.username), true)
             };
             auth::check_password_policy(&password, &user.username)?;
             let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!(e.detail))?;

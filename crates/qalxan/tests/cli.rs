@@ -206,7 +206,10 @@ async fn administration_commands_set_up_accounts_and_tokens() {
         .contains("institution_id: role 'institution' needs an institution"));
     let out = qalxan(&db, &["user", "add", "bob", "--role", "analyst"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already exists"),
+        "{out:?}"
+    );
 
     let out = qalxan(
         &db,

@@ -76,7 +76,7 @@ pub(crate) async fn create_account(
     principal.require(&[Role::Admin])?;
     let (password, generated) = match body.password {
         Some(p) if !p.is_empty() => (p, false),
-        _ => (auth::generate_password(), true),
+        _ => (auth::generate_password_for(&body.username), true),
     };
     auth::check_password_policy(&password, &body.username)?;
     let password_hash = auth::hash_password_blocking(password.clone()).await?;
@@ -114,7 +114,7 @@ pub(crate) async fn reset_account_password(
         .ok_or_else(|| ApiError::not_found("user"))?;
     let (password, generated) = match password {
         Some(p) if !p.is_empty() => (p, false),
-        _ => (auth::generate_password(), true),
+        _ => (auth::generate_password_for(&user.username), true),
     };
     auth::check_password_policy(&password, &user.username)?;
     let hash = auth::hash_password_blocking(password.clone()).await?;
