@@ -530,12 +530,20 @@ fn same_source(a: &Target, b: &Target) -> bool {
 struct Member {
     /// The rule's place in its phase.
     entry: usize,
-    slot: u32,
-    /// Slots of the conditions after the first.
-    extras: Vec<u32>,
-    /// Each condition's slot and literals, the first one's slot being the rule's.
+    /// Each condition's slot and literals; the first one's slot is the rule's. Never empty.
     conditions: Vec<(u32, Vec<Vec<u8>>)>,
     sources: Vec<Target>,
+}
+
+impl Member {
+    fn slot(&self) -> u32 {
+        self.conditions.first().map_or(0, |(s, _)| *s)
+    }
+
+    /// Slots of the conditions after the first.
+    fn extras(&self) -> Vec<u32> {
+        self.conditions.iter().skip(1).map(|(s, _)| *s).collect()
+    }
 }
 
 /// A group being gathered.
@@ -566,8 +574,6 @@ pub(crate) fn build(entries: &mut [Entry]) -> PhaseFilter {
             .collect();
         let member = Member {
             entry: at,
-            slot: 0,
-            extras: Vec::new(),
             conditions: sets.into_iter().map(|set| (0, set)).collect(),
             sources,
         };
@@ -587,12 +593,10 @@ pub(crate) fn build(entries: &mut [Entry]) -> PhaseFilter {
     let mut slots = 0u32;
     for pending in &mut by_chain {
         for m in &mut pending.members {
-            m.slot = slots;
             for (slot, _) in &mut m.conditions {
                 *slot = slots;
                 slots += 1;
             }
-            m.extras = m.conditions.iter().skip(1).map(|(s, _)| *s).collect();
         }
     }
     let conditions: Vec<(u32, Vec<Vec<u8>>)> = by_chain
@@ -608,9 +612,9 @@ pub(crate) fn build(entries: &mut [Entry]) -> PhaseFilter {
             continue;
         };
         for m in &members {
-            group_of[m.slot as usize] = groups.len() as u32;
+            group_of[m.slot() as usize] = groups.len() as u32;
             if let Some(Entry::Rule(rule)) = entries.get_mut(m.entry) {
-                rule.filter_slot = Some(m.slot);
+                rule.filter_slot = Some(m.slot());
             }
         }
         groups.push(g)
@@ -731,7 +735,7 @@ fn group(pending: Pending, members: &[Member], slots: usize) -> Option<Group> {
         transform_ids,
         ..
     } = pending;
-    let first = members.iter().map(|m| m.slot).min()? as usize;
+    let first = members.iter().map(Member::slot).min()? as usize;
     let last = members
         .iter()
         .flat_map(|m| m.conditions.iter().map(|(s, _)| *s))
@@ -752,10 +756,11 @@ fn group(pending: Pending, members: &[Member], slots: usize) -> Option<Group> {
                     sources.len() - 1
                 }
             };
-            if m.extras.is_empty() {
-                sources[at].readers.set(m.slot);
-            } else if !sources[at].combined.iter().any(|(s, _)| *s == m.slot) {
-                sources[at].combined.push((m.slot, m.extras.clone()));
+            let (slot, extras) = (m.slot(), m.extras());
+            if extras.is_empty() {
+                sources[at].readers.set(slot);
+            } else if !sources[at].combined.iter().any(|(s, _)| *s == slot) {
+                sources[at].combined.push((slot, extras));
             }
         }
     }
