@@ -129,24 +129,42 @@ pub fn import_text(text: &str, source: &str, default_tlp: Tlp) -> Result<Import,
         }
         return Ok(out);
     }
-    for (n, line) in lines {
-        if out.indicators.len() >= MAX_OBJECTS {
-            return Err(FormatError::new(
-                format!("line {}", n + 1),
-                format!("more than {MAX_OBJECTS} indicators"),
-            ));
-        }
-        // Feeds often add a comment after the value.
-        let value = line.split(['#', '\t']).next().unwrap_or_default().trim();
-        let value = value.split(' ').next().unwrap_or_default();
-        match Observable::guess(value) {
-            Ok(ob) => {
-                let mut ind = Indicator::new(ob, source);
-                ind.tlp = default_tlp;
-                out.indicators.push(ind);
+    let lines: Vec<(usize, &str)> = lines.collect();
+    if lines.len() > MAX_OBJECTS {
+        let n = lines.get(MAX_OBJECTS).map_or(0, |(n, _)| *n);
+        return Err(FormatError::new(
+            format!("line {}", n + 1),
+            format!("more than {MAX_OBJECTS} values"),
+        ));
+    }
+    // Plain lists are the big feeds (millions of hashes): their lines are read on every core,
+    // in chunks whose results are joined in the file's order.
+    use rayon::prelude::*;
+    let parts: Vec<(Vec<Indicator>, Vec<String>)> = lines
+        .par_chunks(16 * 1024)
+        .map(|chunk| {
+            let mut indicators = Vec::with_capacity(chunk.len());
+            let mut skipped = Vec::new();
+            for (n, line) in chunk {
+                // Feeds often add a comment after the value.
+                let value = line.split(['#', '\t']).next().unwrap_or_default().trim();
+                let value = value.split(' ').next().unwrap_or_default();
+                match Observable::guess(value) {
+                    Ok(ob) => {
+                        let mut ind = Indicator::new(ob, source);
+                        ind.tlp = default_tlp;
+                        indicators.push(ind);
+                    }
+                    Err(e) => skipped.push(format!("line {}: {e}", n + 1)),
+                }
             }
-            Err(e) => out.skipped.push(format!("line {}: {e}", n + 1)),
-        }
+            (indicators, skipped)
+        })
+        .collect();
+    out.indicators.reserve(lines.len());
+    for (indicators, skipped) in parts {
+        out.indicators.extend(indicators);
+        out.skipped.extend(skipped);
     }
     Ok(out)
 }

@@ -423,33 +423,50 @@ pub fn stable_uuid(name: &str) -> uuid::Uuid {
     uuid::Builder::from_random_bytes(*v5.as_bytes()).into_uuid()
 }
 
-/// A new object id whose UUID sorts by creation: Unix milliseconds, then `seq`, then random
-/// bits, in version 4 form (what STIX wants for domain objects). Stores index objects by id:
-/// ids that grow with time are appended to that index instead of scattered through it, which
-/// made SQLite's bulk import of generated objects 2.5 times faster (measured on 300,000
-/// objects). Unique as long as (`ms`, `seq`) is, and the random tail covers the rest.
-pub fn sequential_id(object_type: &str, ms: i64, seq: u32) -> String {
-    let t = ms.max(0).to_be_bytes();
-    let r = *uuid::Uuid::new_v4().as_bytes();
-    let b = [
-        t[2],
-        t[3],
-        t[4],
-        t[5],
-        t[6],
-        t[7],
-        0x40 | ((seq >> 24) & 0x0f) as u8,
-        (seq >> 16) as u8,
-        0x80 | ((seq >> 10) & 0x3f) as u8,
-        (seq >> 2) as u8,
-        ((seq & 0x3) << 6) as u8 | (r[0] & 0x3f),
-        r[1],
-        r[2],
-        r[3],
-        r[4],
-        r[5],
-    ];
-    format!("{object_type}--{}", uuid::Uuid::from_bytes(b))
+/// Ids for the objects one batch generates (an import gives each new indicator a STIX
+/// object), in version-4 UUID form and sorting by creation: 48 bits of Unix milliseconds, 26
+/// random bits drawn once per batch, then a 48-bit number the caller makes unique within the
+/// batch (the store uses the indicator's row id, so it can write the ids in one SQL statement,
+/// `printf('%08x-%04x-4%03x-%04x-%012x', ...)` of [`IdBatch::parts`]). Stores index objects by
+/// id: ids that grow with time are appended to that index instead of scattered through it,
+/// which made SQLite's bulk import of generated objects 2.5 times faster (measured on 300,000
+/// objects). The random bits keep two deployments generating at the same millisecond apart.
+#[derive(Debug, Clone, Copy)]
+pub struct IdBatch {
+    ms: i64,
+    random_a: u16,
+    random_b: u16,
+}
+
+impl IdBatch {
+    pub fn new(ms: i64) -> IdBatch {
+        let r = *uuid::Uuid::new_v4().as_bytes();
+        IdBatch {
+            ms: ms.clamp(0, (1 << 48) - 1),
+            random_a: u16::from_be_bytes([r[0], r[1]]) & 0x0fff,
+            random_b: u16::from_be_bytes([r[2], r[3]]) & 0x3fff,
+        }
+    }
+
+    /// The integers of the UUID's groups before the last: time high (32 bits), time low (16),
+    /// the 12 bits after the version nibble `4`, and the group with the variant bits set.
+    pub fn parts(&self) -> [i64; 4] {
+        [
+            self.ms >> 16,
+            self.ms & 0xffff,
+            i64::from(self.random_a),
+            0x8000 | i64::from(self.random_b),
+        ]
+    }
+
+    /// The id of object `n` of the batch.
+    pub fn id(&self, object_type: &str, n: u64) -> String {
+        let [hi, lo, a, b] = self.parts();
+        format!(
+            "{object_type}--{hi:08x}-{lo:04x}-4{a:03x}-{b:04x}-{:012x}",
+            n & 0xffff_ffff_ffff
+        )
+    }
 }
 
 /// Who a bundle Qalxan writes says it is from.
@@ -572,20 +589,20 @@ pub fn bundle(mut objects: Vec<Value>) -> Value {
 }
 
 #[cfg(test)]
-mod sequential_tests {
-    use super::sequential_id;
+mod id_batch_tests {
+    use super::IdBatch;
 
     #[test]
-    fn sequential_ids_are_v4_and_sort_by_time_then_sequence() {
-        let ids: Vec<String> = [
-            (1_700_000_000_000, 0),
-            (1_700_000_000_000, 1),
-            (1_700_000_000_000, 70_000),
-            (1_700_000_000_001, 0),
-        ]
-        .iter()
-        .map(|(ms, seq)| sequential_id("indicator", *ms, *seq))
-        .collect();
+    fn batch_ids_are_v4_and_sort_by_time_then_number() {
+        let first = IdBatch::new(1_700_000_000_000);
+        let later = IdBatch::new(1_700_000_000_001);
+        let ids = [
+            first.id("indicator", 0),
+            first.id("indicator", 1),
+            first.id("indicator", 70_000),
+            first.id("indicator", (1 << 48) - 1),
+            later.id("indicator", 0),
+        ];
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(ids, sorted);

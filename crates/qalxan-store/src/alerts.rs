@@ -8,7 +8,8 @@
 //! a person makes to an alert does.
 
 use crate::audit::{self, Change};
-use crate::{json_column, json_rows, parse_column, Actor, Backend, Col, Result, Store, StoreError};
+use crate::rows::{Col, Rows};
+use crate::{json_column, parse_column, Actor, Backend, Result, Store, StoreError};
 use qalxan_core::{now_millis, FieldError, InstitutionId, Severity, Timestamp};
 use qalxan_incident::alert::MAX_OBSERVABLES;
 use qalxan_incident::{AlertDraft, AlertStatus};
@@ -268,8 +269,13 @@ impl Store {
             for row in rows {
                 live.insert(row.try_get("key")?, row);
             }
-            let mut updates = Vec::new();
+            use Col::{Int, Text};
+            let mut updates = Rows::new(self.backend, &[Int, Int, Int, Text, Text, Text, Int]);
             let mut inserts = Vec::new();
+            let mut insert_rows = Rows::new(
+                self.backend,
+                &[Text, Text, Text, Text, Int, Text, Text, Int, Int, Int, Int],
+            );
             for (j, g) in chunk.iter().enumerate() {
                 let existing = match live.get(&g.key) {
                     Some(row) if row.try_get::<i64, _>("last_seen")? >= g.first - window_ms => {
@@ -289,78 +295,73 @@ impl Store {
                             sources.push(source.to_owned());
                         }
                         let last_seen = row.try_get::<i64, _>("last_seen")?.max(g.last);
-                        updates.push(serde_json::json!([
-                            id,
-                            g.count,
-                            last_seen,
-                            severity.max(g.severity).as_str(),
-                            serde_json::to_string(&observables).unwrap_or_default(),
-                            serde_json::to_string(&sources).unwrap_or_default(),
-                            now,
-                        ]));
+                        updates.push([
+                            id.into(),
+                            g.count.into(),
+                            last_seen.into(),
+                            severity.max(g.severity).as_str().into(),
+                            serde_json::to_string(&observables)
+                                .unwrap_or_default()
+                                .into(),
+                            serde_json::to_string(&sources).unwrap_or_default().into(),
+                            now.into(),
+                        ]);
                         ids[base + j] = id;
                         summary.aggregated += 1;
                     }
                     None => {
-                        inserts.push((
-                            base + j,
-                            serde_json::json!([
-                                g.key,
-                                g.rule,
-                                g.title,
-                                g.severity.as_str(),
-                                g.institution_id,
-                                serde_json::to_string(&g.observables).unwrap_or_default(),
-                                serde_json::to_string(&[source]).unwrap_or_default(),
-                                g.count,
-                                g.first,
-                                g.last,
-                                now,
-                            ]),
-                        ));
+                        inserts.push(base + j);
+                        insert_rows.push([
+                            g.key.as_str().into(),
+                            g.rule.as_str().into(),
+                            g.title.as_str().into(),
+                            g.severity.as_str().into(),
+                            g.institution_id.into(),
+                            serde_json::to_string(&g.observables)
+                                .unwrap_or_default()
+                                .into(),
+                            serde_json::to_string(&[source]).unwrap_or_default().into(),
+                            g.count.into(),
+                            g.first.into(),
+                            g.last.into(),
+                            now.into(),
+                        ]);
                     }
                 }
             }
             if !updates.is_empty() {
-                use Col::{Int, Text};
-                let rows = json_rows(self.backend, &[Int, Int, Int, Text, Text, Text, Int]);
-                sqlx::query(&format!(
+                let sql = format!(
                     "UPDATE alerts SET count = alerts.count + r.c1, last_seen = r.c2, \
                      severity = r.c3, observables = r.c4, sources = r.c5, updated_at = r.c6 \
-                     FROM ({rows}) AS r WHERE alerts.id = r.c0"
-                ))
-                .bind(serde_json::Value::Array(updates).to_string())
-                .execute(&mut *tx)
-                .await?;
+                     FROM ({}) AS r WHERE alerts.id = r.c0",
+                    updates.source()
+                );
+                updates.bind(sqlx::query(&sql)).execute(&mut *tx).await?;
             }
             if !inserts.is_empty() {
-                use Col::{Int, Text};
-                let rows = json_rows(
-                    self.backend,
-                    &[Text, Text, Text, Text, Int, Text, Text, Int, Int, Int, Int],
-                );
-                let body: Vec<serde_json::Value> = inserts.iter().map(|(_, v)| v.clone()).collect();
-                let created = sqlx::query(&format!(
+                let sql = format!(
                     "INSERT INTO alerts (key, rule, title, severity, institution_id, observables, \
                      sources, count, first_seen, last_seen, updated_at, status) \
                      SELECT r.c0, r.c1, r.c2, r.c3, r.c4, r.c5, r.c6, r.c7, r.c8, r.c9, r.c10, \
-                     'open' FROM ({rows}) AS r RETURNING id"
-                ))
-                .bind(serde_json::Value::Array(body).to_string())
-                .fetch_all(&mut *tx)
-                .await?;
+                     'open' FROM ({}) AS r RETURNING id",
+                    insert_rows.source()
+                );
+                let created = insert_rows
+                    .bind(sqlx::query(&sql))
+                    .fetch_all(&mut *tx)
+                    .await?;
                 // SQLite and PostgreSQL return rows of INSERT ... SELECT in the SELECT's order.
                 if created.len() != inserts.len() {
                     return Err(StoreError::Conflict(
                         "alert insert returned an unexpected number of rows".into(),
                     ));
                 }
-                for ((slot, _), row) in inserts.iter().zip(&created) {
+                for (slot, row) in inserts.iter().zip(&created) {
                     ids[*slot] = row.try_get(0)?;
                 }
                 summary.created += inserts.len();
                 let mut per_institution: HashMap<Option<i64>, i64> = HashMap::new();
-                for (slot, _) in &inserts {
+                for slot in &inserts {
                     *per_institution
                         .entry(groups[*slot].institution_id)
                         .or_default() += 1;

@@ -7,12 +7,14 @@
 //! confidence win, the new source is added, `last_seen` moves forward.
 
 use crate::audit::{self, Change};
-use crate::{json_rows, Actor, Col, Result, Store, StoreError};
+use crate::rows::{Col, Rows};
+use crate::{Actor, Result, Store, StoreError};
 use qalxan_core::{now_millis, InstitutionId, Timestamp, Tlp};
 use qalxan_intel::{Indicator, Kind, Observable};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The collection imports go to unless told otherwise.
@@ -174,14 +176,37 @@ fn from_row(row: &AnyRow, sources: Vec<String>) -> Result<IndicatorRecord> {
 }
 
 /// Merges reports of the same value within one import, so one statement never touches a row
-/// twice (PostgreSQL refuses that).
-fn merge_batch(indicators: &[Indicator]) -> Vec<(Indicator, Vec<String>)> {
-    let mut index: HashMap<(Kind, &str), usize> = HashMap::new();
-    let mut out: Vec<(Indicator, Vec<String>)> = Vec::new();
-    for ind in indicators {
-        match index.get(&(ind.kind, ind.value.as_str())) {
-            Some(&i) => {
-                let (m, sources) = &mut out[i];
+/// twice (PostgreSQL refuses that), and returns them in the order of the `(kind, value)` index:
+/// each chunk of an import then lands on neighbouring pages of that index instead of random
+/// ones (1 M new values into SQLite: 7.7 s in the indicator statements instead of 23 s).
+/// Reports are borrowed; only a value reported twice is copied, to merge into.
+fn merge_batch(indicators: &[Indicator]) -> Vec<Merged<'_>> {
+    // Sorted on keys held in the vector (kind, the value's first 8 bytes, position) so that most
+    // comparisons read no indicator: comparing through references cost 1.3 s per million
+    // values in cache misses. The position makes it stable: the first report of a value is
+    // the one the others merge into.
+    let mut order: Vec<(&'static str, u64, usize)> = indicators
+        .iter()
+        .enumerate()
+        .map(|(i, ind)| {
+            let mut head = [0u8; 8];
+            let v = ind.value.as_bytes();
+            let n = v.len().min(8);
+            head[..n].copy_from_slice(&v[..n]);
+            (ind.kind.as_str(), u64::from_be_bytes(head), i)
+        })
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
+            .then_with(|| indicators[a.2].value.cmp(&indicators[b.2].value))
+            .then(a.2.cmp(&b.2))
+    });
+    let mut out: Vec<Merged<'_>> = Vec::with_capacity(order.len());
+    for ind in order.into_iter().map(|(_, _, i)| &indicators[i]) {
+        match out.last_mut() {
+            Some((m, sources)) if m.kind == ind.kind && m.value == ind.value => {
+                let m = m.to_mut();
                 m.tlp = m.tlp.max(ind.tlp);
                 m.confidence = m.confidence.max(ind.confidence);
                 m.blocking |= ind.blocking;
@@ -196,17 +221,79 @@ fn merge_batch(indicators: &[Indicator]) -> Vec<(Indicator, Vec<String>)> {
                     .or(m.first_seen)
                     .or(ind.first_seen);
                 m.last_seen = m.last_seen.max(ind.last_seen);
-                if !sources.contains(&ind.source) {
-                    sources.push(ind.source.clone());
+                if ind.source != m.source && !sources.contains(&ind.source.as_str()) {
+                    sources.push(&ind.source);
                 }
             }
-            None => {
-                index.insert((ind.kind, ind.value.as_str()), out.len());
-                out.push((ind.clone(), vec![ind.source.clone()]));
-            }
+            _ => out.push((Cow::Borrowed(ind), Vec::new())),
         }
     }
     out
+}
+
+/// A value to import, and the sources that reported it besides its `source`.
+type Merged<'a> = (Cow<'a, Indicator>, Vec<&'a str>);
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+const INDICATOR_COLS: &[Col] = {
+    use Col::{Int, Text};
+    &[
+        Text, Text, Text, Int, Int, Text, Text, Int, Int, Int, Text, Int, Text, Int,
+    ]
+};
+const SOURCE_COLS: &[Col] = &[Col::Text, Col::Text, Col::Text, Col::Int];
+
+/// A chunk of an import as its upsert (`statements`: the text for a full chunk, for the last
+/// one), bound, and its source rows when the import has several sources.
+fn bind_indicators<'q>(
+    backend: crate::Backend,
+    chunk: &'q [Merged<'_>],
+    statements: (&'q str, &'q str),
+    several_sources: bool,
+    now: i64,
+) -> (AnyQuery<'q>, Rows<'q>) {
+    let mut rows = Rows::new(backend, INDICATOR_COLS);
+    let mut sources = Rows::new(backend, SOURCE_COLS);
+    for (ind, srcs) in chunk {
+        rows.push([
+            ind.kind.as_str().into(),
+            ind.value.as_str().into(),
+            ind.tlp.as_str().into(),
+            tlp_rank(ind.tlp).into(),
+            i64::from(ind.confidence).into(),
+            if ind.tags.is_empty() {
+                "[]".into()
+            } else {
+                serde_json::to_string(&ind.tags)
+                    .unwrap_or_else(|_| "[]".to_owned())
+                    .into()
+            },
+            ind.description.as_str().into(),
+            ind.first_seen.into(),
+            ind.last_seen.into(),
+            ind.valid_until.into(),
+            ind.stix_id.as_deref().into(),
+            i64::from(ind.blocking).into(),
+            ind.warninglist.as_deref().unwrap_or_default().into(),
+            now.into(),
+        ]);
+        if several_sources {
+            for s in std::iter::once(ind.source.as_str()).chain(srcs.iter().copied()) {
+                sources.push([
+                    ind.kind.as_str().into(),
+                    ind.value.as_str().into(),
+                    s.into(),
+                    now.into(),
+                ]);
+            }
+        }
+    }
+    let sql = if chunk.len() == BATCH {
+        statements.0
+    } else {
+        statements.1
+    };
+    (rows.bind(sqlx::query(sql)), sources)
 }
 
 /// A STIX object's version: `modified`, else `created`, else "" (SCOs have neither).
@@ -301,18 +388,25 @@ impl Store {
         let merged = merge_batch(indicators);
         let mut summary = ImportSummary::default();
         let mut tx = self.write.begin().await?;
-        // This import's rows are those whose updated_at is `now`: make it a time no earlier
-        // import used, so the sources and counts below can select them in one statement.
+        // This import's rows are those whose updated_at is `now` (and, for new ones, created_at
+        // too): make it a time no earlier import used, so the sources, generated objects and
+        // counts below can select them instead of collecting ids row by row.
         let latest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(updated_at), 0) FROM indicators")
             .fetch_one(&mut *tx)
             .await?;
         let now = now_millis().max(latest + 1);
         // One source for the whole import (a file, a feed): its source rows are written in one
-        // statement at the end instead of row by row.
-        let single_source = merged
-            .first()
-            .map(|(_, s)| s.clone())
-            .filter(|first| first.len() == 1 && merged.iter().all(|(_, s)| s == first));
+        // statement at the end instead of chunk by chunk.
+        let single_source: Option<&str> = match merged.first() {
+            Some((first, _))
+                if merged
+                    .iter()
+                    .all(|(i, others)| others.is_empty() && i.source == first.source) =>
+            {
+                Some(first.source.as_str())
+            }
+            _ => None,
+        };
         let exists: Option<String> =
             sqlx::query_scalar("SELECT id FROM taxii_collections WHERE id = $1")
                 .bind(collection)
@@ -323,127 +417,56 @@ impl Store {
         }
         let identity = qalxan_intel::stix::cert_identity(CERT_NAME);
         let default_tlp = indicators.iter().map(|i| i.tlp).max().unwrap_or(Tlp::Amber);
-        // Objects generated so far: the sequence in their ids.
-        let mut generated_seq: u32 = 0;
-        let version = qalxan_intel::stix::format_time(now);
-        use Col::{Int, Text};
-        let source_rows = json_rows(
-            self.backend,
-            &[
-                Text, Text, Text, Int, Int, Text, Text, Int, Int, Int, Text, Int, Text,
-            ],
-        );
-        let mut insert = format!(
-            "INSERT INTO indicators (kind, value, tlp, tlp_rank, confidence, tags, description, \
-             first_seen, last_seen, valid_until, stix_id, blocking, warninglist, sightings, \
-             created_at, updated_at) SELECT {}, 0, $2, $2 FROM ({source_rows}) AS r WHERE true \
-             ON CONFLICT (kind, value) DO UPDATE SET \
-             tlp = CASE WHEN excluded.tlp_rank > indicators.tlp_rank THEN excluded.tlp ELSE indicators.tlp END, \
-             tlp_rank = CASE WHEN excluded.tlp_rank > indicators.tlp_rank THEN excluded.tlp_rank ELSE indicators.tlp_rank END, \
-             confidence = CASE WHEN excluded.confidence > indicators.confidence THEN excluded.confidence ELSE indicators.confidence END, \
-             tags = CASE WHEN indicators.tags = '[]' THEN excluded.tags ELSE indicators.tags END, \
-             description = CASE WHEN indicators.description = '' THEN excluded.description ELSE indicators.description END, \
-             first_seen = CASE WHEN indicators.first_seen IS NULL OR excluded.first_seen < indicators.first_seen THEN excluded.first_seen ELSE indicators.first_seen END, \
-             last_seen = CASE WHEN indicators.last_seen IS NULL OR excluded.last_seen > indicators.last_seen THEN excluded.last_seen ELSE indicators.last_seen END, \
-             valid_until = CASE WHEN excluded.valid_until IS NULL THEN indicators.valid_until ELSE excluded.valid_until END, \
-             stix_id = CASE WHEN indicators.stix_id IS NULL THEN excluded.stix_id ELSE indicators.stix_id END, \
-             blocking = CASE WHEN excluded.blocking = 1 THEN 1 ELSE indicators.blocking END, \
-             updated_at = excluded.updated_at",
-            cols(13)
-        );
-        // Which rows are new: only they get a generated STIX object (a value reported again
-        // must not become a new version of its object).
-        insert.push_str(" RETURNING id, kind, value, created_at");
-        for chunk in merged.chunks(BATCH) {
-            let rows: Vec<serde_json::Value> = chunk
-                .iter()
-                .map(|(ind, _)| {
-                    serde_json::json!([
-                        ind.kind.as_str(),
-                        ind.value,
-                        ind.tlp.as_str(),
-                        tlp_rank(ind.tlp),
-                        ind.confidence,
-                        serde_json::to_string(&ind.tags).unwrap_or_else(|_| "[]".to_owned()),
-                        ind.description,
-                        ind.first_seen,
-                        ind.last_seen,
-                        ind.valid_until,
-                        ind.stix_id,
-                        i64::from(ind.blocking),
-                        ind.warninglist.clone().unwrap_or_default(),
-                    ])
-                })
-                .collect();
-            let q = sqlx::query(&insert)
-                .bind(serde_json::Value::Array(rows).to_string())
-                .bind(now);
-            let mut ids: HashMap<(String, String), (i64, bool)> = HashMap::new();
-            for row in q.fetch_all(&mut *tx).await? {
-                let created: i64 = row.try_get("created_at")?;
-                ids.insert(
-                    (row.try_get("kind")?, row.try_get("value")?),
-                    (row.try_get("id")?, created == now),
-                );
-            }
-            let mut pairs = Vec::new();
-            let mut generated = Vec::new();
-            for (ind, sources) in chunk {
-                let Some(&(id, new)) = ids.get(&(ind.kind.as_str().to_owned(), ind.value.clone()))
-                else {
-                    continue;
-                };
-                if single_source.is_none() {
-                    for s in sources {
-                        pairs.push((id, s.clone()));
-                    }
-                }
-                if new && ind.stix_id.is_none() {
-                    generated_seq += 1;
-                    generated.push(serde_json::json!([
-                        qalxan_intel::stix::sequential_id("indicator", now, generated_seq),
-                        version,
-                        tlp_rank(ind.tlp),
-                        id,
-                    ]));
-                }
-            }
-            if !pairs.is_empty() {
-                let rows: Vec<serde_json::Value> = pairs
-                    .iter()
-                    .map(|(id, s)| serde_json::json!([id, s]))
-                    .collect();
-                sqlx::query(&format!(
+        let upsert = |len: usize| {
+            format!(
+                "INSERT INTO indicators (kind, value, tlp, tlp_rank, confidence, tags, description, \
+                 first_seen, last_seen, valid_until, stix_id, blocking, warninglist, sightings, \
+                 created_at, updated_at) SELECT {}, 0, r.c13, r.c13 FROM ({}) AS r WHERE true \
+                 ON CONFLICT (kind, value) DO UPDATE SET \
+                 tlp = CASE WHEN excluded.tlp_rank > indicators.tlp_rank THEN excluded.tlp ELSE indicators.tlp END, \
+                 tlp_rank = CASE WHEN excluded.tlp_rank > indicators.tlp_rank THEN excluded.tlp_rank ELSE indicators.tlp_rank END, \
+                 confidence = CASE WHEN excluded.confidence > indicators.confidence THEN excluded.confidence ELSE indicators.confidence END, \
+                 tags = CASE WHEN indicators.tags = '[]' THEN excluded.tags ELSE indicators.tags END, \
+                 description = CASE WHEN indicators.description = '' THEN excluded.description ELSE indicators.description END, \
+                 first_seen = CASE WHEN indicators.first_seen IS NULL OR excluded.first_seen < indicators.first_seen THEN excluded.first_seen ELSE indicators.first_seen END, \
+                 last_seen = CASE WHEN indicators.last_seen IS NULL OR excluded.last_seen > indicators.last_seen THEN excluded.last_seen ELSE indicators.last_seen END, \
+                 valid_until = CASE WHEN excluded.valid_until IS NULL THEN indicators.valid_until ELSE excluded.valid_until END, \
+                 stix_id = CASE WHEN indicators.stix_id IS NULL THEN excluded.stix_id ELSE indicators.stix_id END, \
+                 blocking = CASE WHEN excluded.blocking = 1 THEN 1 ELSE indicators.blocking END, \
+                 updated_at = excluded.updated_at",
+                cols(13),
+                Rows::source_for(self.backend, INDICATOR_COLS, len)
+            )
+        };
+        // Every chunk but the last is full: two statement texts serve the whole import.
+        let upsert_full = upsert(BATCH.min(merged.len()));
+        let upsert_last = upsert(merged.len() % BATCH);
+        let statements = (upsert_full.as_str(), upsert_last.as_str());
+        let several_sources = single_source.is_none();
+        let prepare =
+            |chunk| bind_indicators(self.backend, chunk, statements, several_sources, now);
+        // The next chunk is bound while the database writes this one (on SQLite, in the
+        // driver's own thread): the two halves of the work overlap instead of taking turns.
+        let mut chunks = merged.chunks(BATCH);
+        let mut next = chunks.next().map(prepare);
+        while let Some((upsert, sources)) = next.take() {
+            let (written, prepared) = tokio::join!(upsert.execute(&mut *tx), async {
+                chunks.next().map(prepare)
+            });
+            written?;
+            next = prepared;
+            if !sources.is_empty() {
+                let insert = format!(
                     "INSERT INTO indicator_sources (indicator_id, source, added_at) \
-                     SELECT r.c0, r.c1, $2 FROM ({}) AS r WHERE true \
+                     SELECT i.id, r.c2, r.c3 FROM ({}) AS r \
+                     JOIN indicators i ON i.kind = r.c0 AND i.value = r.c1 WHERE true \
                      ON CONFLICT (indicator_id, source) DO NOTHING",
-                    json_rows(self.backend, &[Col::Int, Col::Text])
-                ))
-                .bind(serde_json::Value::Array(rows).to_string())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            // Generated objects are drawn from their indicator when read (`stix_objects`):
-            // only their row is written here.
-            if !generated.is_empty() {
-                summary.objects += sqlx::query(&format!(
-                    "INSERT INTO stix_objects (collection_id, stix_id, type, spec_version, \
-                     version, tlp_rank, added_at, body, indicator_id) \
-                     SELECT $2, r.c0, 'indicator', '2.1', r.c1, r.c2, $3, '', r.c3 \
-                     FROM ({}) AS r WHERE true \
-                     ON CONFLICT (collection_id, stix_id, version) DO NOTHING",
-                    json_rows(self.backend, &[Text, Text, Int, Int])
-                ))
-                .bind(serde_json::Value::Array(generated).to_string())
-                .bind(collection.to_owned())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                    sources.source()
+                );
+                sources.bind(sqlx::query(&insert)).execute(&mut *tx).await?;
             }
         }
-        if let Some(source) = single_source.as_ref().and_then(|s| s.first()) {
+        if let Some(source) = single_source {
             sqlx::query(
                 "INSERT INTO indicator_sources (indicator_id, source, added_at) \
                  SELECT id, $1, $2 FROM indicators WHERE updated_at = $2 \
@@ -454,6 +477,42 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        // New indicators that came without a STIX object get one, so TAXII serves everything
+        // the CERT knows; a value reported again must not become a new version of its object.
+        // Generated objects are drawn from their indicator when read (`stix_objects`): only
+        // their row is written here.
+        // One statement: the ids are made in SQL from the batch's parts and the row id
+        // (`IdBatch`), rows come from the updated_at index in id order, so ids append.
+        let batch = qalxan_intel::stix::IdBatch::new(now);
+        let id = match self.backend {
+            crate::Backend::Sqlite => {
+                "printf('indicator--%08x-%04x-4%03x-%04x-%012x', $3, $4, $5, $6, id)"
+            }
+            crate::Backend::Postgres => {
+                "'indicator--' || lpad(to_hex($3::bigint), 8, '0') || '-' \
+                 || lpad(to_hex($4::bigint), 4, '0') || '-4' || lpad(to_hex($5::bigint), 3, '0') \
+                 || '-' || to_hex($6::bigint) || '-' || lpad(to_hex(id), 12, '0')"
+            }
+        };
+        let [hi, lo, a, b] = batch.parts();
+        let generated = sqlx::query(&format!(
+            "INSERT INTO stix_objects (collection_id, stix_id, type, spec_version, version, \
+             tlp_rank, added_at, body, indicator_id) \
+             SELECT $2, {id}, 'indicator', '2.1', $7, tlp_rank, $1, '', id FROM indicators \
+             WHERE updated_at = $1 AND created_at = $1 AND stix_id IS NULL ORDER BY id \
+             ON CONFLICT (collection_id, stix_id, version) DO NOTHING"
+        ))
+        .bind(now)
+        .bind(collection)
+        .bind(hi)
+        .bind(lo)
+        .bind(a)
+        .bind(b)
+        .bind(qalxan_intel::stix::format_time(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        summary.objects += generated;
         let counts = sqlx::query(
             "SELECT COUNT(*) AS touched, COALESCE(SUM(CASE WHEN created_at = $1 THEN 1 ELSE 0 END), 0) AS added \
              FROM indicators WHERE updated_at = $1",
@@ -465,7 +524,7 @@ impl Store {
         let added: i64 = counts.try_get("added")?;
         summary.added = added as u64;
         summary.updated = (touched - added) as u64;
-        if generated_seq > 0 {
+        if generated > 0 {
             let one = std::iter::once(&identity);
             summary.objects +=
                 insert_objects(&mut tx, self.backend, collection, one, default_tlp, now).await?;
@@ -1286,34 +1345,35 @@ async fn insert_objects<'a>(
     now: i64,
 ) -> Result<u64> {
     use Col::{Int, Text};
-    let sql = format!(
-        "INSERT INTO stix_objects (collection_id, stix_id, type, spec_version, version, tlp_rank, \
-         added_at, body) SELECT $2, r.c0, r.c1, r.c2, r.c3, r.c4, $3, r.c5 FROM ({}) AS r WHERE true \
-         ON CONFLICT (collection_id, stix_id, version) DO NOTHING",
-        json_rows(backend, &[Text, Text, Text, Text, Int, Text])
-    );
+    const COLS: &[Col] = &[Text, Text, Text, Text, Int, Text, Text, Int];
     let objects: Vec<&serde_json::Value> = objects.collect();
     let mut added = 0;
     for chunk in objects.chunks(BATCH) {
-        let rows: Vec<serde_json::Value> = chunk
-            .iter()
-            .map(|o| {
-                serde_json::json!([
-                    o["id"].as_str().unwrap_or_default(),
-                    o["type"].as_str().unwrap_or_default(),
-                    o.get("spec_version")
-                        .and_then(|s| s.as_str())
-                        .unwrap_or("2.1"),
-                    object_version(o),
-                    object_tlp_rank(o, default_tlp),
-                    o.to_string(),
-                ])
-            })
-            .collect();
-        added += sqlx::query(&sql)
-            .bind(serde_json::Value::Array(rows).to_string())
-            .bind(collection.to_owned())
-            .bind(now)
+        let mut rows = Rows::new(backend, COLS);
+        for o in chunk {
+            rows.push([
+                o["id"].as_str().unwrap_or_default().into(),
+                o["type"].as_str().unwrap_or_default().into(),
+                o.get("spec_version")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("2.1")
+                    .into(),
+                object_version(o).into(),
+                object_tlp_rank(o, default_tlp).into(),
+                o.to_string().into(),
+                collection.into(),
+                now.into(),
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO stix_objects (collection_id, stix_id, type, spec_version, version, \
+             tlp_rank, added_at, body) SELECT r.c6, r.c0, r.c1, r.c2, r.c3, r.c4, r.c7, r.c5 \
+             FROM ({}) AS r WHERE true \
+             ON CONFLICT (collection_id, stix_id, version) DO NOTHING",
+            rows.source()
+        );
+        added += rows
+            .bind(sqlx::query(&sql))
             .execute(&mut **tx)
             .await?
             .rows_affected();

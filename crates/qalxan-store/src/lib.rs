@@ -21,6 +21,7 @@ mod institutions;
 mod intel;
 mod notifications;
 mod reports;
+mod rows;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod tokens;
@@ -241,9 +242,15 @@ async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
         .acquire_timeout(Duration::from_secs(30))
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
+                // A new database gets 16 KiB pages (SQLite's default is 4 KiB): bulk writes
+                // split and write a quarter as many pages (an import of 1 M values into the
+                // indicator tables: 2.3 s instead of 3.1 s, measured in Python's sqlite3 on the
+                // same schema). It only takes effect before the first write, so it comes
+                // before the switch to WAL, which writes the header; existing files keep theirs.
                 // WAL lets readers run beside the writer; FULL makes each commit durable before
                 // it is acknowledged; foreign keys are off by default in SQLite.
                 for pragma in [
+                    "PRAGMA page_size = 16384",
                     "PRAGMA journal_mode = WAL",
                     "PRAGMA synchronous = FULL",
                     "PRAGMA foreign_keys = ON",
@@ -286,34 +293,6 @@ fn conflict_on_unique(err: sqlx::Error, message: impl FnOnce() -> String) -> Sto
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
         _ => StoreError::Database(err),
     }
-}
-
-/// The column types of a JSON row source.
-#[derive(Clone, Copy)]
-pub(crate) enum Col {
-    Text,
-    Int,
-}
-
-/// A row source over `$1`, a JSON array of arrays: `SELECT c0, c1, ... FROM (...) WHERE true`.
-/// Bulk writes send a whole chunk as one JSON parameter because SQLite's driver looks each bound
-/// parameter up by name, a cost that grows with the square of a statement's parameters
-/// (measured: 400 rows of 16 columns spent 70 % of an import in `sqlite3_bind_parameter_name`).
-pub(crate) fn json_rows(backend: crate::Backend, cols: &[Col]) -> String {
-    let list: Vec<String> = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| match (backend, c) {
-            (crate::Backend::Sqlite, _) => format!("json_extract(j.value, '$[{i}]') AS c{i}"),
-            (crate::Backend::Postgres, Col::Text) => format!("(j->>{i}) AS c{i}"),
-            (crate::Backend::Postgres, Col::Int) => format!("(j->>{i})::bigint AS c{i}"),
-        })
-        .collect();
-    let from = match backend {
-        crate::Backend::Sqlite => "json_each($1) AS j",
-        crate::Backend::Postgres => "json_array_elements($1::json) AS j",
-    };
-    format!("SELECT {} FROM {from} WHERE true", list.join(", "))
 }
 
 /// `SELECT` of the integers in `$1`, a JSON array, for `id IN (...)` with one parameter.

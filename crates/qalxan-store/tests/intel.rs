@@ -355,3 +355,75 @@ async fn an_imported_object_changes_as_a_new_version() {
     assert_eq!(theirs.len(), 1);
     assert_eq!(theirs[0].version, "2024-01-01T00:00:00.000Z");
 }
+
+#[tokio::test]
+async fn one_import_with_several_sources_and_generated_ids() {
+    let db = TestDb::new().await.unwrap();
+    let store = &db.store;
+    let actor = Actor::cli();
+    // Out of order and with repeats, as a merged feed brings them.
+    let reports = vec![
+        ind(Kind::Domain, "zeta.example", "feed-b", Tlp::Amber),
+        ind(Kind::Domain, "alpha.example", "feed-a", Tlp::Green),
+        ind(Kind::Domain, "zeta.example", "feed-a", Tlp::Green),
+        ind(
+            Kind::Md5,
+            "d41d8cd98f00b204e9800998ecf8427e",
+            "feed-c",
+            Tlp::Green,
+        ),
+        ind(Kind::Domain, "zeta.example", "feed-b", Tlp::Red),
+    ];
+    let s = store
+        .import_intel(&actor, "mixed", &reports, &[], CERT_COLLECTION)
+        .await
+        .unwrap();
+    assert_eq!((s.added, s.updated), (3, 0));
+    assert_eq!(
+        s.objects, 4,
+        "3 generated indicators and the CERT's identity"
+    );
+    let all = store
+        .list_indicators(&IndicatorFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let zeta = all.iter().find(|r| r.value == "zeta.example").unwrap();
+    assert_eq!(zeta.sources, vec!["feed-a", "feed-b"]);
+    assert_eq!(zeta.tlp, Tlp::Red, "the most restrictive report wins");
+    let alpha = all.iter().find(|r| r.value == "alpha.example").unwrap();
+    assert_eq!(alpha.sources, vec!["feed-a"]);
+
+    // Generated ids are made in SQL: version-4 UUIDs whose last group is the indicator's row
+    // id, sorting as the rows were created.
+    let cert = store
+        .taxii_collections()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == CERT_COLLECTION)
+        .unwrap();
+    let f = ObjectFilter {
+        types: vec!["indicator".into()],
+        limit: 100,
+        ..Default::default()
+    };
+    let (objs, _) = store.stix_objects(&cert, &f).await.unwrap();
+    assert_eq!(objs.len(), 3);
+    let mut ids: Vec<&str> = Vec::new();
+    for o in &objs {
+        let uuid = o.stix_id.strip_prefix("indicator--").unwrap();
+        let parsed = uuid::Uuid::parse_str(uuid).unwrap();
+        assert_eq!(parsed.get_version_num(), 4, "{uuid}");
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122, "{uuid}");
+        let row = i64::from_str_radix(&uuid[24..], 16).unwrap();
+        assert!(all.iter().any(|r| r.id == row), "{uuid} names a row");
+        ids.push(&o.stix_id);
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 3, "distinct ids");
+}
