@@ -21,6 +21,7 @@ const DIGIT: [u8; 256] = {
 
 /// Exactly `2 * N` hex digits (either case) as `N` bytes; `None` for any other length or a
 /// character that is not a hex digit.
+#[inline]
 pub fn decode<const N: usize>(s: &str) -> Option<[u8; N]> {
     let s = s.as_bytes();
     if s.len() != N * 2 {
