@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod feeds;
 mod live;
+pub mod mail;
 mod metrics;
 pub mod notify;
 mod pages;

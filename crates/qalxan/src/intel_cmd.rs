@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use qalxan_core::Tlp;
+use qalxan_core::{InstitutionId, Tlp};
 use qalxan_intel::compiled::Lists;
 use qalxan_intel::Import;
 use qalxan_store::{Actor, Store, CERT_COLLECTION};
@@ -55,6 +55,18 @@ pub enum IntelCommand {
         /// The partner's API token (else QALXAN_TAXII_TOKEN).
         #[arg(long, env = "QALXAN_TAXII_TOKEN", hide_env_values = true)]
         token: Option<String>,
+    },
+    /// Read e-mail messages (.eml, as received): list the senders, relays, links and
+    /// attachments each carries, with the indicators they match; each match counts as a
+    /// sighting. Exit 0 when one matches, 1 when none does (as grep).
+    Mail {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The institution that received them.
+        #[arg(long)]
+        institution: Option<i64>,
+        #[arg(long)]
+        json: bool,
     },
     /// Print the blocklist the gateway and scanners enforce.
     Lists,
@@ -182,6 +194,11 @@ pub async fn run(store: &Store, cmd: IntelCommand) -> Result<u8> {
             tlp,
             token,
         } => pull(store, &url, &collection, added_after, &tlp, token).await,
+        IntelCommand::Mail {
+            files,
+            institution,
+            json,
+        } => mail(store, &files, institution.map(InstitutionId), json).await,
         IntelCommand::Lists => {
             let (version, items) = store.blocklist().await?;
             write_stdout(&Lists::to_text(&items, &version))?;
@@ -426,6 +443,71 @@ async fn import(store: &Store, args: ImportArgs) -> Result<u8> {
         }
     }
     Ok(if failed { 2 } else { 0 })
+}
+
+/// `intel mail`: each message's observables, matched and counted as sightings.
+async fn mail(
+    store: &Store,
+    files: &[PathBuf],
+    institution: Option<InstitutionId>,
+    json: bool,
+) -> Result<u8> {
+    let mut any = false;
+    for file in files {
+        let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let analysis = qalxan_mail::analyse(&data, &qalxan_mail::Limits::default())
+            .with_context(|| file.display().to_string())?;
+        let matched = qalxan_server::mail::sightings(
+            store,
+            &Actor::cli(),
+            analysis.found,
+            institution,
+            Tlp::Red,
+        )
+        .await?;
+        any |= matched.iter().any(|m| !m.indicators.is_empty());
+        if json {
+            let observables: Vec<serde_json::Value> = matched
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "type": m.found.observable.kind,
+                        "value": m.found.observable.value,
+                        "place": m.found.place,
+                        "indicators": m.indicators.iter().map(|i| i.id).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"file": file.display().to_string(), "subject": analysis.subject, "observables": observables, "skipped": analysis.skipped})
+            );
+            continue;
+        }
+        println!(
+            "{}: {}",
+            file.display(),
+            analysis.subject.as_deref().unwrap_or("(no subject)")
+        );
+        for m in &matched {
+            let ids: Vec<String> = m.indicators.iter().map(|i| format!("#{}", i.id)).collect();
+            println!(
+                "  {} {} ({}){}",
+                m.found.observable.kind,
+                m.found.observable.value,
+                m.found.place,
+                if ids.is_empty() {
+                    String::new()
+                } else {
+                    format!(" matches {}", ids.join(", "))
+                }
+            );
+        }
+        if analysis.skipped > 0 {
+            println!("  {} parts or links left unread (limits)", analysis.skipped);
+        }
+    }
+    Ok(if any { 0 } else { 1 })
 }
 
 /// A TAXII 2.1 client: pages through a collection's objects and imports them.

@@ -753,3 +753,186 @@ async fn configured_feeds_are_pulled_by_the_server() {
         assert!(m.to_string().contains(source), "{value} from {source}: {m}");
     }
 }
+
+/// A phishing message as a mail server would hand it over.
+const PHISH_EML: &str = "Return-Path: <bounce@mailer.bad-bank.example>\r\n\
+Received: from mx.bad-bank.example (mx.bad-bank.example [45.9.148.3])\r\n\
+\tby mx.institution.example with ESMTP id 1; Tue, 24 Nov 2026 10:00:00 +0000\r\n\
+From: \"Your Bank\" <security@bad-bank.example>\r\n\
+Reply-To: collect@drop.example\r\n\
+To: clerk@institution.example\r\n\
+Subject: Verify your account\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\r\n\
+\r\n\
+--b1\r\n\
+Content-Type: text/html\r\n\
+\r\n\
+<p>Please <a href=\"https://login.bad-bank.example/verify?id=1&amp;t=2\">log in</a>.</p>\r\n\
+--b1\r\n\
+Content-Type: application/octet-stream; name=\"invoice.exe\"\r\n\
+Content-Disposition: attachment; filename=\"invoice.exe\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+TVqQAAMAAAAEAAAA\r\n\
+--b1--\r\n";
+
+/// The mail part: a message's senders, relays, links and attachments matched against the
+/// indicators, each match a sighting, from the API and from `qalxan intel mail`.
+#[tokio::test]
+async fn mail_observables_become_sightings() {
+    let server = TestServer::start().await;
+    let analyst = server.api(&server.token(Role::Analyst, None).await);
+    let institution = server.institution("Ministry of Examples").await;
+    let mailgw = server.api(&server.token(Role::Sensor, Some(institution)).await);
+    let auditor = server.api(&server.token(Role::Auditor, None).await);
+    let (status, done) = import(
+        &analyst,
+        b"bad-bank.example\n45.9.148.3\n",
+        "?tlp=green&source=phishing-feed",
+    )
+    .await;
+    assert_eq!(
+        (status, done["added"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "{done}"
+    );
+
+    let post = |api: &common::Api, body: &'static [u8]| {
+        let r = api
+            .request(reqwest::Method::POST, "/api/v1/intel/mail")
+            .header("Content-Type", "message/rfc822")
+            .body(body);
+        async move { common::read(r.send().await.unwrap()).await }
+    };
+    let (status, check) = post(&mailgw, PHISH_EML.as_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{check}");
+    assert_eq!(check["subject"], "Verify your account");
+    assert_eq!(check["blocked"], true, "{check}");
+    let observables = check["observables"].as_array().unwrap();
+    let place_of = |value: &str| {
+        observables.iter().find(|o| o["value"] == value).map(|o| {
+            (
+                o["place"].as_str().unwrap(),
+                o["indicators"].as_array().unwrap().len(),
+            )
+        })
+    };
+    assert_eq!(
+        place_of("security@bad-bank.example"),
+        Some(("From", 1)),
+        "{check}"
+    );
+    assert_eq!(place_of("45.9.148.3"), Some(("Received", 1)));
+    assert_eq!(place_of("collect@drop.example"), Some(("Reply-To", 0)));
+    assert_eq!(place_of("invoice.exe"), Some(("attachment invoice.exe", 0)));
+    let link = observables
+        .iter()
+        .find(|o| o["type"] == "url")
+        .unwrap_or_else(|| panic!("no link in {check}"));
+    assert!(link["value"].as_str().unwrap().contains("t=2"), "{link}");
+    assert_eq!(link["place"], "HTML body");
+    let matched: Vec<&str> = check["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(matched.len(), 2, "each indicator once: {matched:?}");
+
+    // Every match was a sighting by the mail gateway, for its institution.
+    let domain_id = check["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["value"] == "bad-bank.example")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (_, detail) = analyst
+        .get(&format!("/api/v1/intel/indicators/{domain_id}"))
+        .await;
+    let sightings = &detail["sightings"][0];
+    assert_eq!(sightings["sensor"], "token:sensor-token", "{detail}");
+    assert_eq!(sightings["institution_id"], institution.0, "{detail}");
+    assert!(detail["indicator"]["sightings"].as_i64().unwrap() >= 1);
+
+    // Who may hand over mail, and what is not mail.
+    let (status, _) = post(&auditor, PHISH_EML.as_bytes()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an auditor changes nothing");
+
+    // The page: upload through the form (multipart, with the session's CSRF token).
+    let browser = server.admin_browser().await;
+    let (status, html) = browser.page("/intel/mail").await;
+    assert_eq!(status, 200);
+    let form = |csrf: Option<String>| {
+        let mut f = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(PHISH_EML.as_bytes()).file_name("phish.eml"),
+        );
+        if let Some(c) = csrf {
+            f = f.text("csrf", c);
+        }
+        f
+    };
+    let r = browser
+        .client
+        .post(server.url("/intel/mail"))
+        .multipart(form(Some(common::csrf_of(&html))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("2 known indicators in this message"),
+        "{html}"
+    );
+    assert!(html.contains("data-blocked=\"true\""), "{html}");
+    assert!(
+        html.contains(&format!("href=\"/intel/{domain_id}\"")),
+        "{html}"
+    );
+    assert!(html.contains("attachment invoice.exe"), "{html}");
+    let r = browser
+        .client
+        .post(server.url("/intel/mail"))
+        .multipart(form(None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "no CSRF token, no check");
+    let (status, e) = post(&mailgw, b"").await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("body")),
+        "{e}"
+    );
+
+    // The CLI on a stored message: the attachment's hash, once it is an indicator, matches.
+    let sha256 = observables.iter().find(|o| o["type"] == "sha256").unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let db = TestDb::new().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let eml = dir.path().join("phish.eml");
+    std::fs::write(&eml, PHISH_EML).unwrap();
+    let none = qalxan(&db, &["intel", "mail", eml.to_str().unwrap()]);
+    assert_eq!(none.status.code(), Some(1), "{}", text(&none));
+    let list = dir.path().join("hashes.txt");
+    std::fs::write(&list, format!("{sha256}\n")).unwrap();
+    let out = qalxan(&db, &["intel", "import", list.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let found = qalxan(&db, &["intel", "mail", eml.to_str().unwrap()]);
+    assert_eq!(found.status.code(), Some(0), "{}", text(&found));
+    let out = text(&found);
+    assert!(out.contains("phish.eml: Verify your account"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&sha256) && l.contains("(attachment invoice.exe) matches #")),
+        "{out}"
+    );
+    let seen = qalxan(&db, &["intel", "match", &sha256]);
+    assert!(text(&seen).contains("sightings: 1"), "{}", text(&seen));
+}

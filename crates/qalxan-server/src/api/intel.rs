@@ -868,3 +868,115 @@ pub async fn feeds(
     principal.require(&[Role::Admin, Role::Analyst, Role::Auditor])?;
     Ok(Json(state.feed_statuses()))
 }
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MailQuery {
+    /// The institution that received the message (a caller of an institution reports only
+    /// for its own).
+    pub institution_id: Option<qalxan_core::InstitutionId>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MailObservable {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+    /// Where in the message: `From`, `Reply-To`, `Received`, `HTML body`, `attachment x.zip`...
+    pub place: String,
+    /// The indicators it matches (ids); each match was counted as a sighting.
+    pub indicators: Vec<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MailCheck {
+    pub subject: Option<String>,
+    /// Everything the message carries that an indicator could name.
+    pub observables: Vec<MailObservable>,
+    /// The indicators matched, each once.
+    pub matches: Vec<IndicatorRecord>,
+    /// Whether one of them is enforced by the defences.
+    pub blocked: bool,
+    /// Parts or links left unread (too many, too deeply attached).
+    pub skipped: usize,
+}
+
+/// Who may hand over a message: the CERT, mail gateways, and an institution's staff
+/// reporting what reached them.
+pub(crate) const MAIL_SENDERS: &[Role] =
+    &[Role::Admin, Role::Analyst, Role::Sensor, Role::Institution];
+
+/// A mail gateway or an abuse mailbox hands over a message (RFC 5322, as received): its
+/// senders, relays, links and attachments are matched against the indicators, and every match
+/// is counted as a sighting by the caller.
+#[utoipa::path(post, operation_id = "check_mail", path = "/api/v1/intel/mail", tag = "intel",
+    params(MailQuery),
+    request_body(content = Vec<u8>, content_type = "message/rfc822"),
+    responses((status = 200, body = MailCheck), (status = 403, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+pub async fn mail(
+    State(state): State<AppState>,
+    principal: Principal,
+    super::ApiQuery(query): super::ApiQuery<MailQuery>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<MailCheck>, ApiError> {
+    principal.require(MAIL_SENDERS)?;
+    let body = super::upload_body(body, "docs_max_bytes", state.config().docs_max_bytes)?;
+    let institution = super::upload_institution(&principal, query.institution_id, "reports")?;
+    Ok(Json(
+        check_mail(&state, &principal, institution, body).await?,
+    ))
+}
+
+/// A message's observables matched and counted as sightings (the API and the page).
+pub(crate) async fn check_mail(
+    state: &AppState,
+    principal: &Principal,
+    institution: Option<qalxan_core::InstitutionId>,
+    body: axum::body::Bytes,
+) -> Result<MailCheck, ApiError> {
+    let limits = qalxan_mail::Limits {
+        max_bytes: state.config().docs_max_bytes,
+        ..qalxan_mail::Limits::default()
+    };
+    let analysis = tokio::task::spawn_blocking(move || qalxan_mail::analyse(&body, &limits))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| match e {
+            qalxan_mail::MailError::TooLarge { .. } => ApiError::payload_too_large(e.to_string()),
+            qalxan_mail::MailError::NotMail => ApiError::invalid("body", e.to_string()),
+        })?;
+    let matched = crate::mail::sightings(
+        state.store(),
+        &principal.actor(),
+        analysis.found,
+        institution,
+        max_tlp(principal),
+    )
+    .await?;
+    let now = qalxan_core::now_millis();
+    let mut matches: Vec<IndicatorRecord> = Vec::new();
+    let mut observables = Vec::with_capacity(matched.len());
+    for m in matched {
+        observables.push(MailObservable {
+            kind: m.found.observable.kind.as_str().to_owned(),
+            value: m.found.observable.value,
+            place: m.found.place,
+            indicators: m.indicators.iter().map(|i| i.id).collect(),
+        });
+        for i in m.indicators {
+            if !matches.iter().any(|x| x.id == i.id) {
+                matches.push(i);
+            }
+        }
+    }
+    Ok(MailCheck {
+        subject: analysis.subject,
+        blocked: matches
+            .iter()
+            .any(|m| m.blocking && m.valid_until.is_none_or(|u| u.0 > now)),
+        observables,
+        matches,
+        skipped: analysis.skipped,
+    })
+}

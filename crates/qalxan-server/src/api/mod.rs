@@ -63,6 +63,11 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
         .route("/intel/feeds", get(intel::feeds))
         .route("/intel/sightings", axum::routing::post(intel::sighting))
         .route(
+            "/intel/mail",
+            axum::routing::post(intel::mail)
+                .layer(axum::extract::DefaultBodyLimit::max(config.docs_max_bytes)),
+        )
+        .route(
             "/intel/pattern-check",
             axum::routing::post(intel::pattern_check),
         )
@@ -255,6 +260,7 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
         intel::export,
         intel::lists,
         intel::sighting,
+        intel::mail,
         intel::pattern_check,
         intel::collections,
         intel::create_collection,

@@ -1,11 +1,14 @@
 //! Threat intelligence pages: search indicators, read one with its sources and sightings,
-//! change whether it blocks, and import a file or pasted values after a preview of what will
-//! change.
+//! change whether it blocks, import a file or pasted values after a preview of what will
+//! change, and check an e-mail message against the indicators (each match a sighting).
 
 use super::{
     csrf_field, error_box, layout, respond, CsrfForm, Nav, PageError, PageResult, PageUser,
 };
-use crate::api::intel::{import_bytes, max_tlp, ImportQuery, ImportReport, SearchQuery};
+use crate::api::intel::{
+    check_mail, import_bytes, max_tlp, ImportQuery, ImportReport, MailCheck, SearchQuery,
+    MAIL_SENDERS,
+};
 use crate::AppState;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
@@ -144,6 +147,9 @@ pub async fn list(
             }
         }
         @if EDITORS.contains(&user.principal.role) { (import_form(&user, "")) }
+        @if MAIL_SENDERS.contains(&user.principal.role) {
+            p { a href="/intel/mail" { "Check an e-mail message against the indicators →" } }
+        }
     };
     Ok(respond(
         StatusCode::OK,
@@ -411,4 +417,106 @@ pub async fn update(
         .update_indicator(&user.principal.actor(), id, form.blocking, tlp, None)
         .await?;
     Ok(Redirect::to(&format!("/intel/{id}")).into_response())
+}
+
+fn mail_form(user: &PageUser) -> Markup {
+    html! {
+        form.card.wide method="post" action="/intel/mail" enctype="multipart/form-data" {
+            (csrf_field(user))
+            p.muted { "A message as received (.eml, with its headers): its senders, relays, links and attachments are matched against the indicators, and each match counts as a sighting." }
+            label { "Message" input type="file" name="file" accept=".eml,message/rfc822" required; }
+            button type="submit" { "Check the message" }
+        }
+    }
+}
+
+fn mail_page(user: &PageUser, error: Option<&str>, check: Option<&MailCheck>) -> Markup {
+    let content = html! {
+        h1 { "Check an e-mail message" }
+        (error_box(error))
+        @if let Some(c) = check {
+            section.card.wide data-blocked=(c.blocked) {
+                h2 { (c.subject.as_deref().unwrap_or("(no subject)")) }
+                @if c.matches.is_empty() {
+                    p { "Nothing in this message is a known indicator." }
+                } @else {
+                    p.notice role="status" {
+                        (c.matches.len()) " known indicators in this message, each counted as a sighting"
+                        @if c.blocked { "; the defences block at least one of them" } "."
+                    }
+                    (results_table(&c.matches))
+                }
+                @if c.skipped > 0 { p.muted { (c.skipped) " parts or links were left unread (limits)." } }
+                div.scroll {
+                    table.observables {
+                        thead { tr { th { "Type" } th { "Value" } th { "Found in" } th { "Indicators" } } }
+                        tbody {
+                            @for o in &c.observables {
+                                tr {
+                                    td { (o.kind) }
+                                    td { code { (o.value) } }
+                                    td { (o.place) }
+                                    td { @for id in &o.indicators { a href={"/intel/" (id)} { "#" (id) } " " } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (mail_form(user))
+    };
+    layout(user, Nav::Intel, "Check an e-mail message", content)
+}
+
+pub async fn mail(user: PageUser) -> PageResult {
+    user.principal.require(MAIL_SENDERS)?;
+    Ok(respond(StatusCode::OK, mail_page(&user, None, None)))
+}
+
+/// The message posts as multipart data: the CSRF token is one of its fields.
+pub async fn mail_check(
+    State(state): State<AppState>,
+    user: PageUser,
+    mut multipart: Multipart,
+) -> PageResult {
+    let mut csrf = None;
+    let mut file = None;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(PageError::new(e.status(), e.body_text())),
+        };
+        match field.name() {
+            Some("csrf") => csrf = field.text().await.ok(),
+            Some("file") => {
+                file = Some(
+                    field
+                        .bytes()
+                        .await
+                        .map_err(|e| PageError::new(e.status(), e.body_text()))?,
+                )
+            }
+            _ => {}
+        }
+    }
+    if !csrf.is_some_and(|t| crate::auth::constant_time_eq(&t, &user.session.csrf_token)) {
+        return Err(super::csrf_failure());
+    }
+    user.principal.require(MAIL_SENDERS)?;
+    let Some(data) = file.filter(|d| !d.is_empty()) else {
+        return Ok(respond(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            mail_page(&user, Some("Choose a message to check."), None),
+        ));
+    };
+    match check_mail(&state, &user.principal, user.principal.institution, data).await {
+        Ok(c) => Ok(respond(StatusCode::OK, mail_page(&user, None, Some(&c)))),
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => Ok(respond(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            mail_page(&user, Some(&e.detail), None),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }

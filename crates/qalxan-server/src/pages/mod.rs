@@ -73,6 +73,12 @@ pub fn router(config: &crate::Config) -> Router<AppState> {
             "/intel/import",
             post(intel::import).layer(axum::extract::DefaultBodyLimit::max(config.docs_max_bytes)),
         )
+        .route(
+            "/intel/mail",
+            get(intel::mail)
+                .post(intel::mail_check)
+                .layer(axum::extract::DefaultBodyLimit::max(config.docs_max_bytes)),
+        )
         .route("/intel/{id}", get(intel::show).post(intel::update))
         .route("/alerts", get(incidents::alerts))
         .route("/alerts/act", post(incidents::alerts_act))
