@@ -129,7 +129,7 @@ pub fn import_text(text: &str, source: &str, default_tlp: Tlp) -> Result<Import,
         }
         return Ok(out);
     }
-    let lines: Vec<(usize, &str)> = lines.collect();
+    let lines: Vec<(usize, &str)> = lines.take(MAX_OBJECTS + 1).collect();
     if lines.len() > MAX_OBJECTS {
         let n = lines.get(MAX_OBJECTS).map_or(0, |(n, _)| *n);
         return Err(FormatError::new(

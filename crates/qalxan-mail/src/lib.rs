@@ -32,6 +32,8 @@ pub struct Limits {
     pub max_depth: usize,
     /// Distinct links kept.
     pub max_links: usize,
+    /// Distinct observables kept in all (each costs the server a lookup).
+    pub max_observables: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +43,7 @@ impl Default for Limits {
             max_parts: 1_000,
             max_depth: 4,
             max_links: 2_000,
+            max_observables: 5_000,
         }
     }
 }
@@ -69,7 +72,7 @@ pub struct Analysis {
     pub subject: Option<String>,
     /// Each observable once, at the first place it was found.
     pub found: Vec<Found>,
-    /// Parts and links left unread because of [`Limits`].
+    /// Parts, links and observables left out because of [`Limits`].
     pub skipped: usize,
 }
 
@@ -112,16 +115,25 @@ struct Reader<'l> {
 }
 
 impl Reader<'_> {
-    fn add(&mut self, observable: Observable, place: impl FnOnce() -> String) {
+    /// Keeps an observable not seen before; whether it did.
+    fn add(&mut self, observable: Observable, place: impl FnOnce() -> String) -> bool {
         if self
             .seen
-            .insert((observable.kind, observable.value.clone()))
+            .contains(&(observable.kind, observable.value.clone()))
         {
-            self.out.found.push(Found {
-                observable,
-                place: place(),
-            });
+            return false;
         }
+        if self.out.found.len() >= self.limits.max_observables {
+            self.out.skipped += 1;
+            return false;
+        }
+        self.seen
+            .insert((observable.kind, observable.value.clone()));
+        self.out.found.push(Found {
+            observable,
+            place: place(),
+        });
+        true
     }
 
     fn message(&mut self, message: &Message<'_>, prefix: &str, depth: usize) {
@@ -173,8 +185,27 @@ impl Reader<'_> {
             self.parts += 1;
             match &part.body {
                 PartType::Multipart(_) => {}
-                PartType::Text(text) => self.links(text, || format!("{prefix}text body")),
-                PartType::Html(html) => self.links(html, || format!("{prefix}HTML body")),
+                PartType::Text(text) | PartType::Html(text) => {
+                    let html = matches!(part.body, PartType::Html(_));
+                    // A text or HTML file sent as an attachment (the usual phishing page) is
+                    // an attachment too: its name and hashes, besides its links.
+                    let name = part.attachment_name().map(str::to_owned);
+                    let attached = name.is_some()
+                        || part
+                            .content_disposition()
+                            .is_some_and(|d| d.is_attachment());
+                    if attached {
+                        self.attachment(part.contents(), name.clone(), prefix);
+                    }
+                    let what = match (attached, html) {
+                        (true, _) => {
+                            format!("attachment {}", name.as_deref().unwrap_or("(no name)"))
+                        }
+                        (false, true) => "HTML body".to_owned(),
+                        (false, false) => "text body".to_owned(),
+                    };
+                    self.links(text, || format!("{prefix}{what}"));
+                }
                 PartType::Binary(_) | PartType::InlineBinary(_) => {
                     let name = part.attachment_name().map(str::to_owned);
                     self.attachment(part.contents(), name, prefix);
@@ -232,8 +263,11 @@ impl Reader<'_> {
                 .trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']']);
             let url = html_unescape(url);
             if let Ok(ob) = Observable::new(Kind::Url, &url) {
-                self.links += 1;
-                self.add(ob, &place);
+                // Only distinct links count: repeating a harmless link must not push the
+                // others out.
+                if self.add(ob, &place) {
+                    self.links += 1;
+                }
             }
         }
     }
@@ -411,5 +445,45 @@ TVqQAAMAAAAEAAAA\r\n\
             1
         );
         assert_eq!(a.skipped, 1);
+    }
+
+    #[test]
+    fn text_attachments_are_attachments_and_repeated_links_count_once() {
+        let repeated = "see http://harmless.example/ ".repeat(50);
+        let msg = format!(
+            "From: a@sender.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"q\"\r\n\r\n--q\r\n\
+             Content-Type: text/plain\r\n\r\n{repeated} and https://phish.example/login\r\n--q\r\n\
+             Content-Type: text/html; name=\"page.html\"\r\n\
+             Content-Disposition: attachment; filename=\"page.html\"\r\n\r\n\
+             <form action=\"https://collect.example/post\"></form>\r\n--q--\r\n"
+        );
+        let two_links = Limits {
+            max_links: 2,
+            ..Limits::default()
+        };
+        let a = analyse(msg.as_bytes(), &two_links).unwrap();
+        let v = values(&a);
+        assert!(
+            v.iter()
+                .any(|(k, value, _)| *k == Kind::Url && value.starts_with("https://phish.example")),
+            "a repeated link does not use up the limit: {v:?}"
+        );
+        assert!(
+            v.contains(&(Kind::Filename, "page.html", "attachment page.html")),
+            "{v:?}"
+        );
+        assert!(v
+            .iter()
+            .any(|(k, _, place)| *k == Kind::Sha256 && *place == "attachment page.html"));
+        assert_eq!(a.skipped, 1, "the third distinct link: {v:?}");
+
+        let few = Limits {
+            max_observables: 3,
+            ..Limits::default()
+        };
+        let a = analyse(msg.as_bytes(), &few).unwrap();
+        assert_eq!(a.found.len(), 3);
+        assert!(a.skipped > 0);
     }
 }

@@ -13,23 +13,25 @@ pub struct Matched {
     pub indicators: Vec<IndicatorRecord>,
 }
 
-/// Matches each observable; every one that matches an indicator is a sighting of it by
-/// `actor` (whether or not `cap` lets the caller see that indicator: the CERT still learns
-/// that its RED indicator reached an institution).
+/// Matches each observable; each indicator matched (whether or not `cap` lets the caller see
+/// it: the CERT still learns that its RED indicator reached an institution) is one sighting by
+/// `actor`, however many of the message's observables point at it.
 pub async fn sightings(
     store: &Store,
     actor: &Actor,
     found: Vec<Found>,
+    subject: Option<&str>,
     institution: Option<InstitutionId>,
     cap: Tlp,
 ) -> Result<Vec<Matched>, StoreError> {
     let mut out = Vec::with_capacity(found.len());
+    let mut seen: Vec<i64> = Vec::new();
     for f in found {
         let all = store.match_indicator(&f.observable).await?;
-        if !all.is_empty() {
-            store
-                .record_sighting(actor, &f.observable, institution, 1)
-                .await?;
+        for m in &all {
+            if !seen.contains(&m.id) {
+                seen.push(m.id);
+            }
         }
         let indicators = all.into_iter().filter(|m| m.tlp <= cap).collect();
         out.push(Matched {
@@ -37,5 +39,9 @@ pub async fn sightings(
             indicators,
         });
     }
+    let note = serde_json::json!({"in": "e-mail", "subject": subject.map(|s| s.chars().take(200).collect::<String>())});
+    store
+        .record_sightings(actor, &seen, institution, 1, note)
+        .await?;
     Ok(out)
 }

@@ -243,17 +243,22 @@ const INDICATOR_COLS: &[Col] = {
 };
 const SOURCE_COLS: &[Col] = &[Col::Text, Col::Text, Col::Text, Col::Int];
 
+/// Source rows per statement: a value may come with any number of sources, and SQLite takes at
+/// most 32,766 parameters per statement (4 per row).
+const SOURCE_BATCH: usize = 4_000;
+
 /// A chunk of an import as its upsert (`statements`: the text for a full chunk, for the last
-/// one), bound, and its source rows when the import has several sources.
+/// one), bound, and its source rows (in statements of at most [`SOURCE_BATCH`]) when the
+/// import has several sources.
 fn bind_indicators<'q>(
     backend: crate::Backend,
     chunk: &'q [Merged<'_>],
     statements: (&'q str, &'q str),
     several_sources: bool,
     now: i64,
-) -> (AnyQuery<'q>, Rows<'q>) {
+) -> (AnyQuery<'q>, Vec<Rows<'q>>) {
     let mut rows = Rows::new(backend, INDICATOR_COLS);
-    let mut sources = Rows::new(backend, SOURCE_COLS);
+    let mut sources: Vec<Rows<'q>> = Vec::new();
     for (ind, srcs) in chunk {
         rows.push([
             ind.kind.as_str().into(),
@@ -279,7 +284,13 @@ fn bind_indicators<'q>(
         ]);
         if several_sources {
             for s in std::iter::once(ind.source.as_str()).chain(srcs.iter().copied()) {
-                sources.push([
+                if sources.last().is_none_or(|r| r.len() >= SOURCE_BATCH) {
+                    sources.push(Rows::new(backend, SOURCE_COLS));
+                }
+                let Some(current) = sources.last_mut() else {
+                    continue;
+                };
+                current.push([
                     ind.kind.as_str().into(),
                     ind.value.as_str().into(),
                     s.into(),
@@ -391,6 +402,14 @@ impl Store {
         // This import's rows are those whose updated_at is `now` (and, for new ones, created_at
         // too): make it a time no earlier import used, so the sources, generated objects and
         // counts below can select them instead of collecting ids row by row.
+        if self.backend == crate::Backend::Postgres {
+            // Two imports must not pick the same `now` (SQLite has one writer anyway): one at a
+            // time, until this transaction ends.
+            // (The lock function returns `void`, which the Any driver cannot decode.)
+            sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(7417001)) AS l")
+                .execute(&mut *tx)
+                .await?;
+        }
         let latest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(updated_at), 0) FROM indicators")
             .fetch_one(&mut *tx)
             .await?;
@@ -455,7 +474,7 @@ impl Store {
             });
             written?;
             next = prepared;
-            if !sources.is_empty() {
+            for sources in sources {
                 let insert = format!(
                     "INSERT INTO indicator_sources (indicator_id, source, added_at) \
                      SELECT i.id, r.c2, r.c3 FROM ({}) AS r \
@@ -855,44 +874,71 @@ impl Store {
         let Some(first) = matches.first() else {
             return Ok(None);
         };
+        self.record_sightings(
+            actor,
+            &[first.id],
+            institution,
+            count,
+            serde_json::json!({"value": o.value, "count": count}),
+        )
+        .await?;
+        Ok(Some(first.id))
+    }
+
+    /// Counts `count` sightings by `actor` on each of the indicators `ids` (those a message
+    /// or a log matched), in one transaction with an audit row per indicator (`seen` says
+    /// what was seen).
+    pub async fn record_sightings(
+        &self,
+        actor: &Actor,
+        ids: &[i64],
+        institution: Option<InstitutionId>,
+        count: i64,
+        seen: serde_json::Value,
+    ) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let now = now_millis();
         let count = count.clamp(1, 1_000_000_000);
         let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "INSERT INTO sightings (indicator_id, sensor, institution_id, count, first_seen, last_seen) \
-             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (indicator_id, sensor) DO UPDATE SET \
-             count = sightings.count + excluded.count, last_seen = excluded.last_seen",
-        )
-        .bind(first.id)
-        .bind(&actor.name)
-        .bind(institution.map(|i| i.0))
-        .bind(count)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE indicators SET sightings = sightings + $1, last_seen = $2 WHERE id = $3",
-        )
-        .bind(count)
-        .bind(now)
-        .bind(first.id)
-        .execute(&mut *tx)
-        .await?;
-        audit::record(
-            &mut *tx,
-            actor,
-            Change {
-                action: "sighting",
-                object_type: "indicator",
-                object_id: first.id.to_string(),
-                institution_id: institution,
-                before: None,
-                after: Some(serde_json::json!({"value": o.value, "count": count})),
-            },
-        )
-        .await?;
+        for &id in ids {
+            sqlx::query(
+                "INSERT INTO sightings (indicator_id, sensor, institution_id, count, first_seen, last_seen) \
+                 VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (indicator_id, sensor) DO UPDATE SET \
+                 count = sightings.count + excluded.count, last_seen = excluded.last_seen",
+            )
+            .bind(id)
+            .bind(&actor.name)
+            .bind(institution.map(|i| i.0))
+            .bind(count)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE indicators SET sightings = sightings + $1, last_seen = $2 WHERE id = $3",
+            )
+            .bind(count)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            audit::record(
+                &mut *tx,
+                actor,
+                Change {
+                    action: "sighting",
+                    object_type: "indicator",
+                    object_id: id.to_string(),
+                    institution_id: institution,
+                    before: None,
+                    after: Some(seen.clone()),
+                },
+            )
+            .await?;
+        }
         tx.commit().await?;
-        Ok(Some(first.id))
+        Ok(())
     }
 
     /// The blocking, unexpired indicators the defences enforce, and a version that changes

@@ -427,3 +427,33 @@ async fn one_import_with_several_sources_and_generated_ids() {
     sorted.dedup();
     assert_eq!(sorted.len(), 3, "distinct ids");
 }
+
+#[tokio::test]
+async fn a_value_with_thousands_of_sources_imports_in_one_go() {
+    let db = TestDb::new().await.unwrap();
+    let store = &db.store;
+    // 9,000 (value, source) pairs: more than one SQLite statement takes at 4 parameters a row.
+    let reports: Vec<Indicator> = (0..9_000)
+        .map(|i| {
+            ind(
+                Kind::Domain,
+                "shared.example",
+                &format!("partner-{i}"),
+                Tlp::Green,
+            )
+        })
+        .collect();
+    let s = store
+        .import_intel(&Actor::cli(), "many", &reports, &[], CERT_COLLECTION)
+        .await
+        .unwrap();
+    assert_eq!((s.added, s.updated), (1, 0));
+    let found = store
+        .list_indicators(&IndicatorFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found[0].sources.len(), 9_000);
+}

@@ -461,6 +461,7 @@ async fn mail(
             store,
             &Actor::cli(),
             analysis.found,
+            analysis.subject.as_deref(),
             institution,
             Tlp::Red,
         )
@@ -504,7 +505,10 @@ async fn mail(
             );
         }
         if analysis.skipped > 0 {
-            println!("  {} parts or links left unread (limits)", analysis.skipped);
+            println!(
+                "  {} parts, links or observables left out (limits): the check may be incomplete",
+                analysis.skipped
+            );
         }
     }
     Ok(if any { 0 } else { 1 })

@@ -898,7 +898,8 @@ pub struct MailCheck {
     pub matches: Vec<IndicatorRecord>,
     /// Whether one of them is enforced by the defences.
     pub blocked: bool,
-    /// Parts or links left unread (too many, too deeply attached).
+    /// Parts, links or observables left out (too many, too deeply attached): when not 0, the
+    /// check may be incomplete.
     pub skipped: usize,
 }
 
@@ -950,6 +951,7 @@ pub(crate) async fn check_mail(
         state.store(),
         &principal.actor(),
         analysis.found,
+        analysis.subject.as_deref(),
         institution,
         max_tlp(principal),
     )

@@ -446,7 +446,7 @@ fn mail_page(user: &PageUser, error: Option<&str>, check: Option<&MailCheck>) ->
                     }
                     (results_table(&c.matches))
                 }
-                @if c.skipped > 0 { p.muted { (c.skipped) " parts or links were left unread (limits)." } }
+                @if c.skipped > 0 { p.muted { (c.skipped) " parts, links or observables were left out (limits): the check may be incomplete." } }
                 div.scroll {
                     table.observables {
                         thead { tr { th { "Type" } th { "Value" } th { "Found in" } th { "Indicators" } } }
