@@ -4,7 +4,7 @@
 use super::{csrf_field, error_box, layout, respond, Nav, PageError, PageResult, PageUser};
 use crate::api::documents::{submit, READERS, SUBMITTERS};
 use crate::AppState;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -70,33 +70,9 @@ pub async fn list(State(state): State<AppState>, user: PageUser) -> PageResult {
 pub async fn upload(
     State(state): State<AppState>,
     user: PageUser,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> Result<Response, PageError> {
-    let mut csrf = None;
-    let mut file: Option<(String, Bytes)> = None;
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return Err(PageError::new(e.status(), e.body_text())),
-        };
-        match field.name() {
-            Some("csrf") => csrf = field.text().await.ok(),
-            Some("file") => {
-                let name = field.file_name().unwrap_or("document").to_string();
-                let data = field
-                    .bytes()
-                    .await
-                    .map_err(|e| PageError::new(e.status(), e.body_text()))?;
-                file = Some((name, data));
-            }
-            _ => {}
-        }
-    }
-    if !csrf.is_some_and(|t| crate::auth::constant_time_eq(&t, &user.session.csrf_token)) {
-        return Err(super::csrf_failure());
-    }
-    let Some((name, data)) = file.filter(|(_, d)| !d.is_empty()) else {
+    let Some((name, data)) = super::file_upload(&user, multipart, "document").await? else {
         let docs = state
             .store()
             .list_documents(user.principal.scope(), 100)

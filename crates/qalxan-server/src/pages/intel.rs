@@ -478,34 +478,11 @@ pub async fn mail(user: PageUser) -> PageResult {
 pub async fn mail_check(
     State(state): State<AppState>,
     user: PageUser,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> PageResult {
-    let mut csrf = None;
-    let mut file = None;
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return Err(PageError::new(e.status(), e.body_text())),
-        };
-        match field.name() {
-            Some("csrf") => csrf = field.text().await.ok(),
-            Some("file") => {
-                file = Some(
-                    field
-                        .bytes()
-                        .await
-                        .map_err(|e| PageError::new(e.status(), e.body_text()))?,
-                )
-            }
-            _ => {}
-        }
-    }
-    if !csrf.is_some_and(|t| crate::auth::constant_time_eq(&t, &user.session.csrf_token)) {
-        return Err(super::csrf_failure());
-    }
+    let upload = super::file_upload(&user, multipart, "message").await?;
     user.principal.require(MAIL_SENDERS)?;
-    let Some(data) = file.filter(|d| !d.is_empty()) else {
+    let Some((_, data)) = upload else {
         return Ok(respond(
             StatusCode::UNPROCESSABLE_ENTITY,
             mail_page(&user, Some("Choose a message to check."), None),

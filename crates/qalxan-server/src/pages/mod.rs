@@ -209,6 +209,41 @@ pub(crate) fn csrf_failure() -> PageError {
     )
 }
 
+/// A form that uploads one file (multipart data, field `file`, the CSRF token a field of its
+/// own): the file's name and bytes once the token checked out, `None` when no file (or an
+/// empty one) was chosen.
+pub(crate) async fn file_upload(
+    user: &PageUser,
+    mut multipart: axum::extract::Multipart,
+    default_name: &str,
+) -> Result<Option<(String, Bytes)>, PageError> {
+    let mut csrf = None;
+    let mut file = None;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(PageError::new(e.status(), e.body_text())),
+        };
+        match field.name() {
+            Some("csrf") => csrf = field.text().await.ok(),
+            Some("file") => {
+                let name = field.file_name().unwrap_or(default_name).to_string();
+                let data = field
+                    .bytes()
+                    .await
+                    .map_err(|e| PageError::new(e.status(), e.body_text()))?;
+                file = Some((name, data));
+            }
+            _ => {}
+        }
+    }
+    if !csrf.is_some_and(|t| auth::constant_time_eq(&t, &user.session.csrf_token)) {
+        return Err(csrf_failure());
+    }
+    Ok(file.filter(|(_, d)| !d.is_empty()))
+}
+
 /// An error shown as a page.
 #[derive(Debug)]
 pub struct PageError {
