@@ -455,48 +455,35 @@ async fn mail(
     let mut any = false;
     for file in files {
         let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let analysis = qalxan_mail::analyse(&data, &qalxan_mail::Limits::default())
-            .with_context(|| file.display().to_string())?;
-        let matched = qalxan_server::mail::sightings(
+        let check = qalxan_server::mail::check(
             store,
             &Actor::cli(),
-            analysis.found,
-            analysis.subject.as_deref(),
+            data,
+            qalxan_mail::Limits::default(),
             institution,
             Tlp::Red,
         )
-        .await?;
-        any |= matched.iter().any(|m| !m.indicators.is_empty());
+        .await
+        .with_context(|| file.display().to_string())?;
+        any |= !check.matches.is_empty();
         if json {
-            let observables: Vec<serde_json::Value> = matched
-                .iter()
-                .map(|m| {
-                    serde_json::json!({
-                        "type": m.found.observable.kind,
-                        "value": m.found.observable.value,
-                        "place": m.found.place,
-                        "indicators": m.indicators.iter().map(|i| i.id).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            println!(
-                "{}",
-                serde_json::json!({"file": file.display().to_string(), "subject": analysis.subject, "observables": observables, "skipped": analysis.skipped})
-            );
+            let mut out = serde_json::to_value(&check)?;
+            out["file"] = file.display().to_string().into();
+            println!("{out}");
             continue;
         }
         println!(
             "{}: {}",
             file.display(),
-            analysis.subject.as_deref().unwrap_or("(no subject)")
+            check.subject.as_deref().unwrap_or("(no subject)")
         );
-        for m in &matched {
-            let ids: Vec<String> = m.indicators.iter().map(|i| format!("#{}", i.id)).collect();
+        for o in &check.observables {
+            let ids: Vec<String> = o.indicators.iter().map(|id| format!("#{id}")).collect();
             println!(
                 "  {} {} ({}){}",
-                m.found.observable.kind,
-                m.found.observable.value,
-                m.found.place,
+                o.kind,
+                o.value,
+                o.place,
                 if ids.is_empty() {
                     String::new()
                 } else {
@@ -504,10 +491,10 @@ async fn mail(
                 }
             );
         }
-        if analysis.skipped > 0 {
+        if check.skipped > 0 {
             println!(
                 "  {} parts, links or observables left out (limits): the check may be incomplete",
-                analysis.skipped
+                check.skipped
             );
         }
     }

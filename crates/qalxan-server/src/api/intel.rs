@@ -878,30 +878,8 @@ pub struct MailQuery {
     pub institution_id: Option<qalxan_core::InstitutionId>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct MailObservable {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub value: String,
-    /// Where in the message: `From`, `Reply-To`, `Received`, `HTML body`, `attachment x.zip`...
-    pub place: String,
-    /// The indicators it matches (ids); each match was counted as a sighting.
-    pub indicators: Vec<i64>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct MailCheck {
-    pub subject: Option<String>,
-    /// Everything the message carries that an indicator could name.
-    pub observables: Vec<MailObservable>,
-    /// The indicators matched, each once.
-    pub matches: Vec<IndicatorRecord>,
-    /// Whether one of them is enforced by the defences.
-    pub blocked: bool,
-    /// Parts, links or observables left out (too many, too deeply attached): when not 0, the
-    /// check may be incomplete.
-    pub skipped: usize,
-}
+use crate::mail::CheckError;
+pub use crate::mail::{MailCheck, MailObservable};
 
 /// Who may hand over a message: the CERT, mail gateways, and an institution's staff
 /// reporting what reached them.
@@ -940,45 +918,23 @@ pub(crate) async fn check_mail(
         max_bytes: state.config().docs_max_bytes,
         ..qalxan_mail::Limits::default()
     };
-    let analysis = tokio::task::spawn_blocking(move || qalxan_mail::analyse(&body, &limits))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| match e {
-            qalxan_mail::MailError::TooLarge { .. } => ApiError::payload_too_large(e.to_string()),
-            qalxan_mail::MailError::NotMail => ApiError::invalid("body", e.to_string()),
-        })?;
-    let matched = crate::mail::sightings(
+    crate::mail::check(
         state.store(),
         &principal.actor(),
-        analysis.found,
-        analysis.subject.as_deref(),
+        body.to_vec(),
+        limits,
         institution,
         max_tlp(principal),
     )
-    .await?;
-    let now = qalxan_core::now_millis();
-    let mut matches: Vec<IndicatorRecord> = Vec::new();
-    let mut observables = Vec::with_capacity(matched.len());
-    for m in matched {
-        observables.push(MailObservable {
-            kind: m.found.observable.kind.as_str().to_owned(),
-            value: m.found.observable.value,
-            place: m.found.place,
-            indicators: m.indicators.iter().map(|i| i.id).collect(),
-        });
-        for i in m.indicators {
-            if !matches.iter().any(|x| x.id == i.id) {
-                matches.push(i);
-            }
+    .await
+    .map_err(|e| match e {
+        CheckError::Mail(e @ qalxan_mail::MailError::TooLarge { .. }) => {
+            ApiError::payload_too_large(e.to_string())
         }
-    }
-    Ok(MailCheck {
-        subject: analysis.subject,
-        blocked: matches
-            .iter()
-            .any(|m| m.blocking && m.valid_until.is_none_or(|u| u.0 > now)),
-        observables,
-        matches,
-        skipped: analysis.skipped,
+        CheckError::Mail(e @ qalxan_mail::MailError::NotMail) => {
+            ApiError::invalid("body", e.to_string())
+        }
+        CheckError::Store(e) => e.into(),
+        CheckError::Task(e) => ApiError::internal(&e),
     })
 }
