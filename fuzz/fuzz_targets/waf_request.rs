@@ -37,7 +37,7 @@ fn plans() -> &'static (Plan, Plan) {
             })
             .expect("the rules compile")
         };
-        (load(), load().without_prefilter())
+        (load(), load().without_shortcuts())
     })
 }
 

@@ -301,6 +301,107 @@ pub struct Rule {
     pub chain: Option<Box<Rule>>,
     /// The rule's bit in its phase's prefilter verdicts, when the prefilter covers it.
     pub filter_slot: Option<u32>,
+    /// The rule as a comparison of TX variables with a number, when it is one.
+    pub scalar: Option<ScalarTest>,
+}
+
+/// A rule that compares TX variables (or whether they exist) with a number: CRS's
+/// paranoia-level gates (`TX:EXECUTING_PARANOIA_LEVEL "@lt 2"`), its defaults
+/// (`&TX:x "@eq 0"`) and its score checks, about half of the rules a benign request reaches.
+/// The evaluator answers these with a table lookup and a comparison instead of collecting,
+/// transforming and copying values; what they match, and in which order, is unchanged.
+#[derive(Debug)]
+pub struct ScalarTest {
+    pub reads: Vec<ScalarRead>,
+    pub compare: Compare,
+    pub operand: Operand,
+    pub negated: bool,
+}
+
+/// One TX variable a [`ScalarTest`] reads.
+#[derive(Debug)]
+pub struct ScalarRead {
+    /// Lower-cased, as TX keys are stored.
+    pub key: String,
+    /// `&TX:key`: whether it exists (0 or 1) rather than its value.
+    pub count: bool,
+    /// `TX:key`, the name MATCHED_VAR_NAME takes.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    Eq,
+    Ge,
+    Gt,
+    Le,
+    Lt,
+}
+
+impl Compare {
+    pub fn holds(self, value: i64, operand: i64) -> bool {
+        match self {
+            Compare::Eq => value == operand,
+            Compare::Ge => value >= operand,
+            Compare::Gt => value > operand,
+            Compare::Le => value <= operand,
+            Compare::Lt => value < operand,
+        }
+    }
+}
+
+/// What a [`ScalarTest`] compares with: a number written in the rule, or a TX variable's
+/// value (lower-cased key; missing or not a number counts as 0, as `atoi` reads it).
+#[derive(Debug)]
+pub enum Operand {
+    Number(i64),
+    Tx(String),
+}
+
+impl ScalarTest {
+    /// The rule's test, when it has the shape: a numeric operator on TX variables named by
+    /// key, no transformation, no capture (`capture` would clear TX:0-9), no `multiMatch`.
+    fn of(rule: &Rule) -> Option<ScalarTest> {
+        use crate::operator::Op;
+        let op = rule.operator.as_ref()?;
+        if !rule.transformations.is_empty() || rule.capture || rule.multi_match {
+            return None;
+        }
+        let (compare, text) = match &op.op {
+            Op::Eq(t) => (Compare::Eq, t),
+            Op::Ge(t) => (Compare::Ge, t),
+            Op::Gt(t) => (Compare::Gt, t),
+            Op::Le(t) => (Compare::Le, t),
+            Op::Lt(t) => (Compare::Lt, t),
+            _ => return None,
+        };
+        let operand = match (text.literal(), text.single_variable()) {
+            (Some(l), _) => Operand::Number(crate::operator::atoi(&l)),
+            (None, Some(("TX", Some(key)))) => Operand::Tx(key.to_ascii_lowercase()),
+            _ => return None,
+        };
+        if rule.targets.is_empty() || rule.targets.len() > 64 {
+            return None;
+        }
+        let reads = rule
+            .targets
+            .iter()
+            .map(|t| match (&t.kind, &t.selector, t.exclude) {
+                (Coll::Tx, Some(TargetSelector::Key(key)), false) => Some(ScalarRead {
+                    key: key.clone(),
+                    count: t.count,
+                    name: format!("{}:{key}", t.collection),
+                }),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(ScalarTest {
+            reads,
+            compare,
+            operand,
+            negated: op.negated,
+        })
+    }
 }
 
 impl Rule {
@@ -760,7 +861,7 @@ impl Plan {
                             Some(Disruptive::Block) | None => def.disruptive.clone(),
                             Some(other) => other,
                         };
-                        let rule = Rule {
+                        let mut rule = Rule {
                             id,
                             phase,
                             location: d.location.clone(),
@@ -783,7 +884,9 @@ impl Plan {
                             effects: set.effects,
                             chain: None,
                             filter_slot: None,
+                            scalar: None,
                         };
+                        rule.scalar = ScalarTest::of(&rule);
                         stats.rules += 1;
                         chain_stack.push(rule);
                         if !set.chain {
@@ -970,12 +1073,25 @@ impl Plan {
         }
     }
 
-    /// The same plan evaluating every rule, without skipping those whose literals a
-    /// transaction lacks ([`crate::prefilter`]): the results are the same, only slower. For
-    /// checking exactly that, and for measuring what the prefilter saves.
-    pub fn without_prefilter(mut self) -> Plan {
+    /// The same plan evaluating every rule the general way: without skipping those whose
+    /// literals a transaction lacks ([`crate::prefilter`]) and without answering TX
+    /// comparisons directly ([`ScalarTest`]). The results are the same, only slower: for
+    /// checking exactly that, and for measuring what the shortcuts save.
+    pub fn without_shortcuts(mut self) -> Plan {
         self.filters = Default::default();
         self.stats.prefiltered = 0;
+        fn plain(rule: &mut Rule) {
+            rule.scalar = None;
+            rule.filter_slot = None;
+            if let Some(next) = rule.chain.as_deref_mut() {
+                plain(next);
+            }
+        }
+        for entry in self.phases.iter_mut().flatten() {
+            if let Entry::Rule(rule) = entry {
+                plain(rule);
+            }
+        }
         self
     }
 

@@ -106,8 +106,12 @@ pub struct Transaction<'p> {
     pub interruption: Option<Interruption>,
     allowed: bool,
     started: std::time::Instant,
-    /// The buffer each rule collects its values into, kept between rules (empty between them).
+    /// The buffer the prefilter collects a group's values into, kept between groups.
     items: Vec<Item<'static>>,
+    /// The values a rule matched, kept between rules (empty between them).
+    found: Vec<Found>,
+    /// Emptied (name, value) buffers of MATCHED_VARS, for the next matches to fill.
+    spare: Pairs,
     /// Transformed values by (address and length of the original, transformation chain).
     /// `None` when the chain leaves the value as it is.
     transform_cache: std::cell::RefCell<TransformCache>,
@@ -119,6 +123,20 @@ pub struct Transaction<'p> {
     raw_values: Vec<RawValue>,
     /// Each value's place in `raw_values`, by address and length.
     raw_index: HashMap<(usize, usize), usize>,
+    /// What the prefilter learnt this phase of each variable the groups read, by
+    /// [`crate::prefilter::Source::id`].
+    summaries: Vec<Option<Summary>>,
+}
+
+/// A variable's values as they are, taken together: the classes of their bytes and the
+/// slots whose conditions one of them meets. A group whose chain acts on none of those
+/// classes meets, through the variable, exactly the conditions its values meet as they are.
+struct Summary {
+    classes: u32,
+    /// `None` when the phase has no literals to search for.
+    hits: Option<crate::prefilter::Bits>,
+    /// The values' places in `raw_values`.
+    entries: Vec<usize>,
 }
 
 /// Transformed values by (address and length of the original, transformation chain).
@@ -175,18 +193,13 @@ impl std::ops::Deref for Transformed<'_> {
 }
 
 impl Item<'_> {
-    /// The variable's name as ModSecurity writes it: `ARGS:q`, `REQUEST_URI`.
-    fn name(&self) -> String {
-        // By hand rather than `format!`: rules that match run this for every value.
-        match self.key {
-            Some(k) => {
-                let mut name = String::with_capacity(self.collection.len() + 1 + k.len());
-                name.push_str(self.collection);
-                name.push(':');
-                name.push_str(k);
-                name
-            }
-            None => self.collection.to_owned(),
+    /// Writes the variable's name as ModSecurity does (`ARGS:q`, `REQUEST_URI`) into `name`.
+    fn write_name(&self, name: &mut String) {
+        name.clear();
+        name.push_str(self.collection);
+        if let Some(k) = self.key {
+            name.push(':');
+            name.push_str(k);
         }
     }
 }
@@ -217,9 +230,13 @@ impl Resolver for Transaction<'_> {
             count: false,
             exclude: false,
         };
-        let mut out = Vec::new();
-        self.collect(&target, &mut out);
-        out.into_iter().next().map(|item| item.value.into_owned())
+        let mut first = None;
+        self.collect(&target, &mut |item| {
+            if first.is_none() {
+                first = Some(item.value.into_owned());
+            }
+        });
+        first
     }
 }
 
@@ -266,6 +283,8 @@ impl<'p> Transaction<'p> {
             env: HashMap::default(),
             matched_var: (String::new(), Vec::new()),
             matched_vars: Vec::new(),
+            found: Vec::new(),
+            spare: Vec::new(),
             removed_ids: Vec::new(),
             removed_tags: Vec::new(),
             removed_targets: Vec::new(),
@@ -283,6 +302,7 @@ impl<'p> Transaction<'p> {
             searched: crate::prefilter::Bits::default(),
             raw_values: Vec::new(),
             raw_index: HashMap::default(),
+            summaries: Vec::new(),
         }
     }
 
@@ -598,7 +618,8 @@ impl<'p> Transaction<'p> {
     }
 
     /// Appends the values `target` selects.
-    fn collect<'a>(&'a self, target: &Target, out: &mut Vec<Item<'a>>) {
+    /// Hands each of a target's values to `out`, borrowed from the transaction where it can.
+    fn collect<'a>(&'a self, target: &Target, out: &mut impl FnMut(Item<'a>)) {
         use crate::compile::Coll;
         let sel = &target.selector;
         let c = target.collection;
@@ -612,7 +633,7 @@ impl<'p> Transaction<'p> {
         let mut from_pairs = |pairs: &'a Pairs, names: bool| {
             for (k, v) in pairs_matching(pairs, sel) {
                 let value: &'a [u8] = if names { k.as_bytes() } else { v };
-                out.push(item(Some(k), Cow::Borrowed(value)));
+                out(item(Some(k), Cow::Borrowed(value)));
             }
         };
         match target.kind {
@@ -646,7 +667,7 @@ impl<'p> Transaction<'p> {
                     self.xml_text.as_slice()
                 };
                 for v in values {
-                    out.push(item(None, Cow::Borrowed(v)));
+                    out(item(None, Cow::Borrowed(v)));
                 }
             }
             Coll::Tx | Coll::Env | Coll::Persistent => {
@@ -660,27 +681,25 @@ impl<'p> Transaction<'p> {
                     // Keys are stored lower-cased: a named key is one lookup.
                     Some(TargetSelector::Key(k)) => {
                         if let Some((k, v)) = map.get_key_value(k.as_str()) {
-                            out.push(item(Some(k), Cow::Borrowed(v)));
+                            out(item(Some(k), Cow::Borrowed(v)));
                         }
                     }
                     _ => {
                         for (k, v) in map {
                             if sel.as_ref().is_none_or(|s| s.matches(k)) {
-                                out.push(item(Some(k), Cow::Borrowed(v)));
+                                out(item(Some(k), Cow::Borrowed(v)));
                             }
                         }
                     }
                 }
             }
-            Coll::MatchedVar => out.push(item(None, Cow::Borrowed(&self.matched_var.1))),
-            Coll::MatchedVarName => {
-                out.push(item(None, Cow::Borrowed(self.matched_var.0.as_bytes())))
-            }
-            Coll::Duration => out.push(item(
+            Coll::MatchedVar => out(item(None, Cow::Borrowed(&self.matched_var.1))),
+            Coll::MatchedVarName => out(item(None, Cow::Borrowed(self.matched_var.0.as_bytes()))),
+            Coll::Duration => out(item(
                 None,
                 Cow::Owned(self.started.elapsed().as_micros().to_string().into_bytes()),
             )),
-            Coll::TimeEpoch => out.push(item(
+            Coll::TimeEpoch => out(item(
                 None,
                 Cow::Owned(
                     std::time::SystemTime::now()
@@ -693,7 +712,7 @@ impl<'p> Transaction<'p> {
             )),
             Coll::Single => {
                 if let Some(v) = self.single.get(c) {
-                    out.push(item(None, Cow::Borrowed(v)));
+                    out(item(None, Cow::Borrowed(v)));
                 }
             }
         }
@@ -721,19 +740,17 @@ impl<'p> Transaction<'p> {
     }
 
     /// The values a rule inspects: its targets minus its exclusions and run-time removals.
-    fn values<'a>(&'a self, rule: &'a Rule, head: &Rule, mut out: Vec<Item<'a>>) -> Vec<Item<'a>> {
-        out.clear();
-        let has_exclusions = rule.targets.iter().any(|t| t.exclude);
+    /// Hands each value a rule inspects to `visit`: its targets' values, less its exclusions
+    /// and the targets `ctl` removed, or their counts. A visitor rather than a list: most
+    /// rules read one or two values, and a list per rule was a large part of their cost.
+    fn for_each_value<'a>(&'a self, rule: &'a Rule, head: &Rule, visit: &mut impl FnMut(Item<'a>)) {
+        let filtered = rule.targets.iter().any(|t| t.exclude)
+            || !self.removed_targets.is_empty()
+            || !self.removed_targets_by_tag.is_empty();
         for target in rule.targets.iter().filter(|t| !t.exclude) {
-            let start = out.len();
-            self.collect(target, &mut out);
-            if has_exclusions
-                || !self.removed_targets.is_empty()
-                || !self.removed_targets_by_tag.is_empty()
-            {
-                let mut kept = start;
-                for i in start..out.len() {
-                    let key = out[i].key;
+            let kept = |item: &Item<'_>| {
+                !filtered || {
+                    let key = item.key;
                     let excluded = rule.targets.iter().filter(|t| t.exclude).any(|x| {
                         same_collection(x, target)
                             && match (&x.selector, key) {
@@ -741,29 +758,30 @@ impl<'p> Transaction<'p> {
                                 _ => false,
                             }
                     });
-                    if !excluded && !self.target_removed(head, target, key) {
-                        out.swap(kept, i);
-                        kept += 1;
-                    }
+                    !excluded && !self.target_removed(head, target, key)
                 }
-                out.truncate(kept);
-            }
+            };
             if target.count {
-                let n = out.len() - start;
-                out.truncate(start);
+                let mut n = 0usize;
+                self.collect(target, &mut |item| n += usize::from(kept(&item)));
                 let key = match &target.selector {
                     Some(TargetSelector::Key(k)) => Some(k.as_str()),
                     _ => None,
                 };
-                out.push(Item {
+                visit(Item {
                     collection: target.collection,
                     cacheable: false,
                     key,
                     value: Cow::Owned(n.to_string().into_bytes()),
                 });
+            } else {
+                self.collect(target, &mut |item| {
+                    if kept(&item) {
+                        visit(item)
+                    }
+                });
             }
         }
-        out
     }
 
     fn rule_removed(&self, rule: &Rule) -> bool {
@@ -783,6 +801,8 @@ impl<'p> Transaction<'p> {
         self.searched.reset(filter.groups.len());
         self.raw_values.clear();
         self.raw_index.clear();
+        self.summaries.clear();
+        self.summaries.resize_with(filter.sources, || None);
         let mut i = 0;
         while i < entries.len() {
             let Entry::Rule(rule) = &entries[i] else {
@@ -798,7 +818,7 @@ impl<'p> Transaction<'p> {
                 .is_some_and(|slot| !self.may_match(filter, slot))
             {
                 // No value holds its literals: it matches nothing, as evaluating would find.
-                self.matched_vars.clear();
+                self.clear_matched_vars();
                 continue;
             }
             if !self.eval_chain(rule) {
@@ -826,7 +846,7 @@ impl<'p> Transaction<'p> {
 
     /// Evaluates a rule and its chain; returns whether the whole chain matched.
     fn eval_chain(&mut self, head: &'p Rule) -> bool {
-        self.matched_vars.clear();
+        self.clear_matched_vars();
         let mut link = head;
         loop {
             if !self.eval_rule(link, head) {
@@ -883,54 +903,19 @@ impl<'p> Transaction<'p> {
             self.run_effects(rule);
             return true;
         };
-        let found = {
-            let buffer = recycle(std::mem::take(&mut self.items));
-            let items = self.values(rule, head, buffer);
-            let mut found: Vec<Found> = Vec::new();
-            for item in &items {
-                if !rule.multi_match {
-                    let value = self.transformed(
-                        item,
-                        &rule.transformations,
-                        &rule.transform_ids,
-                        rule.transformations.len(),
-                    );
-                    let result = operator.run(&value, rule.capture && !operator.negated, self);
-                    if result.is_some() != operator.negated {
-                        found.push(Found {
-                            name: item.name(),
-                            value: value.to_vec(),
-                            captures: result.map(|m| m.captures),
-                        });
-                    }
-                    continue;
-                }
-                // multiMatch, as ModSecurity v2 runs it: the operator sees the original value
-                // and the value after every transformation that changed it.
-                let mut previous = Transformed::Borrowed(item.value.as_ref());
-                for n in 0..=rule.transformations.len() {
-                    let candidate =
-                        self.transformed(item, &rule.transformations, &rule.transform_ids, n);
-                    if n > 0 && *candidate == *previous {
-                        continue;
-                    }
-                    let result = operator.run(&candidate, rule.capture && !operator.negated, self);
-                    if result.is_some() != operator.negated {
-                        found.push(Found {
-                            name: item.name(),
-                            value: candidate.to_vec(),
-                            captures: result.map(|m| m.captures),
-                        });
-                    }
-                    previous = candidate;
-                }
+        let mut found = std::mem::take(&mut self.found);
+        let mut spare = std::mem::take(&mut self.spare);
+        match &rule.scalar {
+            Some(test)
+                if self.removed_targets.is_empty() && self.removed_targets_by_tag.is_empty() =>
+            {
+                self.scalar_found(test, &mut found, &mut spare)
             }
-            (found, recycle(items))
-        };
-        let (found, items) = found;
-        self.items = items;
+            _ => self.found_values(rule, head, operator, &mut found, &mut spare),
+        }
+        self.spare = spare;
         let any = !found.is_empty();
-        for f in found {
+        for f in found.drain(..) {
             if rule.capture {
                 if let Some(captures) = &f.captures {
                     for (i, key) in CAPTURE_KEYS.iter().enumerate() {
@@ -960,7 +945,104 @@ impl<'p> Transaction<'p> {
             self.matched_vars.push((f.name, f.value));
             self.run_effects(rule);
         }
+        self.found = found;
         any
+    }
+
+    /// The values a rule's operator matches (after its transformations), each with its name
+    /// and captures, in `found`; the names and values fill buffers from `spare`.
+    fn found_values(
+        &self,
+        rule: &'p Rule,
+        head: &'p Rule,
+        operator: &'p crate::operator::CompiledOperator,
+        found: &mut Vec<Found>,
+        spare: &mut Pairs,
+    ) {
+        let capture = rule.capture && !operator.negated;
+        // A match takes a (name, value) pair from `spare`, so matching allocates only while
+        // a transaction holds more matched values at once than it did before.
+        let mut keep = |item: &Item<'_>, value: &[u8], result: Option<crate::operator::OpMatch>| {
+            let (mut name, mut copy) = spare.pop().unwrap_or_default();
+            item.write_name(&mut name);
+            copy.clear();
+            copy.extend_from_slice(value);
+            found.push(Found {
+                name,
+                value: copy,
+                captures: result.map(|m| m.captures),
+            });
+        };
+        self.for_each_value(rule, head, &mut |item| {
+            if !rule.multi_match {
+                let value = self.transformed(
+                    &item,
+                    &rule.transformations,
+                    &rule.transform_ids,
+                    rule.transformations.len(),
+                );
+                let result = operator.run(&value, capture, self);
+                if result.is_some() != operator.negated {
+                    keep(&item, &value, result);
+                }
+                return;
+            }
+            // multiMatch, as ModSecurity v2 runs it: the operator sees the original value
+            // and the value after every transformation that changed it.
+            let mut previous = Transformed::Borrowed(item.value.as_ref());
+            for n in 0..=rule.transformations.len() {
+                let candidate =
+                    self.transformed(&item, &rule.transformations, &rule.transform_ids, n);
+                if n > 0 && *candidate == *previous {
+                    continue;
+                }
+                let result = operator.run(&candidate, capture, self);
+                if result.is_some() != operator.negated {
+                    keep(&item, &candidate, result);
+                }
+                previous = candidate;
+            }
+        });
+    }
+
+    /// [`Self::found_values`] for a rule that compares TX variables with a number.
+    fn scalar_found(
+        &self,
+        test: &crate::compile::ScalarTest,
+        found: &mut Vec<Found>,
+        spare: &mut Pairs,
+    ) {
+        use crate::compile::Operand;
+        let operand = match &test.operand {
+            Operand::Number(n) => *n,
+            Operand::Tx(key) => self.tx.get(key).map_or(0, |v| atoi(v)),
+        };
+        for read in &test.reads {
+            let value = self.tx.get(&read.key);
+            let (number, text): (i64, &[u8]) = match (read.count, value) {
+                (true, Some(_)) => (1, b"1"),
+                (true, None) => (0, b"0"),
+                (false, Some(v)) => (atoi(v), v),
+                (false, None) => continue,
+            };
+            if test.compare.holds(number, operand) != test.negated {
+                let (mut name, mut copy) = spare.pop().unwrap_or_default();
+                name.clear();
+                name.push_str(&read.name);
+                copy.clear();
+                copy.extend_from_slice(text);
+                found.push(Found {
+                    name,
+                    value: copy,
+                    captures: None,
+                });
+            }
+        }
+    }
+
+    /// Empties MATCHED_VARS, keeping its buffers for the next matches.
+    fn clear_matched_vars(&mut self) {
+        self.spare.append(&mut self.matched_vars);
     }
 
     /// A value after the first `n` of a rule's transformations, from the per-transaction cache
@@ -1037,21 +1119,80 @@ impl<'p> Transaction<'p> {
         let mut possible = std::mem::take(&mut self.possible);
         let mut raw_values = std::mem::take(&mut self.raw_values);
         let mut raw_index = std::mem::take(&mut self.raw_index);
+        let mut summaries = std::mem::take(&mut self.summaries);
         let mut items = recycle(std::mem::take(&mut self.items));
         let mut found = Bits::new(filter.slots);
-        for source in &group.sources {
-            items.clear();
-            self.collect(&source.target, &mut items);
-            for item in &items {
-                let raw = item.value.as_ref();
-                let at = (raw.as_ptr() as usize, raw.len());
-                let i = *raw_index.entry(at).or_insert_with(|| {
+        // A value's entry in `raw_values`: its classes, and its search as it is when done.
+        let mut entry_of = |raw: &[u8], raw_values: &mut Vec<RawValue>| {
+            *raw_index
+                .entry((raw.as_ptr() as usize, raw.len()))
+                .or_insert_with(|| {
                     raw_values.push(RawValue {
                         classes: crate::prefilter::classes_of(raw),
                         hits: None,
                     });
                     raw_values.len() - 1
+                })
+        };
+        for source in &group.sources {
+            let Some(slot) = summaries.get_mut(source.id as usize) else {
+                continue;
+            };
+            let mut collected = false;
+            if slot.is_none() {
+                items.clear();
+                self.collect(&source.target, &mut |item| items.push(item));
+                collected = true;
+                let mut classes = 0;
+                let mut hits = filter
+                    .all_literals
+                    .as_ref()
+                    .map(|_| Bits::new(filter.slots));
+                let mut entries = Vec::with_capacity(items.len());
+                for item in &items {
+                    let raw = item.value.as_ref();
+                    let i = entry_of(raw, &mut raw_values);
+                    entries.push(i);
+                    let entry = &mut raw_values[i];
+                    classes |= entry.classes;
+                    if let (Some(all), Some(h)) = (&mut hits, entry.hits(raw, filter)) {
+                        all.union(h);
+                    }
+                }
+                *slot = Some(Summary {
+                    classes,
+                    hits,
+                    entries,
                 });
+            }
+            if let Some(Summary {
+                classes,
+                hits: Some(hits),
+                entries,
+            }) = slot
+            {
+                if group.acts_on.is_some_and(|c| c & *classes == 0) {
+                    // No value changes on the way: what they hold as they are is what counts.
+                    if source.combined.is_empty() {
+                        possible.add_met(hits, source);
+                    } else {
+                        // Rules with several conditions need them met by one value.
+                        for &i in entries.iter() {
+                            if let Some(h) = &raw_values[i].hits {
+                                possible.add_met(h, source);
+                            }
+                        }
+                    }
+                    continue;
+                }
+            }
+            if !collected {
+                items.clear();
+                self.collect(&source.target, &mut |item| items.push(item));
+            }
+            for item in &items {
+                let raw = item.value.as_ref();
+                let i = entry_of(raw, &mut raw_values);
                 let entry = &mut raw_values[i];
                 let untouched = group.acts_on.is_some_and(|c| c & entry.classes == 0);
                 if untouched {
@@ -1080,7 +1221,9 @@ impl<'p> Transaction<'p> {
                 possible.add_met(&found, source);
             }
         }
-        self.items = recycle(items);
+        let items = recycle(items);
+        self.summaries = summaries;
+        self.items = items;
         self.raw_values = raw_values;
         self.raw_index = raw_index;
         self.possible = possible;

@@ -76,6 +76,15 @@ impl MacroString {
         }
     }
 
+    /// The variable a string names when it is one `%{collection.key}` and nothing else:
+    /// collection upper-cased, key as written.
+    pub fn single_variable(&self) -> Option<(&str, Option<&str>)> {
+        match self.parts.as_slice() {
+            [Part::Var { collection, key }] => Some((collection, key.as_deref())),
+            _ => None,
+        }
+    }
+
     pub fn expand(&self, resolver: &dyn Resolver) -> Cow<'_, [u8]> {
         if let Some(l) = self.literal() {
             return l;

@@ -50,6 +50,8 @@ pub struct PhaseFilter {
     /// Every literal of the phase, for searching a value once for all the groups whose
     /// chains leave it as it is (most values of a benign request: no `%`, `&`, `\\`...).
     pub(crate) all_literals: Option<Literals>,
+    /// How many distinct variables the groups read (see [`Source::id`]).
+    pub(crate) sources: usize,
 }
 
 /// Eligible rules sharing a transformation chain.
@@ -81,6 +83,9 @@ pub(crate) struct Source {
     pub(crate) combined: Vec<(u32, Vec<u32>)>,
     /// The words of the verdicts its group's slots lie in.
     pub(crate) words: std::ops::Range<usize>,
+    /// The variable's number in the phase, the same in every group that reads it: what a
+    /// transaction learns of a variable's values as they are serves all those groups.
+    pub(crate) id: u32,
 }
 
 /// Each byte's class bit: one per byte some transformation acts on, high bytes together,
@@ -619,6 +624,17 @@ pub(crate) fn build(entries: &mut [Entry]) -> PhaseFilter {
         }
         groups.push(g)
     }
+    let mut distinct: Vec<Target> = Vec::new();
+    for source in groups.iter_mut().flat_map(|g| g.sources.iter_mut()) {
+        let id = match distinct.iter().position(|t| same_source(t, &source.target)) {
+            Some(id) => id,
+            None => {
+                distinct.push(source.target.clone());
+                distinct.len() - 1
+            }
+        };
+        source.id = id as u32;
+    }
     let all_literals = Literals::new(
         conditions.iter().map(|(slot, l)| (*slot, l.as_slice())),
         slots as usize,
@@ -628,6 +644,7 @@ pub(crate) fn build(entries: &mut [Entry]) -> PhaseFilter {
         groups,
         group_of,
         all_literals,
+        sources: distinct.len(),
     }
 }
 
@@ -679,12 +696,7 @@ impl Literals {
         }
         // A DFA is the fastest search and grows with the literals: long phrase lists
         // (`@pmFromFile`) would cost tens of MB per plan for a few percent.
-        let kind = (longer.len()
-            <= std::env::var("ACL")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(300))
-        .then_some(aho_corasick::AhoCorasickKind::DFA);
+        let kind = (longer.len() <= 300).then_some(aho_corasick::AhoCorasickKind::DFA);
         let longer = AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .kind(kind)
@@ -752,6 +764,7 @@ fn group(pending: Pending, members: &[Member], slots: usize) -> Option<Group> {
                         readers: Bits::new(slots),
                         combined: Vec::new(),
                         words: words.clone(),
+                        id: 0,
                     });
                     sources.len() - 1
                 }
