@@ -235,6 +235,8 @@ pub enum Effect {
     SetVar {
         collection: String,
         key: MacroString,
+        /// The key lower-cased, when it is written in the rule (no macro).
+        fixed_key: Option<String>,
         op: SetVarOp,
     },
     ExpireVar {
@@ -696,9 +698,13 @@ fn action_set(actions: &[Action]) -> Result<ActionSet, SyntaxError> {
                     (v, SetVarOp::Set(MacroString::parse("1")))
                 };
                 let (collection, key) = split_var(spec, at)?;
+                let fixed_key = key
+                    .literal()
+                    .and_then(|k| std::str::from_utf8(&k).ok().map(str::to_ascii_lowercase));
                 s.effects.push(Effect::SetVar {
                     collection,
                     key,
+                    fixed_key,
                     op,
                 });
             }

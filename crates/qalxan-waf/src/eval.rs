@@ -112,6 +112,8 @@ pub struct Transaction<'p> {
     found: Vec<Found>,
     /// Emptied (name, value) buffers of MATCHED_VARS, for the next matches to fill.
     spare: Pairs,
+    /// A buffer `setvar` builds values in, kept between rules.
+    scratch: Vec<u8>,
     /// Transformed values by (address and length of the original, transformation chain).
     /// `None` when the chain leaves the value as it is.
     transform_cache: std::cell::RefCell<TransformCache>,
@@ -213,14 +215,18 @@ struct Found {
 
 /// Lookups of `%{...}` macros in the transaction.
 impl Resolver for Transaction<'_> {
-    fn resolve(&self, collection: &str, key: Option<&str>) -> Option<Vec<u8>> {
+    fn resolve(&self, collection: &str, key: Option<&str>) -> Option<Cow<'_, [u8]>> {
         if collection == "TX" {
             // The common case, without building a target: keys are stored lower-cased.
             let key = key?;
-            return match self.tx.get(key) {
-                Some(v) => Some(v.clone()),
-                None => self.tx.get(&key.to_ascii_lowercase()).cloned(),
+            let value = match self.tx.get(key) {
+                Some(v) => Some(v),
+                None if key.bytes().any(|b| b.is_ascii_uppercase()) => {
+                    self.tx.get(&key.to_ascii_lowercase())
+                }
+                None => None,
             };
+            return value.map(|v| Cow::Borrowed(v.as_slice()));
         }
         let name = crate::syntax::names::lookup(crate::syntax::names::VARIABLES, collection)?;
         let target = Target {
@@ -233,7 +239,7 @@ impl Resolver for Transaction<'_> {
         let mut first = None;
         self.collect(&target, &mut |item| {
             if first.is_none() {
-                first = Some(item.value.into_owned());
+                first = Some(Cow::Owned(item.value.into_owned()));
             }
         });
         first
@@ -285,6 +291,7 @@ impl<'p> Transaction<'p> {
             matched_vars: Vec::new(),
             found: Vec::new(),
             spare: Vec::new(),
+            scratch: Vec::new(),
             removed_ids: Vec::new(),
             removed_tags: Vec::new(),
             removed_targets: Vec::new(),
@@ -1235,49 +1242,57 @@ impl<'p> Transaction<'p> {
                 Effect::SetVar {
                     collection,
                     key,
+                    fixed_key,
                     op,
                 } => {
-                    let key = key.expand(self);
-                    // Keys are stored lower-cased; CRS writes most of them so already.
-                    let key: Cow<str> = match std::str::from_utf8(&key) {
-                        Ok(k) if !k.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Borrowed(k),
-                        _ => Cow::Owned(String::from_utf8_lossy(&key).to_ascii_lowercase()),
+                    // Keys are stored lower-cased; most are written in the rule.
+                    let key: Cow<str> = match fixed_key {
+                        Some(k) => Cow::Borrowed(k),
+                        None => Cow::Owned(
+                            String::from_utf8_lossy(&key.expand(self)).to_ascii_lowercase(),
+                        ),
                     };
-                    let new = match op {
-                        SetVarOp::Delete => None,
-                        SetVarOp::Set(v) => Some(v.expand(self)),
+                    // The new value goes through a buffer of the transaction's: it may be read
+                    // from the very table it is written to (`setvar:tx.a=%{tx.b}`).
+                    let mut value = std::mem::take(&mut self.scratch);
+                    value.clear();
+                    let mut delta = None;
+                    match op {
+                        SetVarOp::Delete => {}
+                        SetVarOp::Set(v) => value.extend_from_slice(&v.expand(self)),
                         SetVarOp::Add(v) | SetVarOp::Sub(v) => {
-                            let delta = atoi(&v.expand(self));
+                            let by = atoi(&v.expand(self));
+                            let by = if matches!(op, SetVarOp::Add(_)) {
+                                by
+                            } else {
+                                by.saturating_neg()
+                            };
                             let current = self
                                 .collection(collection)
                                 .and_then(|m| m.get(key.as_ref()))
-                                .map(|v| atoi(v))
-                                .unwrap_or(0);
-                            let n = if matches!(op, SetVarOp::Add(_)) {
-                                current.saturating_add(delta)
-                            } else {
-                                current.saturating_sub(delta)
-                            };
-                            Some(Cow::Owned(n.to_string().into_bytes()))
+                                .map_or(0, |v| atoi(v));
+                            write_number(&mut value, current.saturating_add(by));
+                            delta = Some(by);
                         }
-                    };
-                    if !self.opened.is_empty() {
-                        self.note_change(collection, &key, op);
+                    }
+                    if collection != "TX" && !self.opened.is_empty() {
+                        self.note_change(collection, &key, op, delta);
                     }
                     let map = self.collection_mut(collection);
-                    match (new, map.get_mut(key.as_ref())) {
-                        // In place: the key and the buffer are reused.
-                        (Some(v), Some(slot)) => {
-                            slot.clear();
-                            slot.extend_from_slice(&v);
-                        }
-                        (Some(v), None) => {
-                            map.insert(key.into_owned(), v.into_owned());
-                        }
-                        (None, _) => {
+                    match (op, map.get_mut(key.as_ref())) {
+                        (SetVarOp::Delete, _) => {
                             map.remove(key.as_ref());
                         }
+                        // In place: the key and the buffer are reused.
+                        (_, Some(slot)) => {
+                            slot.clear();
+                            slot.extend_from_slice(&value);
+                        }
+                        (_, None) => {
+                            map.insert(key.into_owned(), value.clone());
+                        }
                     }
+                    self.scratch = value;
                 }
                 Effect::InitCol { collection, key } => self.open_collection(collection, key),
                 // Within a transaction nothing expires: the lifetime starts when it is stored.
@@ -1331,10 +1346,10 @@ impl<'p> Transaction<'p> {
     }
 
     /// Remembers how a `setvar` changed an opened persistent collection, for the merge.
-    fn note_change(&mut self, collection: &str, key: &str, op: &SetVarOp) {
+    /// Records a change to a persistent collection: `delta` for `+=`/`-=`, what it added.
+    fn note_change(&mut self, collection: &str, key: &str, op: &SetVarOp, delta: Option<i64>) {
         let delta = match op {
-            SetVarOp::Add(v) => Some(atoi(&v.expand(self))),
-            SetVarOp::Sub(v) => Some(atoi(&v.expand(self)).saturating_neg()),
+            SetVarOp::Add(_) | SetVarOp::Sub(_) => delta,
             SetVarOp::Set(_) | SetVarOp::Delete => None,
         };
         let Some((.., changes)) = self.opened.iter_mut().find(|(c, ..)| c == collection) else {
@@ -1421,6 +1436,13 @@ impl<'p> Transaction<'p> {
 fn recycle<'b>(mut items: Vec<Item<'_>>) -> Vec<Item<'b>> {
     items.clear();
     items.into_iter().filter_map(|_| None).collect()
+}
+
+/// Writes a number in decimal, as `setvar` stores counters.
+fn write_number(out: &mut Vec<u8>, n: i64) {
+    use std::io::Write;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{n}");
 }
 
 /// TX:0..TX:9, where captures go.

@@ -22,14 +22,16 @@ enum Part {
 
 /// Gives the value of `%{collection.key}` (or `%{collection}`) in the current transaction.
 pub trait Resolver {
-    fn resolve(&self, collection: &str, key: Option<&str>) -> Option<Vec<u8>>;
+    /// Borrowed where the value is stored as it is (TX variables): expanding `%{tx.x}`, the
+    /// common case, then copies nothing.
+    fn resolve(&self, collection: &str, key: Option<&str>) -> Option<Cow<'_, [u8]>>;
 }
 
 /// A resolver that knows nothing: every macro expands to the empty string.
 pub struct NoMacros;
 
 impl Resolver for NoMacros {
-    fn resolve(&self, _: &str, _: Option<&str>) -> Option<Vec<u8>> {
+    fn resolve(&self, _: &str, _: Option<&str>) -> Option<Cow<'_, [u8]>> {
         None
     }
 }
@@ -85,17 +87,15 @@ impl MacroString {
         }
     }
 
-    pub fn expand(&self, resolver: &dyn Resolver) -> Cow<'_, [u8]> {
+    pub fn expand<'a>(&'a self, resolver: &'a dyn Resolver) -> Cow<'a, [u8]> {
         if let Some(l) = self.literal() {
             return l;
         }
         // `%{tx.x}` alone, the common case: the value as resolved, without a copy.
         if let [Part::Var { collection, key }] = self.parts.as_slice() {
-            return Cow::Owned(
-                resolver
-                    .resolve(collection, key.as_deref())
-                    .unwrap_or_default(),
-            );
+            return resolver
+                .resolve(collection, key.as_deref())
+                .unwrap_or_default();
         }
         let mut out = Vec::new();
         for p in &self.parts {
@@ -119,10 +119,10 @@ mod tests {
     struct Tx;
 
     impl Resolver for Tx {
-        fn resolve(&self, collection: &str, key: Option<&str>) -> Option<Vec<u8>> {
+        fn resolve(&self, collection: &str, key: Option<&str>) -> Option<Cow<'_, [u8]>> {
             match (collection, key) {
-                ("TX", Some(k)) if k.eq_ignore_ascii_case("score") => Some(b"5".to_vec()),
-                ("MATCHED_VAR", None) => Some(b"x".to_vec()),
+                ("TX", Some(k)) if k.eq_ignore_ascii_case("score") => Some(Cow::Borrowed(b"5")),
+                ("MATCHED_VAR", None) => Some(Cow::Borrowed(b"x")),
                 _ => None,
             }
         }
