@@ -121,10 +121,6 @@ pub struct Transaction<'p> {
     /// groups searched so far.
     possible: crate::prefilter::Bits,
     searched: crate::prefilter::Bits,
-    /// What the prefilter learnt this phase of each request value it met, as it is.
-    raw_values: Vec<RawValue>,
-    /// Each value's place in `raw_values`, by address and length.
-    raw_index: HashMap<(usize, usize), usize>,
     /// What the prefilter learnt this phase of each variable the groups read, by
     /// [`crate::prefilter::Source::id`].
     summaries: Vec<Option<Summary>>,
@@ -135,37 +131,15 @@ pub struct Transaction<'p> {
 /// classes meets, through the variable, exactly the conditions its values meet as they are.
 struct Summary {
     classes: u32,
-    /// `None` when the phase has no literals to search for.
+    /// `None` when the variable's rules have no literals to search for.
     hits: Option<crate::prefilter::Bits>,
-    /// The values' places in `raw_values`.
-    entries: Vec<usize>,
+    /// Each value's classes and hits, in the order the variable gives them (the same all
+    /// phase long: request data does not change within one).
+    values: Vec<(u32, Option<crate::prefilter::Bits>)>,
 }
 
 /// Transformed values by (address and length of the original, transformation chain).
 type TransformCache = HashMap<(usize, usize, u32), Option<std::rc::Rc<[u8]>>>;
-
-/// What the prefilter learnt of a request value as it is: its byte classes and, once
-/// searched, the slots of the rules whose literals occur in it.
-struct RawValue {
-    classes: u32,
-    hits: Option<crate::prefilter::Bits>,
-}
-
-impl RawValue {
-    /// The slots whose conditions the value meets as it is: one search for every group.
-    fn hits(
-        &mut self,
-        raw: &[u8],
-        filter: &crate::prefilter::PhaseFilter,
-    ) -> Option<&crate::prefilter::Bits> {
-        let all = filter.all_literals.as_ref()?;
-        Some(self.hits.get_or_insert_with(|| {
-            let mut hits = crate::prefilter::Bits::new(filter.slots);
-            all.search(raw, &mut hits);
-            hits
-        }))
-    }
-}
 
 /// A value a rule inspects, and where it came from.
 struct Item<'a> {
@@ -307,8 +281,6 @@ impl<'p> Transaction<'p> {
             )),
             possible: crate::prefilter::Bits::default(),
             searched: crate::prefilter::Bits::default(),
-            raw_values: Vec::new(),
-            raw_index: HashMap::default(),
             summaries: Vec::new(),
         }
     }
@@ -806,10 +778,9 @@ impl<'p> Transaction<'p> {
         let filter = &plan.filters[(phase - 1) as usize];
         self.possible.reset(filter.slots);
         self.searched.reset(filter.groups.len());
-        self.raw_values.clear();
-        self.raw_index.clear();
         self.summaries.clear();
-        self.summaries.resize_with(filter.sources, || None);
+        self.summaries
+            .resize_with(filter.literals_of_source.len(), || None);
         let mut i = 0;
         while i < entries.len() {
             let Entry::Rule(rule) = &entries[i] else {
@@ -1124,25 +1095,12 @@ impl<'p> Transaction<'p> {
     ) {
         use crate::prefilter::Bits;
         let mut possible = std::mem::take(&mut self.possible);
-        let mut raw_values = std::mem::take(&mut self.raw_values);
-        let mut raw_index = std::mem::take(&mut self.raw_index);
         let mut summaries = std::mem::take(&mut self.summaries);
         let mut items = recycle(std::mem::take(&mut self.items));
         let mut found = Bits::new(filter.slots);
-        // A value's entry in `raw_values`: its classes, and its search as it is when done.
-        let mut entry_of = |raw: &[u8], raw_values: &mut Vec<RawValue>| {
-            *raw_index
-                .entry((raw.as_ptr() as usize, raw.len()))
-                .or_insert_with(|| {
-                    raw_values.push(RawValue {
-                        classes: crate::prefilter::classes_of(raw),
-                        hits: None,
-                    });
-                    raw_values.len() - 1
-                })
-        };
         for source in &group.sources {
-            let Some(slot) = summaries.get_mut(source.id as usize) else {
+            let id = source.id as usize;
+            let Some(slot) = summaries.get_mut(id) else {
                 continue;
             };
             let mut collected = false;
@@ -1150,44 +1108,47 @@ impl<'p> Transaction<'p> {
                 items.clear();
                 self.collect(&source.target, &mut |item| items.push(item));
                 collected = true;
+                let literals = filter
+                    .literals_of_source
+                    .get(id)
+                    .copied()
+                    .flatten()
+                    .and_then(|at| filter.source_literals.get(at as usize));
                 let mut classes = 0;
-                let mut hits = filter
-                    .all_literals
-                    .as_ref()
-                    .map(|_| Bits::new(filter.slots));
-                let mut entries = Vec::with_capacity(items.len());
+                let mut hits = literals.map(|_| Bits::new(filter.slots));
+                let mut values = Vec::with_capacity(items.len());
                 for item in &items {
                     let raw = item.value.as_ref();
-                    let i = entry_of(raw, &mut raw_values);
-                    entries.push(i);
-                    let entry = &mut raw_values[i];
-                    classes |= entry.classes;
-                    if let (Some(all), Some(h)) = (&mut hits, entry.hits(raw, filter)) {
+                    let c = crate::prefilter::classes_of(raw);
+                    classes |= c;
+                    let h = literals.map(|l| {
+                        let mut h = Bits::new(filter.slots);
+                        l.search(raw, &mut h);
+                        h
+                    });
+                    if let (Some(all), Some(h)) = (&mut hits, &h) {
                         all.union(h);
                     }
+                    values.push((c, h));
                 }
                 *slot = Some(Summary {
                     classes,
                     hits,
-                    entries,
+                    values,
                 });
             }
-            if let Some(Summary {
-                classes,
-                hits: Some(hits),
-                entries,
-            }) = slot
-            {
-                if group.acts_on.is_some_and(|c| c & *classes == 0) {
+            let Some(summary) = slot.as_ref() else {
+                continue;
+            };
+            if let Some(hits) = &summary.hits {
+                if group.acts_on.is_some_and(|c| c & summary.classes == 0) {
                     // No value changes on the way: what they hold as they are is what counts.
                     if source.combined.is_empty() {
                         possible.add_met(hits, source);
                     } else {
                         // Rules with several conditions need them met by one value.
-                        for &i in entries.iter() {
-                            if let Some(h) = &raw_values[i].hits {
-                                possible.add_met(h, source);
-                            }
+                        for h in summary.values.iter().filter_map(|(_, h)| h.as_ref()) {
+                            possible.add_met(h, source);
                         }
                     }
                     continue;
@@ -1197,16 +1158,13 @@ impl<'p> Transaction<'p> {
                 items.clear();
                 self.collect(&source.target, &mut |item| items.push(item));
             }
-            for item in &items {
+            debug_assert_eq!(items.len(), summary.values.len());
+            for (item, (classes, hits)) in items.iter().zip(&summary.values) {
                 let raw = item.value.as_ref();
-                let i = entry_of(raw, &mut raw_values);
-                let entry = &mut raw_values[i];
-                let untouched = group.acts_on.is_some_and(|c| c & entry.classes == 0);
-                if untouched {
-                    if let Some(hits) = entry.hits(raw, filter) {
-                        possible.add_met(hits, source);
-                        continue;
-                    }
+                let untouched = group.acts_on.is_some_and(|c| c & classes == 0);
+                if let (true, Some(hits)) = (untouched, hits) {
+                    possible.add_met(hits, source);
+                    continue;
                 }
                 // The value the group's rules see: after the whole chain, or after each step
                 // for multiMatch rules. One that differs from the original only in case is
@@ -1217,11 +1175,8 @@ impl<'p> Transaction<'p> {
                 for n in first..=steps {
                     let value =
                         self.transformed(item, &group.transformations, &group.transform_ids, n);
-                    match value
-                        .eq_ignore_ascii_case(raw)
-                        .then(|| entry.hits(raw, filter))
-                    {
-                        Some(Some(hits)) => found.union_in(hits, source.words.clone()),
+                    match (value.eq_ignore_ascii_case(raw), hits) {
+                        (true, Some(hits)) => found.union_in(hits, source.words.clone()),
                         _ => group.literals.search(&value, &mut found),
                     }
                 }
@@ -1231,8 +1186,6 @@ impl<'p> Transaction<'p> {
         let items = recycle(items);
         self.summaries = summaries;
         self.items = items;
-        self.raw_values = raw_values;
-        self.raw_index = raw_index;
         self.possible = possible;
     }
 

@@ -47,11 +47,16 @@ pub struct PhaseFilter {
     /// Each slot's group: groups are searched when one of their rules is first reached, so
     /// the groups of rules a paranoia level skips cost nothing.
     pub(crate) group_of: Vec<u32>,
-    /// Every literal of the phase, for searching a value once for all the groups whose
-    /// chains leave it as it is (most values of a benign request: no `%`, `&`, `\\`...).
-    pub(crate) all_literals: Option<Literals>,
-    /// How many distinct variables the groups read (see [`Source::id`]).
-    pub(crate) sources: usize,
+    /// For each distinct variable the groups read (by [`Source::id`]), the literals of every
+    /// rule that reads it, as an index into `source_literals`: a value is searched as it is
+    /// once for all the groups whose chains leave it so (most values of a benign request:
+    /// no `%`, `&`, `\\`...). Per variable rather than for the whole phase: a header is not
+    /// searched for the thousands of phrases only arguments are checked for, and the smaller
+    /// sets fit a DFA.
+    pub(crate) literals_of_source: Vec<Option<u32>>,
+    /// The distinct literal sets `literals_of_source` points into (variables read by the
+    /// same rules share one).
+    pub(crate) source_literals: Vec<Literals>,
 }
 
 /// Eligible rules sharing a transformation chain.
@@ -635,18 +640,58 @@ pub(crate) fn build(entries: &mut [Entry]) -> PhaseFilter {
         };
         source.id = id as u32;
     }
-    let all_literals = Literals::new(
-        conditions.iter().map(|(slot, l)| (*slot, l.as_slice())),
-        slots as usize,
-    );
+    // Each variable's readers: the slots of their conditions, all of them (a rule with
+    // several conditions needs each one's verdict).
+    let mut readers: Vec<std::collections::BTreeSet<u32>> =
+        vec![Default::default(); distinct.len()];
+    for source in groups.iter().flat_map(|g| g.sources.iter()) {
+        let set = &mut readers[source.id as usize];
+        for (w, word) in source.readers.0.iter().enumerate() {
+            let mut word = *word;
+            while word != 0 {
+                set.insert(w as u32 * 64 + word.trailing_zeros());
+                word &= word - 1;
+            }
+        }
+        for (slot, extras) in &source.combined {
+            set.insert(*slot);
+            set.extend(extras.iter().copied());
+        }
+    }
+    let mut source_literals: Vec<Literals> = Vec::new();
+    let mut sets: Vec<&std::collections::BTreeSet<u32>> = Vec::new();
+    let literals_of_source = readers
+        .iter()
+        .map(|set| {
+            if let Some(at) = sets.iter().position(|s| *s == set) {
+                return Some(at as u32);
+            }
+            let literals = Literals::new(
+                conditions
+                    .iter()
+                    .filter(|(slot, _)| set.contains(slot))
+                    .map(|(slot, l)| (*slot, l.as_slice())),
+                slots as usize,
+                SOURCE_DFA_LITERALS,
+            )?;
+            sets.push(set);
+            source_literals.push(literals);
+            Some(source_literals.len() as u32 - 1)
+        })
+        .collect();
     PhaseFilter {
         slots: slots as usize,
         groups,
         group_of,
-        all_literals,
-        sources: distinct.len(),
+        literals_of_source,
+        source_literals,
     }
 }
+
+/// The most literals a group's search runs as a DFA (more: a contiguous NFA).
+const GROUP_DFA_LITERALS: usize = 300;
+/// The same for a variable's literals, searched in most of a request's values.
+const SOURCE_DFA_LITERALS: usize = 600;
 
 /// Literals of several rules, searched together: which rules have a literal in a value.
 #[derive(Debug)]
@@ -667,6 +712,7 @@ impl Literals {
     fn new<'a>(
         members: impl Iterator<Item = (u32, &'a [Vec<u8>])>,
         slots: usize,
+        dfa_up_to: usize,
     ) -> Option<Literals> {
         let mut longer: Vec<&[u8]> = Vec::new();
         let mut owners: Vec<Vec<u32>> = Vec::new();
@@ -696,7 +742,7 @@ impl Literals {
         }
         // A DFA is the fastest search and grows with the literals: long phrase lists
         // (`@pmFromFile`) would cost tens of MB per plan for a few percent.
-        let kind = (longer.len() <= 300).then_some(aho_corasick::AhoCorasickKind::DFA);
+        let kind = (longer.len() <= dfa_up_to).then_some(aho_corasick::AhoCorasickKind::DFA);
         let longer = AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .kind(kind)
@@ -782,6 +828,7 @@ fn group(pending: Pending, members: &[Member], slots: usize) -> Option<Group> {
             .iter()
             .flat_map(|m| m.conditions.iter().map(|(s, l)| (*s, l.as_slice()))),
         slots,
+        GROUP_DFA_LITERALS,
     )?;
     let mut acts_on = 0;
     let mut all_known = true;
