@@ -369,6 +369,9 @@ impl CompiledOperator {
             Op::ValidateUrlEncoding => hit(!valid_url_encoding(input)),
             Op::ValidateUtf8Encoding => hit(std::str::from_utf8(input).is_err()),
             Op::DetectSqli => {
+                if cannot_be_sqli(input) {
+                    return None;
+                }
                 // `SqliState` rather than `detect_sqli`, which fingerprints the input once more
                 // after deciding: the deciding pass already left its fingerprint.
                 let mut state =
@@ -381,7 +384,9 @@ impl CompiledOperator {
                     },
                 })
             }
-            Op::DetectXss => hit(libinjectionrs::detect_xss(input).is_injection()),
+            Op::DetectXss => {
+                hit(!cannot_be_xss(input) && libinjectionrs::detect_xss(input).is_injection())
+            }
             Op::VerifyCc(re) => {
                 let m = re.captures(input, 1)?;
                 let digits: Vec<u8> = m
@@ -396,6 +401,36 @@ impl CompiledOperator {
             Op::NoMatch | Op::Unavailable(_) => None,
         }
     }
+}
+
+/// Whether libinjection's SQLi test cannot flag `input`: one word (a letter or `_`, then
+/// letters, digits and `_`) or one number (digits only). Most argument names and many values
+/// are such, and the test costs thousands of instructions a value. Why it is exact:
+/// libinjection flags a value only when its token fingerprint is on its list, and it reads
+/// such a value as one token (no quote for the quoted passes, no comment for the MySQL one);
+/// the one-token fingerprints on the list are `X` (evil input) alone, which neither a word nor
+/// a number gives. `tests::injection_shortcuts_agree_with_libinjection` checks it against the
+/// library on every SQL keyword and millions of generated values.
+fn cannot_be_sqli(input: &[u8]) -> bool {
+    match input.split_first() {
+        Some((first, rest)) if first.is_ascii_alphabetic() || *first == b'_' => {
+            rest.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        }
+        Some(_) => input.iter().all(u8::is_ascii_digit),
+        None => true,
+    }
+}
+
+/// Whether libinjection's XSS test cannot flag `input`: no byte that opens or closes a tag,
+/// a quoted or unquoted attribute value, or an entity (`<`, `>`, quotes, backquote, `=`,
+/// `/`, `&`, whitespace, NUL). In each of the test's five contexts (text, and an attribute
+/// value unquoted or in one of three quotes) such a value is one text or attribute-value
+/// token with no attribute name, and libinjection flags neither. Checked in the same test
+/// as [`cannot_be_sqli`].
+fn cannot_be_xss(input: &[u8]) -> bool {
+    input.iter().all(|&b| {
+        b.is_ascii_alphanumeric() || b >= 0x80 || b"!#$%()*+,-.:;?@[\\]^_{|}~".contains(&b)
+    })
 }
 
 fn run_regex(re: &Regexp, input: &[u8], capture: bool) -> Option<OpMatch> {
@@ -621,6 +656,109 @@ mod tests {
         let xss = op("detectXSS", "");
         assert!(m(&xss, b"<script>alert(1)</script>"));
         assert!(!m(&xss, b"just text"));
+    }
+
+    /// The shortcuts that skip libinjection say "cannot" only where libinjection says no.
+    #[test]
+    fn injection_shortcuts_agree_with_libinjection() {
+        let sqli = |v: &[u8]| {
+            libinjectionrs::SqliState::new(v, libinjectionrs::SqliFlags::FLAG_NONE).detect()
+        };
+        let xss = |v: &[u8]| libinjectionrs::detect_xss(v).is_injection();
+        // SQL's words, as libinjection's own table holds many of them, alone and glued.
+        let keywords = [
+            "UNION",
+            "SELECT",
+            "OR",
+            "AND",
+            "XOR",
+            "DIV",
+            "NOT",
+            "NULL",
+            "LIKE",
+            "SLEEP",
+            "BENCHMARK",
+            "WAITFOR",
+            "DELAY",
+            "EXEC",
+            "EXECUTE",
+            "DROP",
+            "INSERT",
+            "DELETE",
+            "UPDATE",
+            "HAVING",
+            "ORDER",
+            "GROUP",
+            "CHAR",
+            "CONCAT",
+            "VERSION",
+            "USER",
+            "SP_PASSWORD",
+            "XP_CMDSHELL",
+            "INFORMATION_SCHEMA",
+            "LOAD_FILE",
+            "OUTFILE",
+            "TRUE",
+            "FALSE",
+            "IF",
+            "CASE",
+            "WHEN",
+            "THEN",
+            "ELSE",
+            "END",
+            "UTL_HTTP",
+            "DBMS_PIPE",
+        ];
+        for k in keywords {
+            for v in [
+                k.to_owned(),
+                k.to_lowercase(),
+                format!("{k}1"),
+                format!("_{k}"),
+            ] {
+                assert!(cannot_be_sqli(v.as_bytes()));
+                assert!(!sqli(v.as_bytes()), "{v}");
+            }
+        }
+        let word: Vec<u8> = (b'0'..=b'9')
+            .chain(b'a'..=b'z')
+            .chain(b'A'..=b'Z')
+            .collect();
+        let text: Vec<u8> = word
+            .iter()
+            .copied()
+            .chain(b"!#$%()*+,-.:;?@[\\]^_{|}~".iter().copied())
+            .chain(0x80..=0xff)
+            .collect();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as usize
+        };
+        for i in 0..100_000 {
+            let len = 1 + next() % 24;
+            let v: Vec<u8> = (0..len).map(|_| text[next() % text.len()]).collect();
+            assert!(cannot_be_xss(&v));
+            assert!(!xss(&v), "{:?}", String::from_utf8_lossy(&v));
+            let v: Vec<u8> = if i % 2 == 0 {
+                std::iter::once(word[10 + next() % 52])
+                    .chain((1..len).map(|_| word[next() % word.len()]))
+                    .collect()
+            } else {
+                (0..len).map(|_| word[next() % 10]).collect()
+            };
+            assert!(cannot_be_sqli(&v));
+            assert!(!sqli(&v), "{:?}", String::from_utf8_lossy(&v));
+        }
+        // And they do not claim what they cannot see.
+        for v in [&b"1union"[..], b"a b", b"'", b"1-1", b"x.y"] {
+            assert!(!cannot_be_sqli(v), "{:?}", String::from_utf8_lossy(v));
+        }
+        for v in [&b"<b"[..], b"a b", b"x=y", b"\"a", b"a/b", b"&lt;"] {
+            assert!(!cannot_be_xss(v), "{:?}", String::from_utf8_lossy(v));
+        }
     }
 
     #[test]
