@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
         max_parts: 50,
         max_depth: 3,
         max_links: 20,
+        max_observables: 60,
     };
     if let Ok(a) = qalxan_mail::analyse(data, &limits) {
         let links = a
@@ -18,5 +19,6 @@ fuzz_target!(|data: &[u8]| {
             .filter(|f| f.observable.kind == qalxan_intel::Kind::Url)
             .count();
         assert!(links <= limits.max_links);
+        assert!(a.found.len() <= limits.max_observables);
     }
 });

@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
         let mut tx = Transaction::evaluate_request(plan, &r);
         tx.finish();
         let ids: Vec<(u64, String)> = tx.matches.iter().map(|m| (m.id, m.data.clone())).collect();
-        (ids, tx.anomaly_score(), tx.interruption.map(|i| i.status))
+        (ids, tx.anomaly_score(), tx.interruption.as_ref().map(|i| i.status))
     };
     assert_eq!(outcome(filtered), outcome(full), "the prefilter changed the outcome");
 });

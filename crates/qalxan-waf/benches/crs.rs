@@ -11,11 +11,6 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use qalxan_waf::Transaction;
 use std::path::Path;
 
-// As the qalxan binary (crates/qalxan/src/main.rs): the engine's per-transaction tables are
-// allocated and dropped on every request.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[path = "workload.rs"]
 mod workload;
 use workload::{attacks, benign, benign_get, plan, RULES};

@@ -10,9 +10,6 @@ mod workload;
 
 use qalxan_waf::{Plan, Request, Transaction};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let usage = "usage: crs_instructions PARANOIA get|benign|attack ROUNDS";

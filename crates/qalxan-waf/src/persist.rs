@@ -373,7 +373,7 @@ SecRule IP:TRIES "@gt 3" "id:3,phase:1,deny,status:429,msg:'too many tries: %{ip
             .with_collections(store)
             .request(&request(from, path));
         tx.finish();
-        tx.interruption.map(|i| i.status)
+        tx.interruption.as_ref().map(|i| i.status)
     }
 
     #[test]

@@ -140,15 +140,23 @@ impl Bits {
         }
     }
 
-    pub(crate) fn union(&mut self, other: &Bits) {
-        self.union_in(other, 0..self.0.len());
+    /// The words holding the set, 64 slots each: sets of one phase are this long.
+    pub(crate) fn words(&self) -> &[u64] {
+        &self.0
     }
 
-    /// Adds the slots of `other` in the given words.
-    pub(crate) fn union_in(&mut self, other: &Bits, words: std::ops::Range<usize>) {
-        for (w, x) in self.0[words.clone()].iter_mut().zip(&other.0[words]) {
-            *w |= x;
-        }
+    pub(crate) fn words_mut(&mut self) -> &mut [u64] {
+        &mut self.0
+    }
+
+    /// How many words a set of `len` slots takes.
+    pub(crate) fn words_for(len: usize) -> usize {
+        len.div_ceil(64)
+    }
+
+    /// Adds the slots of `other` (words of a set as long) in the given words.
+    pub(crate) fn union_in(&mut self, other: &[u64], words: std::ops::Range<usize>) {
+        union_words(&mut self.0[words.clone()], &other[words]);
     }
 
     /// Empties the given words.
@@ -158,26 +166,38 @@ impl Bits {
 
     /// Adds the slots `source`'s readers may match given the conditions `hits` met in one
     /// of its values.
-    pub(crate) fn add_met(&mut self, hits: &Bits, source: &Source) {
+    pub(crate) fn add_met(&mut self, hits: &[u64], source: &Source) {
         let words = source.words.clone();
         for ((w, x), y) in self.0[words.clone()]
             .iter_mut()
-            .zip(&hits.0[words.clone()])
+            .zip(&hits[words.clone()])
             .zip(&source.readers.0[words])
         {
             *w |= x & y;
         }
         for (slot, extras) in &source.combined {
-            if hits.has(*slot) && extras.iter().all(|e| hits.has(*e)) {
+            if has_in(hits, *slot) && extras.iter().all(|e| has_in(hits, *e)) {
                 self.set(*slot);
             }
         }
     }
 
     pub(crate) fn has(&self, slot: u32) -> bool {
-        self.0
-            .get(slot as usize / 64)
-            .is_some_and(|w| w & (1 << (slot % 64)) != 0)
+        has_in(&self.0, slot)
+    }
+}
+
+/// Whether the set held in `words` has `slot`.
+pub(crate) fn has_in(words: &[u64], slot: u32) -> bool {
+    words
+        .get(slot as usize / 64)
+        .is_some_and(|w| w & (1 << (slot % 64)) != 0)
+}
+
+/// Adds the set held in `other` to the one in `words`.
+pub(crate) fn union_words(words: &mut [u64], other: &[u64]) {
+    for (w, x) in words.iter_mut().zip(other) {
+        *w |= x;
     }
 }
 
@@ -761,8 +781,9 @@ impl Literals {
         })
     }
 
-    /// Adds to `hits` the slots of the rules with a literal in `value`.
-    pub(crate) fn search(&self, value: &[u8], hits: &mut Bits) {
+    /// Adds to `hits` (the words of a set of the phase's slots) the slots of the rules with a
+    /// literal in `value`.
+    pub(crate) fn search(&self, value: &[u8], hits: &mut [u64]) {
         if !self.bytes.is_empty() {
             let mut present = [0u64; 4];
             for &b in value {
@@ -773,14 +794,16 @@ impl Literals {
                     let b = w * 64 + word.trailing_zeros() as usize;
                     word &= word - 1;
                     if let Some((_, slots)) = self.bytes.get(usize::from(self.byte_index[b])) {
-                        hits.union(slots);
+                        union_words(hits, &slots.0);
                     }
                 }
             }
         }
         for m in self.longer.find_overlapping_iter(value) {
             for &slot in &self.owners[m.pattern().as_usize()] {
-                hits.set(slot);
+                if let Some(w) = hits.get_mut(slot as usize / 64) {
+                    *w |= 1 << (slot % 64);
+                }
             }
         }
     }

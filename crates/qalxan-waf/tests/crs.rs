@@ -173,7 +173,7 @@ fn crs_dos_protection_counts_bursts_in_persistent_collections() {
         };
         let mut tx = tx.request(&request(from, path));
         tx.finish();
-        tx.interruption.map(|i| (i.rule_id, i.action))
+        tx.interruption.as_ref().map(|i| (i.rule_id, i.action))
     };
     // Static files do not count; pages do. Two bursts of 10 pages: the second sets the
     // block, which the next request meets.
@@ -232,7 +232,7 @@ fn the_shortcuts_change_no_outcome_on_crs_traffic() {
         (
             matches,
             tx.anomaly_score(),
-            tx.interruption.map(|i| i.status),
+            tx.interruption.as_ref().map(|i| i.status),
         )
     };
     let mut differ = Vec::new();

@@ -21,12 +21,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-// mimalloc rather than the C library's allocator: the WAF builds and drops a transaction's
-// tables on every request, and with glibc's malloc that alone cost 13 % of the engine's
-// instructions (see BENCHMARKS.md, "WAF engine").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "qalxan",
