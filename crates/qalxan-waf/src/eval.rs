@@ -229,10 +229,18 @@ impl Drop for Transaction<'_> {
         b.args_post.clear();
         b.headers.clear();
         b.cookies.clear();
+        // TX's keys and values become buffers for the next transaction's variables.
+        if b.spare.len() < 512 {
+            b.spare.extend(b.tx.drain());
+        }
         b.tx.clear();
         b.matched_var.0.clear();
         b.matched_var.1.clear();
         b.spare.append(&mut b.matched_vars);
+        for (k, v) in &mut b.spare {
+            k.clear();
+            v.clear();
+        }
         b.found.clear();
         b.scratch.clear();
         b.transform_cache.clear();
@@ -242,7 +250,7 @@ impl Drop for Transaction<'_> {
             s.hits_each.clear();
         }
         // Buffers that grew past what CRS needs (a request with thousands of arguments) go.
-        if b.spare.len() > 256 || b.transform_cache.capacity() > 4096 || b.tx.capacity() > 1024 {
+        if b.spare.len() > 1024 || b.transform_cache.capacity() > 4096 || b.tx.capacity() > 1024 {
             return;
         }
         // `try_with`: threads being torn down have no spare to fill.
@@ -1353,6 +1361,7 @@ impl<'p> Transaction<'p> {
                     if collection != "TX" && !self.opened.is_empty() {
                         self.note_change(collection, &key, op, delta);
                     }
+                    let mut spare = std::mem::take(&mut self.spare);
                     let map = self.collection_mut(collection);
                     match (op, map.get_mut(key.as_ref())) {
                         (SetVarOp::Delete, _) => {
@@ -1363,10 +1372,17 @@ impl<'p> Transaction<'p> {
                             slot.clear();
                             slot.extend_from_slice(&value);
                         }
+                        // A new variable takes a key and a buffer left by an earlier one.
                         (_, None) => {
-                            map.insert(key.into_owned(), value.clone());
+                            let (mut k, mut v) = spare.pop().unwrap_or_default();
+                            k.clear();
+                            k.push_str(&key);
+                            v.clear();
+                            v.extend_from_slice(&value);
+                            map.insert(k, v);
                         }
                     }
+                    self.spare = spare;
                     self.scratch = value;
                 }
                 Effect::InitCol { collection, key } => self.open_collection(collection, key),
