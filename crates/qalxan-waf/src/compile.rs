@@ -305,6 +305,9 @@ pub struct Rule {
     pub filter_slot: Option<u32>,
     /// The rule as a comparison of TX variables with a number, when it is one.
     pub scalar: Option<ScalarTest>,
+    /// The byte classes its transformations may change ([`crate::prefilter::chain_changes`]):
+    /// a value without them is inspected as it is, without the transformation cache.
+    pub changes: Option<u32>,
 }
 
 /// A rule that compares TX variables (or whether they exist) with a number: CRS's
@@ -891,8 +894,10 @@ impl Plan {
                             chain: None,
                             filter_slot: None,
                             scalar: None,
+                            changes: None,
                         };
                         rule.scalar = ScalarTest::of(&rule);
+                        rule.changes = crate::prefilter::chain_changes(&rule.transformations);
                         stats.rules += 1;
                         chain_stack.push(rule);
                         if !set.chain {
@@ -1080,8 +1085,9 @@ impl Plan {
     }
 
     /// The same plan evaluating every rule the general way: without skipping those whose
-    /// literals a transaction lacks ([`crate::prefilter`]) and without answering TX
-    /// comparisons directly ([`ScalarTest`]). The results are the same, only slower: for
+    /// literals a transaction lacks ([`crate::prefilter`]), without answering TX
+    /// comparisons directly ([`ScalarTest`]) and with every value through the
+    /// transformation cache ([`Rule::changes`]). The results are the same, only slower: for
     /// checking exactly that, and for measuring what the shortcuts save.
     pub fn without_shortcuts(mut self) -> Plan {
         self.filters = Default::default();
@@ -1089,6 +1095,7 @@ impl Plan {
         fn plain(rule: &mut Rule) {
             rule.scalar = None;
             rule.filter_slot = None;
+            rule.changes = None;
             if let Some(next) = rule.chain.as_deref_mut() {
                 plain(next);
             }

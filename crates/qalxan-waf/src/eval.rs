@@ -1080,12 +1080,21 @@ impl<'p> Transaction<'p> {
         };
         self.for_each_value(rule, head, &mut |item| {
             if !rule.multi_match {
-                let value = self.transformed(
-                    &item,
-                    &rule.transformations,
-                    &rule.transform_ids,
-                    rule.transformations.len(),
-                );
+                let value = match rule.changes {
+                    // Nothing in the chain acts on the value's bytes: it is its own result.
+                    Some(c)
+                        if !rule.transformations.is_empty()
+                            && crate::prefilter::classes_of(&item.value) & c == 0 =>
+                    {
+                        Transformed::Borrowed(item.value.as_ref())
+                    }
+                    _ => self.transformed(
+                        &item,
+                        &rule.transformations,
+                        &rule.transform_ids,
+                        rule.transformations.len(),
+                    ),
+                };
                 let result = operator.run(&value, capture, self);
                 if result.is_some() != operator.negated {
                     keep(&item, &value, result);

@@ -111,7 +111,37 @@ const fn byte_classes() -> [u32; 256] {
         classes[b] = 1 << 31;
         b += 1;
     }
+    // Letters by case: no transformation the prefilter weighs acts on them (its search
+    // ignores case), but `lowercase` and `cmdLine` change upper-case ones.
+    let mut b = 0;
+    while b < 26 {
+        classes[b'A' as usize + b] = UPPER_CASE;
+        classes[b'a' as usize + b] = LOWER_CASE;
+        b += 1;
+    }
     classes
+}
+
+const UPPER_CASE: u32 = 1 << 24;
+const LOWER_CASE: u32 = 1 << 25;
+
+/// The classes of the bytes a chain of transformations may change, case included: a value
+/// with none of them comes out of the chain as it went in. `None` when a step may change
+/// any value (`base64Decode`, `length`...).
+pub(crate) fn chain_changes(chain: &[Transformation]) -> Option<u32> {
+    let mut classes = 0;
+    for t in chain {
+        classes |= t
+            .acts_on()?
+            .iter()
+            .fold(0, |c, &b| c | BYTE_CLASSES[b as usize]);
+        classes |= match t {
+            Transformation::Lowercase | Transformation::CmdLine => UPPER_CASE,
+            Transformation::Uppercase => LOWER_CASE,
+            _ => 0,
+        };
+    }
+    Some(classes)
 }
 
 /// The classes of a value's bytes.
