@@ -97,7 +97,8 @@ impl MacroString {
                 .resolve(collection, key.as_deref())
                 .unwrap_or_default();
         }
-        let mut out = Vec::new();
+        // Sized once: CRS's composite macros (`/%{tx.0}/`, `%{tx.msg} %{MATCHED_VAR}`) are short.
+        let mut out = Vec::with_capacity(64);
         for p in &self.parts {
             match p {
                 Part::Literal(l) => out.extend_from_slice(l),
