@@ -1310,6 +1310,18 @@ impl<'p> Transaction<'p> {
                 let steps = group.transformations.len();
                 let first = if group.multi_match { 0 } else { steps };
                 for n in first..=steps {
+                    // A prefix that leaves the value as it was (case aside): its hits are known.
+                    let same = n == 0
+                        || group
+                            .prefix_acts_on
+                            .get(n - 1)
+                            .copied()
+                            .flatten()
+                            .is_some_and(|c| c & classes == 0);
+                    if let (true, Some(hits)) = (same, hits) {
+                        found.union_in(hits, source.words.clone());
+                        continue;
+                    }
                     let value =
                         self.transformed(item, &group.transformations, &group.transform_ids, n);
                     match (value.eq_ignore_ascii_case(raw), hits) {

@@ -72,6 +72,10 @@ pub(crate) struct Group {
     /// [`byte_classes`]): a value with none of them is searched as it is. `None` when the
     /// chain may change any value.
     pub(crate) acts_on: Option<u32>,
+    /// For each prefix of the chain (its first step, first two...), the classes it acts on
+    /// as [`Group::acts_on`] counts them; `None` from the first step that may change any
+    /// value. A value with none of a prefix's classes leaves it the same, case aside.
+    pub(crate) prefix_acts_on: Vec<Option<u32>>,
     /// Every member's literals.
     pub(crate) literals: Literals,
     /// The variables the members read, each with the slots of the rules that read it.
@@ -896,8 +900,20 @@ fn group(pending: Pending, members: &[Member], slots: usize) -> Option<Group> {
     debug_assert!(transformations.iter().all(|t| t
         .acts_on()
         .is_none_or(|bytes| bytes.iter().all(|&b| BYTE_CLASSES[b as usize] != 0))));
+    let mut prefix = Some(0u32);
+    let prefix_acts_on = transformations
+        .iter()
+        .map(|t| {
+            prefix = prefix.and_then(|p| {
+                t.acts_on()
+                    .map(|bytes| bytes.iter().fold(p, |c, &b| c | BYTE_CLASSES[b as usize]))
+            });
+            prefix
+        })
+        .collect();
     Some(Group {
         multi_match,
+        prefix_acts_on,
         acts_on: all_known.then_some(acts_on),
         transformations,
         transform_ids,
