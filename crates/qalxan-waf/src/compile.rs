@@ -201,6 +201,8 @@ pub struct Target {
     pub selector: Option<TargetSelector>,
     pub count: bool,
     pub exclude: bool,
+    /// [`Coll::cacheable`] for the collection, decided once.
+    pub cacheable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -521,12 +523,14 @@ fn compile_target(v: &Variable) -> Result<Target, SyntaxError> {
         ))),
         Some(Selector::XPath(x)) => Some(TargetSelector::XPath(x.clone())),
     };
+    let kind = Coll::of(v.name);
     Ok(Target {
         collection: v.name,
-        kind: Coll::of(v.name),
+        kind,
         selector,
         count: v.count,
         exclude: v.exclude,
+        cacheable: kind.cacheable(v.name),
     })
 }
 

@@ -327,12 +327,14 @@ impl Resolver for Transaction<'_> {
             return value.map(|v| Cow::Borrowed(v.as_slice()));
         }
         let name = crate::syntax::names::lookup(crate::syntax::names::VARIABLES, collection)?;
+        let kind = crate::compile::Coll::of(name);
         let target = Target {
             collection: name,
-            kind: crate::compile::Coll::of(name),
+            kind,
             selector: key.map(|k| TargetSelector::Key(k.to_ascii_lowercase())),
             count: false,
             exclude: false,
+            cacheable: kind.cacheable(name),
         };
         let mut first = None;
         self.collect(&target, &mut |item| {
@@ -727,7 +729,7 @@ impl<'p> Transaction<'p> {
         use crate::compile::Coll;
         let sel = &target.selector;
         let c = target.collection;
-        let cacheable = target.kind.cacheable(c);
+        let cacheable = target.cacheable;
         let item = |key: Option<&'a str>, value: Cow<'a, [u8]>| Item {
             collection: c,
             cacheable,

@@ -559,10 +559,7 @@ fn factors(hir: &regex_syntax::hir::Hir) -> Factors {
 /// Whether the rule reads only request data, so its outcome is fixed for a phase.
 fn reads_request_data(rule: &Rule) -> bool {
     let read: Vec<&Target> = rule.targets.iter().filter(|t| !t.exclude).collect();
-    !read.is_empty()
-        && read
-            .iter()
-            .all(|t| !t.count && t.kind.cacheable(t.collection))
+    !read.is_empty() && read.iter().all(|t| !t.count && t.cacheable)
 }
 
 /// The variable a group collects for `target`: the whole collection, except named keys and
@@ -579,6 +576,7 @@ fn source_of(target: &Target) -> Target {
         selector,
         count: false,
         exclude: false,
+        cacheable: target.cacheable,
     }
 }
 
