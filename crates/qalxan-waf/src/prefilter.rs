@@ -14,8 +14,9 @@
 //!
 //! Most values of a benign request hold none of the bytes a chain acts on (`%`, `&`, `\`,
 //! whitespace...: [`Transformation::acts_on`]), so the chain would leave them as they are:
-//! such a value is searched once, as it is, for every literal of the phase, and that search
-//! serves every group.
+//! such a value is searched once, as it is, for the literals of every rule that reads its
+//! variable (one set per variable, so a header is not searched for the thousands of phrases
+//! only arguments are checked for), and that search serves every group of the phase.
 //!
 //! What keeps this exact:
 //! - A rule is eligible only when its outcome is a function of request data alone: a
