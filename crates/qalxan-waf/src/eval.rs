@@ -1443,9 +1443,14 @@ impl<'p> Transaction<'p> {
             return;
         };
         let key = String::from_utf8_lossy(&key.expand(self)).into_owned();
-        let vars = store.load(collection, &key, self.plan.settings.collection_timeout);
-        self.collections
-            .insert(collection.to_owned(), vars.into_iter().collect());
+        let mut vars = HashMap::default();
+        store.load_into(
+            collection,
+            &key,
+            self.plan.settings.collection_timeout,
+            &mut vars,
+        );
+        self.collections.insert(collection.to_owned(), vars);
         self.opened
             .push((collection.to_owned(), key, Default::default()));
     }

@@ -193,6 +193,20 @@ impl Collections {
         key: &str,
         default_timeout: u64,
     ) -> HashMap<String, Vec<u8>> {
+        let mut vars = HashMap::new();
+        self.load_into(collection, key, default_timeout, &mut vars);
+        vars
+    }
+
+    /// [`Collections::load`] into the transaction's own table: the live variables are copied
+    /// straight from the record under its shard's lock, with no copy of the whole record.
+    pub(crate) fn load_into<S: BuildHasher>(
+        &self,
+        collection: &str,
+        key: &str,
+        default_timeout: u64,
+        out: &mut HashMap<String, Vec<u8>, S>,
+    ) {
         let now = self.now();
         let mut map = self
             .shard(collection, key)
@@ -206,30 +220,25 @@ impl Collections {
             }
             Some(r) => {
                 r.drop_expired_vars(now);
-                Some(r.clone())
+                out.extend(r.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+                Some((r.created, r.updated, r.update_counter, r.timeout))
             }
             None => None,
         };
         drop(map);
-        let (mut vars, created, updated, counter, timeout, new) = match stored {
-            Some(r) => (
-                r.vars,
-                r.created,
-                r.updated,
-                r.update_counter,
-                r.timeout,
-                false,
-            ),
-            None => (HashMap::new(), now, now, 0, default_timeout, true),
+        let (created, updated, counter, timeout, new) = match stored {
+            Some((created, updated, counter, timeout)) => {
+                (created, updated, counter, timeout, false)
+            }
+            None => (now, now, 0, default_timeout, true),
         };
         let number = |n: u64| n.to_string().into_bytes();
-        vars.insert("key".into(), key.as_bytes().to_vec());
-        vars.insert("timeout".into(), number(timeout));
-        vars.insert("create_time".into(), number(created));
-        vars.insert("last_update_time".into(), number(updated));
-        vars.insert("update_counter".into(), number(counter));
-        vars.insert("is_new".into(), number(u64::from(new)));
-        vars
+        out.insert("key".into(), key.as_bytes().to_vec());
+        out.insert("timeout".into(), number(timeout));
+        out.insert("create_time".into(), number(created));
+        out.insert("last_update_time".into(), number(updated));
+        out.insert("update_counter".into(), number(counter));
+        out.insert("is_new".into(), number(u64::from(new)));
     }
 
     /// Merges a transaction's changes into the stored record. `current` is the collection as
