@@ -1242,6 +1242,9 @@ impl<'p> Transaction<'p> {
         for source in &group.sources {
             let id = source.id as usize;
             let Some(summary) = summaries.get_mut(id) else {
+                // Ids index the phase's variables, so this cannot happen; were it to, every
+                // reader may match (skipping one unseen would not be exact).
+                possible.add_all(source);
                 continue;
             };
             let mut collected = false;

@@ -217,6 +217,14 @@ impl Bits {
         }
     }
 
+    /// Adds every slot of `source`'s readers, as if each condition were met.
+    pub(crate) fn add_all(&mut self, source: &Source) {
+        union_words(&mut self.0, &source.readers.0);
+        for (slot, _) in &source.combined {
+            self.set(*slot);
+        }
+    }
+
     pub(crate) fn has(&self, slot: u32) -> bool {
         has_in(&self.0, slot)
     }
