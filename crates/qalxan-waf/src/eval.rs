@@ -293,9 +293,8 @@ impl std::ops::Deref for Transformed<'_> {
 }
 
 impl Item<'_> {
-    /// Writes the variable's name as ModSecurity does (`ARGS:q`, `REQUEST_URI`) into `name`.
+    /// Appends the variable's name as ModSecurity writes it (`ARGS:q`, `REQUEST_URI`) to `name`.
     fn write_name(&self, name: &mut String) {
-        name.clear();
         name.push_str(self.collection);
         if let Some(k) = self.key {
             name.push(':');
@@ -1070,9 +1069,8 @@ impl<'p> Transaction<'p> {
         // A match takes a (name, value) pair from `spare`, so matching allocates only while
         // a transaction holds more matched values at once than it did before.
         let mut keep = |item: &Item<'_>, value: &[u8], result: Option<crate::operator::OpMatch>| {
-            let (mut name, mut copy) = spare.pop().unwrap_or_default();
+            let (mut name, mut copy) = take_pair(spare);
             item.write_name(&mut name);
-            copy.clear();
             copy.extend_from_slice(value);
             found.push(Found {
                 name,
@@ -1142,10 +1140,8 @@ impl<'p> Transaction<'p> {
                 (false, None) => continue,
             };
             if test.compare.holds(number, operand) != test.negated {
-                let (mut name, mut copy) = spare.pop().unwrap_or_default();
-                name.clear();
+                let (mut name, mut copy) = take_pair(spare);
                 name.push_str(&read.name);
-                copy.clear();
                 copy.extend_from_slice(text);
                 found.push(Found {
                     name,
@@ -1397,10 +1393,8 @@ impl<'p> Transaction<'p> {
                         }
                     } else {
                         // A new variable takes a key and a buffer left by an earlier one.
-                        let (mut k, mut v) = spare.pop().unwrap_or_default();
-                        k.clear();
+                        let (mut k, mut v) = take_pair(&mut spare);
                         k.push_str(&key);
-                        v.clear();
                         match delta {
                             Some(by) => write_number(&mut v, by),
                             None => v.extend_from_slice(&value),
@@ -1549,6 +1543,14 @@ impl<'p> Transaction<'p> {
 fn recycle<'b>(mut items: Vec<Item<'_>>) -> Vec<Item<'b>> {
     items.clear();
     items.into_iter().filter_map(|_| None).collect()
+}
+
+/// An empty name and value buffer, one a finished match or variable left when there is one.
+fn take_pair(spare: &mut Pairs) -> (String, Vec<u8>) {
+    let (mut name, mut value) = spare.pop().unwrap_or_default();
+    name.clear();
+    value.clear();
+    (name, value)
 }
 
 /// Writes a number in decimal, as `setvar` stores counters (by hand: CRS adds to its scores

@@ -136,10 +136,7 @@ const LOWER_CASE: u32 = 1 << 25;
 pub(crate) fn chain_changes(chain: &[Transformation]) -> Option<u32> {
     let mut classes = 0;
     for t in chain {
-        classes |= t
-            .acts_on()?
-            .iter()
-            .fold(0, |c, &b| c | BYTE_CLASSES[b as usize]);
+        classes |= classes_of(t.acts_on()?);
         classes |= match t {
             Transformation::Lowercase | Transformation::CmdLine => UPPER_CASE,
             Transformation::Uppercase => LOWER_CASE,
@@ -894,16 +891,6 @@ fn group(pending: Pending, members: &[Member], slots: usize) -> Option<Group> {
         slots,
         GROUP_DFA_LITERALS,
     )?;
-    let mut acts_on = 0;
-    let mut all_known = true;
-    for t in &transformations {
-        match t.acts_on() {
-            Some(bytes) => bytes
-                .iter()
-                .for_each(|&b| acts_on |= BYTE_CLASSES[b as usize]),
-            None => all_known = false,
-        }
-    }
     debug_assert!(transformations.iter().all(|t| t
         .acts_on()
         .is_none_or(|bytes| bytes.iter().all(|&b| BYTE_CLASSES[b as usize] != 0))));
@@ -911,17 +898,15 @@ fn group(pending: Pending, members: &[Member], slots: usize) -> Option<Group> {
     let prefix_acts_on = transformations
         .iter()
         .map(|t| {
-            prefix = prefix.and_then(|p| {
-                t.acts_on()
-                    .map(|bytes| bytes.iter().fold(p, |c, &b| c | BYTE_CLASSES[b as usize]))
-            });
+            prefix = prefix.and_then(|p| Some(p | classes_of(t.acts_on()?)));
             prefix
         })
-        .collect();
+        .collect::<Vec<_>>();
     Some(Group {
         multi_match,
+        // The whole chain's: its longest prefix's (an empty chain acts on nothing).
+        acts_on: prefix_acts_on.last().copied().unwrap_or(Some(0)),
         prefix_acts_on,
-        acts_on: all_known.then_some(acts_on),
         transformations,
         transform_ids,
         literals,
