@@ -15,9 +15,33 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// An empty name and value buffer: one of `spare` (buffers an earlier request or match left)
+/// when there is one.
+pub(crate) fn take_pair(spare: &mut Pairs) -> (String, Vec<u8>) {
+    let (mut name, mut value) = spare.pop().unwrap_or_default();
+    name.clear();
+    value.clear();
+    (name, value)
+}
+
+/// A pair of `name` and `value` in buffers from `spare`.
+fn pair_in(spare: &mut Pairs, name: &[u8], value: &[u8]) -> (String, Vec<u8>) {
+    let (mut k, mut v) = take_pair(spare);
+    k.push_str(&String::from_utf8_lossy(name));
+    v.extend_from_slice(value);
+    (k, v)
+}
+
 /// Splits `a=1&b=2` into decoded pairs (`+` is a space, invalid `%` escapes stay); returns
-/// whether an escape was invalid (ModSecurity's URLENCODED_ERROR).
-pub fn parse_urlencoded(data: &[u8], separator: u8, limit: usize, out: &mut Pairs) -> bool {
+/// whether an escape was invalid (ModSecurity's URLENCODED_ERROR). The pairs take their
+/// buffers from `spare` while it has some.
+pub fn parse_urlencoded(
+    data: &[u8],
+    separator: u8,
+    limit: usize,
+    out: &mut Pairs,
+    spare: &mut Pairs,
+) -> bool {
     let mut invalid = false;
     for pair in data.split(|&b| b == separator) {
         if pair.is_empty() {
@@ -31,8 +55,8 @@ pub fn parse_urlencoded(data: &[u8], separator: u8, limit: usize, out: &mut Pair
             None => (pair, &pair[pair.len()..]),
         };
         invalid |= !valid_escapes(name) || !valid_escapes(value);
-        let decode = |b: &[u8]| Transformation::UrlDecode.apply(b).into_owned();
-        out.push((lossy(&decode(name)), decode(value)));
+        let decode = |b| Transformation::UrlDecode.apply(b);
+        out.push(pair_in(spare, &decode(name), &decode(value)));
     }
     invalid
 }
@@ -52,16 +76,16 @@ fn valid_escapes(b: &[u8]) -> bool {
     true
 }
 
-/// Version 0 cookies: `a=1; b=2`, names and values as sent.
-pub fn parse_cookies(header: &[u8], out: &mut Pairs) {
+/// Version 0 cookies: `a=1; b=2`, names and values as sent (in buffers from `spare`).
+pub fn parse_cookies(header: &[u8], out: &mut Pairs, spare: &mut Pairs) {
     for part in header.split(|&b| b == b';') {
         let part = trim(part);
         if part.is_empty() {
             continue;
         }
         match part.iter().position(|&b| b == b'=') {
-            Some(i) => out.push((lossy(&part[..i]), part[i + 1..].to_vec())),
-            None => out.push((lossy(part), Vec::new())),
+            Some(i) => out.push(pair_in(spare, &part[..i], &part[i + 1..])),
+            None => out.push(pair_in(spare, part, b"")),
         }
     }
 }
@@ -532,7 +556,10 @@ mod tests {
     #[test]
     fn urlencoded_pairs() {
         let mut out = Pairs::new();
-        let invalid = parse_urlencoded(b"a=1&b=x+y%21&&c&d=%zz", b'&', 100, &mut out);
+        // Spare buffers hold what an earlier request left: none of it shows.
+        let mut spare = vec![("old".to_owned(), b"stale".to_vec())];
+        let invalid = parse_urlencoded(b"a=1&b=x+y%21&&c&d=%zz", b'&', 100, &mut out, &mut spare);
+        assert!(spare.is_empty());
         assert!(invalid);
         let got: Vec<_> = out
             .iter()
@@ -552,7 +579,11 @@ mod tests {
     #[test]
     fn cookies() {
         let mut out = Pairs::new();
-        parse_cookies(b"a=1; b = 2;c", &mut out);
+        parse_cookies(
+            b"a=1; b = 2;c",
+            &mut out,
+            &mut vec![("x".into(), b"y".to_vec())],
+        );
         assert_eq!(
             out,
             [

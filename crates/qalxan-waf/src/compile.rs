@@ -209,7 +209,7 @@ pub struct Target {
 pub enum TargetSelector {
     /// Lower-cased key.
     Key(String),
-    Regex(std::sync::Arc<Regexp>),
+    Regex(std::sync::Arc<KeyRegex>),
     XPath(String),
 }
 
@@ -217,8 +217,49 @@ impl TargetSelector {
     pub fn matches(&self, key: &str) -> bool {
         match self {
             TargetSelector::Key(k) => k.eq_ignore_ascii_case(key),
-            TargetSelector::Regex(re) => re.is_match(key.as_bytes()),
+            TargetSelector::Regex(re) => re.matches(key),
             TargetSelector::XPath(_) => true,
+        }
+    }
+}
+
+/// A key regex (`ARGS:/^id_/`), case-insensitive as ModSecurity's are.
+#[derive(Debug)]
+pub struct KeyRegex {
+    regex: Regexp,
+    /// The pattern when it is a plain word, perhaps anchored at the start (CRS's
+    /// `REQUEST_COOKIES:/__utm/` exclusion on a hundred rules, `TX:/^HEADER_NAME_/` run over
+    /// every TX variable): lower-cased, and whether it must begin the key. Compared
+    /// directly, as the regex would match it, without the regex engine's per-call setup.
+    word: Option<(String, bool)>,
+}
+
+impl KeyRegex {
+    pub fn new(pattern: &str) -> Result<KeyRegex, String> {
+        let (anchored, rest) = match pattern.strip_prefix('^') {
+            Some(rest) => (true, rest),
+            None => (false, pattern),
+        };
+        let plain = !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        Ok(KeyRegex {
+            regex: Regexp::new(&format!("(?i){pattern}"))?,
+            word: plain.then(|| (rest.to_ascii_lowercase(), anchored)),
+        })
+    }
+
+    pub fn matches(&self, key: &str) -> bool {
+        let key = key.as_bytes();
+        match &self.word {
+            Some((word, true)) => key
+                .get(..word.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(word.as_bytes())),
+            Some((word, false)) => key
+                .windows(word.len())
+                .any(|w| w.eq_ignore_ascii_case(word.as_bytes())),
+            None => self.regex.is_match(key),
         }
     }
 }
@@ -305,6 +346,8 @@ pub struct Rule {
     pub chain: Option<Box<Rule>>,
     /// The rule's bit in its phase's prefilter verdicts, when the prefilter covers it.
     pub filter_slot: Option<u32>,
+    /// How the prefilter's findings rule out single values of a rule that may match.
+    pub value_filter: Option<Box<crate::prefilter::ValueFilter>>,
     /// The rule as a comparison of TX variables with a number, when it is one.
     pub scalar: Option<ScalarTest>,
     /// The byte classes its transformations may change ([`crate::prefilter::chain_changes`]):
@@ -519,7 +562,7 @@ fn compile_target(v: &Variable) -> Result<Target, SyntaxError> {
         None => None,
         Some(Selector::Key(k)) => Some(TargetSelector::Key(k.to_ascii_lowercase())),
         Some(Selector::Regex(r)) => Some(TargetSelector::Regex(std::sync::Arc::new(
-            Regexp::new(&format!("(?i){r}")).map_err(|e| err(&v.location, e))?,
+            KeyRegex::new(r).map_err(|e| err(&v.location, e))?,
         ))),
         Some(Selector::XPath(x)) => Some(TargetSelector::XPath(x.clone())),
     };
@@ -897,6 +940,7 @@ impl Plan {
                             effects: set.effects,
                             chain: None,
                             filter_slot: None,
+                            value_filter: None,
                             scalar: None,
                             changes: None,
                         };
@@ -1099,6 +1143,7 @@ impl Plan {
         fn plain(rule: &mut Rule) {
             rule.scalar = None;
             rule.filter_slot = None;
+            rule.value_filter = None;
             rule.changes = None;
             if let Some(next) = rule.chain.as_deref_mut() {
                 plain(next);
@@ -1179,4 +1224,44 @@ fn apply_setting(
 pub fn compile_str(text: &str, name: &Path) -> Result<Plan, Vec<SyntaxError>> {
     let file = crate::load_str(text, name, &crate::LoadLimits::default()).map_err(|e| e.errors)?;
     Plan::compile(&file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_regexes_of_plain_words_match_as_the_regex_does() {
+        let keys = [
+            "__utma",
+            "x__UTMz",
+            "__ut",
+            "header_name_host",
+            "HEADER_NAME_",
+            "my_header_name_x",
+            "",
+            "id-1",
+            "ID-12",
+        ];
+        for pattern in [
+            "__utm",
+            "^HEADER_NAME_",
+            "^id-",
+            "id-1",
+            "^(?:a|b)$",
+            "s?dw[a-f0-9]+",
+        ] {
+            let fast = KeyRegex::new(pattern).unwrap();
+            let slow = Regexp::new(&format!("(?i){pattern}")).unwrap();
+            for key in keys {
+                assert_eq!(
+                    fast.matches(key),
+                    slow.is_match(key.as_bytes()),
+                    "{pattern} on {key}"
+                );
+            }
+        }
+        assert!(KeyRegex::new("__utm").unwrap().word.is_some());
+        assert!(KeyRegex::new("^(?:a|b)$").unwrap().word.is_none());
+    }
 }

@@ -6,7 +6,7 @@
 //! a chain matches when every link does; `skipAfter` jumps to a marker of the current phase;
 //! DetectionOnly logs everything and interrupts nothing.
 
-use crate::body::{self, Pairs};
+use crate::body::{self, take_pair, Pairs};
 use crate::compile::{
     AllowScope, BodyProcessor, Ctl, Disruptive, Effect, EngineMode, Entry, Plan, Rule, SetVarOp,
     Target, TargetSelector,
@@ -16,6 +16,7 @@ use crate::operator::atoi;
 use crate::syntax::IdRange;
 use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
+use std::rc::Rc;
 
 /// An HTTP request as the gateway received it.
 #[derive(Debug, Clone, Default)]
@@ -114,6 +115,8 @@ pub struct Transaction<'p> {
     spare: Pairs,
     /// A buffer `setvar` builds values in, kept between rules.
     scratch: Vec<u8>,
+    /// Emptied buffers of single-valued variables, for the next ones to fill.
+    bytes: Vec<Vec<u8>>,
     /// Transformed values by (address and length of the original, transformation chain).
     /// `None` when the chain leaves the value as it is.
     transform_cache: std::cell::RefCell<TransformCache>,
@@ -147,6 +150,26 @@ struct Summary {
     hits_each: Vec<u64>,
 }
 
+impl Summary {
+    /// Whether the variable's value number `at` may meet a rule's conditions: it does not
+    /// when the rule's chain leaves it as it is (case aside) and its literals are missing
+    /// from it, which is what the operator would then find. Unknown values may.
+    fn may_hold(&self, filter: &crate::prefilter::ValueFilter, at: usize) -> bool {
+        let width = self.hits.len();
+        let (Some(classes), Some(hits)) = (
+            self.classes_each.get(at),
+            self.hits_each.get(at * width..(at + 1) * width),
+        ) else {
+            return true;
+        };
+        classes & filter.acts_on != 0
+            || filter
+                .slots
+                .clone()
+                .all(|slot| crate::prefilter::has_in(hits, slot))
+    }
+}
+
 /// The tables and buffers of a transaction, emptied, that the next transaction on the same
 /// thread starts from. Allocating CRS-sized tables and freeing them on every request cost
 /// about a tenth of a benign request's instructions; Coraza pools its transactions for the
@@ -164,6 +187,7 @@ struct Buffers {
     found: Vec<Found>,
     spare: Pairs,
     scratch: Vec<u8>,
+    bytes: Vec<Vec<u8>>,
     items: Vec<Item<'static>>,
     transform_cache: TransformCache,
     possible: crate::prefilter::Bits,
@@ -187,6 +211,7 @@ impl Buffers {
             found: Vec::new(),
             spare: Vec::new(),
             scratch: Vec::new(),
+            bytes: Vec::new(),
             items: Vec::with_capacity(32),
             transform_cache: HashMap::with_capacity_and_hasher(512, Default::default()),
             possible: Default::default(),
@@ -216,6 +241,7 @@ impl Drop for Transaction<'_> {
             found: std::mem::take(&mut self.found),
             spare: std::mem::take(&mut self.spare),
             scratch: std::mem::take(&mut self.scratch),
+            bytes: std::mem::take(&mut self.bytes),
             items: recycle(std::mem::take(&mut self.items)),
             transform_cache: std::mem::take(self.transform_cache.get_mut()),
             possible: std::mem::take(&mut self.possible),
@@ -224,14 +250,31 @@ impl Drop for Transaction<'_> {
             summarized: std::mem::take(&mut self.summarized),
             met: std::mem::take(&mut self.met),
         };
-        b.single.clear();
-        b.args_get.clear();
-        b.args_post.clear();
-        b.headers.clear();
-        b.cookies.clear();
-        // TX's keys and values become buffers for the next transaction's variables.
-        if b.spare.len() < 512 {
-            b.spare.extend(b.tx.drain());
+        // Values and pairs become buffers for the next transaction's (emptied below), but
+        // for the big ones (a large body) and beyond what a CRS-sized request needs.
+        const KEPT: usize = 1 << 14;
+        for (_, mut v) in b.single.drain() {
+            if b.bytes.len() < 256 && v.capacity() <= KEPT {
+                v.clear();
+                b.bytes.push(v);
+            }
+        }
+        for pairs in [
+            &mut b.args_get,
+            &mut b.args_post,
+            &mut b.headers,
+            &mut b.cookies,
+        ] {
+            for (k, v) in pairs.drain(..) {
+                if b.spare.len() < 512 && k.capacity() <= KEPT && v.capacity() <= KEPT {
+                    b.spare.push((k, v));
+                }
+            }
+        }
+        for (k, v) in b.tx.drain() {
+            if b.spare.len() < 512 && k.capacity() <= KEPT && v.capacity() <= KEPT {
+                b.spare.push((k, v));
+            }
         }
         b.tx.clear();
         b.matched_var.0.clear();
@@ -263,8 +306,7 @@ impl Drop for Transaction<'_> {
 }
 
 /// Transformed values by (address and length of the original, transformation chain).
-type TransformCache = HashMap<(usize, usize, u32), Option<std::rc::Rc<[u8]>>>;
-
+type TransformCache = HashMap<(usize, usize, u32), Option<Rc<[u8]>>>;
 /// A value a rule inspects, and where it came from.
 struct Item<'a> {
     collection: &'static str,
@@ -276,7 +318,7 @@ struct Item<'a> {
 /// A value after transformations: the original, a shared cached result, or a fresh one.
 enum Transformed<'a> {
     Borrowed(&'a [u8]),
-    Shared(std::rc::Rc<[u8]>),
+    Shared(Rc<[u8]>),
     Owned(Vec<u8>),
 }
 
@@ -393,6 +435,7 @@ impl<'p> Transaction<'p> {
             found: b.found,
             spare: b.spare,
             scratch: b.scratch,
+            bytes: b.bytes,
             removed_ids: Vec::new(),
             removed_tags: Vec::new(),
             removed_targets: Vec::new(),
@@ -497,89 +540,123 @@ impl<'p> Transaction<'p> {
     }
 
     fn process_request_headers(&mut self, r: &Request) {
-        let uri = r.uri.clone();
+        let uri: &[u8] = &r.uri;
         // REQUEST_URI never holds a scheme or host, even for an absolute request target.
-        let local = match uri.windows(3).position(|w| w == b"://") {
+        let local: &[u8] = match uri.windows(3).position(|w| w == b"://") {
             Some(p) if uri.first() != Some(&b'/') => {
                 let after = &uri[p + 3..];
                 after
                     .iter()
                     .position(|&b| b == b'/')
-                    .map_or(b"/".to_vec(), |s| after[s..].to_vec())
+                    .map_or(b"/", |s| &after[s..])
             }
-            _ => uri.clone(),
+            _ => uri,
         };
         let (path, query) = match local.iter().position(|&b| b == b'?') {
-            Some(q) => (local[..q].to_vec(), Some(local[q + 1..].to_vec())),
-            None => (local.clone(), None),
+            Some(q) => (&local[..q], Some(&local[q + 1..])),
+            None => (local, None),
         };
         // Apache hands ModSecurity the path percent-decoded (its r->uri); so do we.
-        let path = crate::transform::percent_decode(&path);
+        let path = if path.contains(&b'%') {
+            Cow::Owned(crate::transform::percent_decode(path))
+        } else {
+            Cow::Borrowed(path)
+        };
         let basename = path
             .iter()
             .rposition(|&b| b == b'/')
-            .map_or(path.clone(), |i| path[i + 1..].to_vec());
-        let mut line = r.method.clone();
+            .map_or(&path[..], |i| &path[i + 1..]);
+        self.set_single("REQUEST_METHOD", &r.method);
+        self.set_single("REQUEST_URI_RAW", uri);
+        self.set_single("REQUEST_URI", local);
+        self.set_single("REQUEST_FILENAME", &path);
+        self.set_single("PATH_INFO", b"");
+        self.set_single("REQUEST_BASENAME", basename);
+        self.set_single("REQUEST_PROTOCOL", &r.protocol);
+        let line = self.single_mut("REQUEST_LINE");
+        line.extend_from_slice(&r.method);
         line.push(b' ');
         line.extend_from_slice(&r.uri);
         line.push(b' ');
         line.extend_from_slice(&r.protocol);
-        let s = &mut self.single;
-        s.insert("REQUEST_METHOD", r.method.clone());
-        s.insert("REQUEST_URI_RAW", uri.clone());
-        s.insert("REQUEST_URI", local.clone());
-        s.insert("REQUEST_FILENAME", path.clone());
-        s.insert("PATH_INFO", Vec::new());
-        s.insert("REQUEST_BASENAME", basename);
-        s.insert("REQUEST_PROTOCOL", r.protocol.clone());
-        s.insert("REQUEST_LINE", line);
-        s.insert("REMOTE_ADDR", r.remote_addr.clone().into_bytes());
-        s.insert("REMOTE_HOST", r.remote_addr.clone().into_bytes());
-        s.insert("REMOTE_PORT", r.remote_port.to_string().into_bytes());
-        s.insert("SERVER_ADDR", r.server_addr.clone().into_bytes());
-        s.insert("SERVER_PORT", r.server_port.to_string().into_bytes());
-        s.insert("UNIQUE_ID", format!("{:x}", rand_id()).into_bytes());
-        s.insert("REQBODY_ERROR", b"0".to_vec());
-        s.insert("INBOUND_DATA_ERROR", b"0".to_vec());
-        s.insert("URLENCODED_ERROR", b"0".to_vec());
-        s.insert("MULTIPART_STRICT_ERROR", b"0".to_vec());
-        s.insert("MULTIPART_UNMATCHED_BOUNDARY", b"0".to_vec());
-        s.insert("HIGHEST_SEVERITY", b"255".to_vec());
-        if let Some(q) = &query {
-            s.insert("QUERY_STRING", q.clone());
+        self.set_single("REMOTE_ADDR", r.remote_addr.as_bytes());
+        self.set_single("REMOTE_HOST", r.remote_addr.as_bytes());
+        write_number(self.single_mut("REMOTE_PORT"), r.remote_port.into());
+        self.set_single("SERVER_ADDR", r.server_addr.as_bytes());
+        write_number(self.single_mut("SERVER_PORT"), r.server_port.into());
+        {
+            use std::io::Write;
+            // Writing to a Vec cannot fail.
+            let _ = write!(self.single_mut("UNIQUE_ID"), "{:x}", rand_id());
+        }
+        for flag in [
+            "REQBODY_ERROR",
+            "INBOUND_DATA_ERROR",
+            "URLENCODED_ERROR",
+            "MULTIPART_STRICT_ERROR",
+            "MULTIPART_UNMATCHED_BOUNDARY",
+        ] {
+            self.set_flag(flag, false);
+        }
+        self.set_single("HIGHEST_SEVERITY", b"255");
+        self.set_single("QUERY_STRING", query.unwrap_or_default());
+        if let Some(q) = query {
             let invalid = body::parse_urlencoded(
                 q,
                 self.plan.settings.argument_separator,
                 self.plan.settings.arguments_limit,
                 &mut self.args_get,
+                &mut self.spare,
             );
             if invalid {
-                self.single.insert("URLENCODED_ERROR", b"1".to_vec());
+                self.set_flag("URLENCODED_ERROR", true);
             }
-        } else {
-            self.single.insert("QUERY_STRING", Vec::new());
         }
-        self.headers = r.headers.clone();
         for (name, value) in &r.headers {
+            let (mut k, mut v) = take_pair(&mut self.spare);
+            k.push_str(name);
+            v.extend_from_slice(value);
+            self.headers.push((k, v));
             if name.eq_ignore_ascii_case("cookie") {
-                body::parse_cookies(value, &mut self.cookies);
+                body::parse_cookies(value, &mut self.cookies, &mut self.spare);
             }
             if name.eq_ignore_ascii_case("host") {
-                self.single.insert("SERVER_NAME", value.clone());
+                self.set_single("SERVER_NAME", value);
             }
         }
-        let content_type = self
-            .header("content-type")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        self.body_processor = if content_type.starts_with("application/x-www-form-urlencoded") {
+        let content_type = r
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map_or(&[][..], |(_, v)| v.as_slice());
+        let begins = |prefix: &[u8]| {
+            content_type
+                .get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        };
+        self.body_processor = if begins(b"application/x-www-form-urlencoded") {
             Some(BodyProcessor::UrlEncoded)
-        } else if content_type.starts_with("multipart/form-data") {
+        } else if begins(b"multipart/form-data") {
             Some(BodyProcessor::Multipart)
         } else {
             None
         };
         self.set_processor(self.body_processor);
+    }
+
+    /// The buffer of a single-valued variable, emptied: its own when it is set, else one an
+    /// earlier value left (request data takes no allocation once a thread has served one).
+    fn single_mut(&mut self, name: &'static str) -> &mut Vec<u8> {
+        let value = self
+            .single
+            .entry(name)
+            .or_insert_with(|| self.bytes.pop().unwrap_or_default());
+        value.clear();
+        value
+    }
+
+    fn set_single(&mut self, name: &'static str, value: &[u8]) {
+        self.single_mut(name).extend_from_slice(value);
     }
 
     /// REQBODY_PROCESSOR names the processor from the headers on (empty when there is none),
@@ -593,8 +670,7 @@ impl<'p> Transaction<'p> {
             Some(BodyProcessor::Xml) => "XML",
             None => "",
         };
-        self.single
-            .insert("REQBODY_PROCESSOR", name.as_bytes().to_vec());
+        self.set_single("REQBODY_PROCESSOR", name.as_bytes());
     }
 
     fn header(&self, name: &str) -> Option<String> {
@@ -605,8 +681,7 @@ impl<'p> Transaction<'p> {
     }
 
     fn set_flag(&mut self, name: &'static str, on: bool) {
-        self.single
-            .insert(name, if on { b"1".to_vec() } else { b"0".to_vec() });
+        self.set_single(name, if on { b"1" } else { b"0" });
     }
 
     fn body_error(&mut self, message: String) {
@@ -619,8 +694,10 @@ impl<'p> Transaction<'p> {
     }
 
     fn process_request_body(&mut self, r: &Request) {
-        self.single
-            .insert("REQUEST_BODY_LENGTH", r.body.len().to_string().into_bytes());
+        write_number(
+            self.single_mut("REQUEST_BODY_LENGTH"),
+            i64::try_from(r.body.len()).unwrap_or(i64::MAX),
+        );
         if !self.request_body_access || r.body.is_empty() {
             return;
         }
@@ -645,6 +722,7 @@ impl<'p> Transaction<'p> {
                     settings.argument_separator,
                     settings.arguments_limit,
                     &mut self.args_post,
+                    &mut self.spare,
                 );
                 if invalid {
                     self.set_flag("URLENCODED_ERROR", true);
@@ -852,7 +930,13 @@ impl<'p> Transaction<'p> {
         let filtered = rule.targets.iter().any(|t| t.exclude)
             || !self.removed_targets.is_empty()
             || !self.removed_targets_by_tag.is_empty();
-        for target in rule.targets.iter().filter(|t| !t.exclude) {
+        for (read, target) in rule.targets.iter().filter(|t| !t.exclude).enumerate() {
+            // The summary of the variable the target's values come from, when it rules out
+            // values one by one (see `may_hold`).
+            let summary = rule.value_filter.as_deref().and_then(|f| {
+                let id = f.sources.get(read).copied().flatten()?;
+                Some((f, self.summary(id)?))
+            });
             let kept = |item: &Item<'_>| {
                 !filtered || {
                     let key = item.key;
@@ -879,6 +963,14 @@ impl<'p> Transaction<'p> {
                     key,
                     value: Cow::Owned(n.to_string().into_bytes()),
                 });
+            } else if let Some((f, summary)) = summary {
+                let mut at = 0;
+                self.collect(target, &mut |item| {
+                    at += 1;
+                    if summary.may_hold(f, at - 1) && kept(&item) {
+                        visit(item)
+                    }
+                });
             } else {
                 self.collect(target, &mut |item| {
                     if kept(&item) {
@@ -887,6 +979,12 @@ impl<'p> Transaction<'p> {
                 });
             }
         }
+    }
+
+    /// What the prefilter learnt this phase of a variable's values, if it looked at them.
+    fn summary(&self, id: u32) -> Option<&Summary> {
+        let summary = self.summaries.get(id as usize)?;
+        (self.summarized.has(id) && summary.searched).then_some(summary)
     }
 
     fn rule_removed(&self, rule: &Rule) -> bool {
@@ -1187,6 +1285,9 @@ impl<'p> Transaction<'p> {
         let base = self.transformed(item, transformations, ids, n - 1);
         let changed = match transformations[n - 1].apply(&base) {
             Cow::Borrowed(_) => None,
+            // Some transformations always write (`cmdLine`, `normalizePath`...): an unchanged
+            // copy is not kept, and the next steps see the value they had.
+            Cow::Owned(v) if v == *base => None,
             Cow::Owned(v) => Some(v),
         };
         // The cache holds `None` for "the original value", never a copy of it.
@@ -1196,7 +1297,7 @@ impl<'p> Transaction<'p> {
                 (Some(shared.clone()), Transformed::Shared(shared))
             }
             (Some(v), _) | (None, Transformed::Owned(v)) => {
-                let shared: std::rc::Rc<[u8]> = v.into();
+                let shared: Rc<[u8]> = v.into();
                 (Some(shared.clone()), Transformed::Shared(shared))
             }
         };
@@ -1350,35 +1451,42 @@ impl<'p> Transaction<'p> {
                     fixed_key,
                     op,
                 } => {
-                    // Keys are stored lower-cased; most are written in the rule.
-                    let key: Cow<str> = match fixed_key {
-                        Some(k) => Cow::Borrowed(k),
-                        None => Cow::Owned(
-                            String::from_utf8_lossy(&key.expand(self)).to_ascii_lowercase(),
-                        ),
-                    };
                     // The new value goes through a buffer of the transaction's: it may be read
                     // from the very table it is written to (`setvar:tx.a=%{tx.b}`).
                     let mut value = std::mem::take(&mut self.scratch);
                     value.clear();
+                    // Keys are stored lower-cased; most are written in the rule. One with
+                    // macros is built in a spare (name, value) pair, given back after.
+                    let mut built = None;
+                    let key: &str = match (fixed_key, &mut built) {
+                        (Some(k), _) => k,
+                        (None, built) => {
+                            key.expand_into(self, &mut value);
+                            let (mut name, empty) = take_pair(&mut self.spare);
+                            name.push_str(&String::from_utf8_lossy(&value));
+                            name.make_ascii_lowercase();
+                            value.clear();
+                            &built.insert((name, empty)).0
+                        }
+                    };
                     // `+=` / `-=`: what to add (the current value is read where it is written).
                     let delta = match op {
                         SetVarOp::Delete => None,
                         SetVarOp::Set(v) => {
-                            value.extend_from_slice(&v.expand(self));
+                            v.expand_into(self, &mut value);
                             None
                         }
                         SetVarOp::Add(v) => Some(atoi(&v.expand(self))),
                         SetVarOp::Sub(v) => Some(atoi(&v.expand(self)).saturating_neg()),
                     };
                     if collection != "TX" && !self.opened.is_empty() {
-                        self.note_change(collection, &key, op, delta);
+                        self.note_change(collection, key, op, delta);
                     }
                     let mut spare = std::mem::take(&mut self.spare);
                     let map = self.collection_mut(collection);
                     if matches!(op, SetVarOp::Delete) {
-                        map.remove(key.as_ref());
-                    } else if let Some(slot) = map.get_mut(key.as_ref()) {
+                        map.remove(key);
+                    } else if let Some(slot) = map.get_mut(key) {
                         // In place: the key and the buffer are reused.
                         match delta {
                             Some(by) => {
@@ -1394,13 +1502,14 @@ impl<'p> Transaction<'p> {
                     } else {
                         // A new variable takes a key and a buffer left by an earlier one.
                         let (mut k, mut v) = take_pair(&mut spare);
-                        k.push_str(&key);
+                        k.push_str(key);
                         match delta {
                             Some(by) => write_number(&mut v, by),
                             None => v.extend_from_slice(&value),
                         }
                         map.insert(k, v);
                     }
+                    spare.extend(built);
                     self.spare = spare;
                     self.scratch = value;
                 }
@@ -1543,14 +1652,6 @@ impl<'p> Transaction<'p> {
 fn recycle<'b>(mut items: Vec<Item<'_>>) -> Vec<Item<'b>> {
     items.clear();
     items.into_iter().filter_map(|_| None).collect()
-}
-
-/// An empty name and value buffer, one a finished match or variable left when there is one.
-fn take_pair(spare: &mut Pairs) -> (String, Vec<u8>) {
-    let (mut name, mut value) = spare.pop().unwrap_or_default();
-    name.clear();
-    value.clear();
-    (name, value)
 }
 
 /// Writes a number in decimal, as `setvar` stores counters (by hand: CRS adds to its scores

@@ -99,6 +99,12 @@ impl MacroString {
         }
         // Sized once: CRS's composite macros (`/%{tx.0}/`, `%{tx.msg} %{MATCHED_VAR}`) are short.
         let mut out = Vec::with_capacity(64);
+        self.expand_into(resolver, &mut out);
+        Cow::Owned(out)
+    }
+
+    /// Appends the expansion to `out`: for callers that keep a buffer between expansions.
+    pub fn expand_into(&self, resolver: &dyn Resolver, out: &mut Vec<u8>) {
         for p in &self.parts {
             match p {
                 Part::Literal(l) => out.extend_from_slice(l),
@@ -109,7 +115,6 @@ impl MacroString {
                 }
             }
         }
-        Cow::Owned(out)
     }
 }
 
@@ -134,6 +139,9 @@ mod tests {
         let m = MacroString::parse("+%{tx.score} on %{MATCHED_VAR}%{tx.none}!");
         assert!(m.is_dynamic());
         assert_eq!(m.expand(&Tx).as_ref(), b"+5 on x!");
+        let mut out = b"kept:".to_vec();
+        m.expand_into(&Tx, &mut out);
+        assert_eq!(out, b"kept:+5 on x!");
         let plain = MacroString::parse("GET HEAD %{unclosed");
         assert_eq!(plain.literal().unwrap().as_ref(), b"GET HEAD %{unclosed");
     }

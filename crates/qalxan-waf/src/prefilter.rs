@@ -60,6 +60,23 @@ pub struct PhaseFilter {
     pub(crate) source_literals: Vec<Literals>,
 }
 
+/// What tells, value by value, that a rule that may match in a phase cannot match one of its
+/// values: the rule runs when one value holds its literals, and needs not look at the others
+/// (CRS's XSS rules read every cookie, argument and name; one of them holding `on` is no
+/// reason to run a regex over the rest).
+#[derive(Debug)]
+pub struct ValueFilter {
+    /// For each target the rule reads (its exclusions left out), in order: the variable
+    /// ([`Source::id`]) whose summary lists that target's values in the order the target
+    /// gives them; `None` for a key regex, which gives some of them.
+    pub(crate) sources: Vec<Option<u32>>,
+    /// The slots of the rule's conditions: a value that may match meets all of them.
+    pub(crate) slots: std::ops::Range<u32>,
+    /// The classes the rule's chain acts on ([`Group::acts_on`]): a value with none of them
+    /// reaches the operator as it is, case aside, so its summary's hits are the operator's.
+    pub(crate) acts_on: u32,
+}
+
 /// Eligible rules sharing a transformation chain.
 #[derive(Debug)]
 pub(crate) struct Group {
@@ -673,6 +690,8 @@ pub(crate) fn build(entries: &mut [Entry]) -> PhaseFilter {
         .collect();
     let mut groups = Vec::new();
     let mut group_of = vec![0; slots as usize];
+    // The filtered rules: their place, their conditions' slots, what their chain acts on.
+    let mut filtered = Vec::new();
     for mut pending in by_chain {
         let members = std::mem::take(&mut pending.members);
         // Without its group a rule is simply not filtered.
@@ -683,6 +702,8 @@ pub(crate) fn build(entries: &mut [Entry]) -> PhaseFilter {
             group_of[m.slot() as usize] = groups.len() as u32;
             if let Some(Entry::Rule(rule)) = entries.get_mut(m.entry) {
                 rule.filter_slot = Some(m.slot());
+                let conditions = m.slot()..m.slot() + m.conditions.len() as u32;
+                filtered.push((m.entry, conditions, g.acts_on));
             }
         }
         groups.push(g)
@@ -697,6 +718,28 @@ pub(crate) fn build(entries: &mut [Entry]) -> PhaseFilter {
             }
         };
         source.id = id as u32;
+    }
+    for (entry, slots, acts_on) in filtered {
+        let (Some(Entry::Rule(rule)), Some(acts_on)) = (entries.get_mut(entry), acts_on) else {
+            continue;
+        };
+        let sources = rule
+            .targets
+            .iter()
+            .filter(|t| !t.exclude)
+            .map(|t| match t.selector {
+                Some(TargetSelector::Regex(_)) => None,
+                _ => distinct
+                    .iter()
+                    .position(|d| same_source(d, t))
+                    .map(|id| id as u32),
+            })
+            .collect();
+        rule.value_filter = Some(Box::new(ValueFilter {
+            sources,
+            slots,
+            acts_on,
+        }));
     }
     // Each variable's readers: the slots of their conditions, all of them (a rule with
     // several conditions needs each one's verdict).
