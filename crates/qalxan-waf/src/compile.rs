@@ -373,6 +373,9 @@ pub struct ScalarTest {
 pub struct ScalarRead {
     /// Lower-cased, as TX keys are stored.
     pub key: String,
+    /// The key's number among those the plan's scalar tests read: where the transaction
+    /// remembers the value it last found (see `Transaction::tx_read`).
+    pub slot: u32,
     /// `&TX:key`: whether it exists (0 or 1) rather than its value.
     pub count: bool,
     /// `TX:key`, the name MATCHED_VAR_NAME takes.
@@ -439,6 +442,7 @@ impl ScalarTest {
             .map(|t| match (&t.kind, &t.selector, t.exclude) {
                 (Coll::Tx, Some(TargetSelector::Key(key)), false) => Some(ScalarRead {
                     key: key.clone(),
+                    slot: 0,
                     count: t.count,
                     name: format!("{}:{key}", t.collection),
                 }),
@@ -493,6 +497,8 @@ pub struct Plan {
     pub stats: PlanStats,
     /// Per phase, the rules that may be skipped when none of their literals occurs.
     pub(crate) filters: [crate::prefilter::PhaseFilter; 5],
+    /// How many distinct TX keys scalar tests read ([`ScalarRead::slot`]).
+    pub(crate) scalar_keys: usize,
 }
 
 fn err(location: &Location, message: impl Into<String>) -> SyntaxError {
@@ -1120,12 +1126,29 @@ impl Plan {
             .flatten()
             .filter(|e| matches!(e, Entry::Rule(r) if r.filter_slot.is_some()))
             .count();
+        // Each key scalar tests read gets a number, the same wherever it is read.
+        let mut keys: HashMap<String, u32> = HashMap::default();
+        fn number(rule: &mut Rule, keys: &mut HashMap<String, u32>) {
+            for read in rule.scalar.iter_mut().flat_map(|t| t.reads.iter_mut()) {
+                let next = keys.len() as u32;
+                read.slot = *keys.entry(read.key.clone()).or_insert(next);
+            }
+            if let Some(next) = rule.chain.as_deref_mut() {
+                number(next, keys);
+            }
+        }
+        for entry in phases.iter_mut().flatten() {
+            if let Entry::Rule(rule) = entry {
+                number(rule, &mut keys);
+            }
+        }
         if errors.is_empty() {
             Ok(Plan {
                 phases,
                 settings,
                 stats,
                 filters,
+                scalar_keys: keys.len(),
             })
         } else {
             Err(errors)

@@ -90,7 +90,10 @@ pub struct Transaction<'p> {
     xml_text: Option<Vec<u8>>,
     xml_attributes: Vec<Vec<u8>>,
     response_headers: Pairs,
-    tx: HashMap<String, Vec<u8>>,
+    tx: TxTable,
+    /// By [`crate::compile::ScalarRead::slot`], the value a scalar test last read, while TX
+    /// has not changed since.
+    tx_reads: Vec<std::cell::Cell<TxRead>>,
     collections: HashMap<String, HashMap<String, Vec<u8>>>,
     /// Where `initcol` reads persistent collections from and `finish` writes them back.
     persist: Option<&'p crate::persist::Collections>,
@@ -170,6 +173,65 @@ impl Summary {
     }
 }
 
+/// TX, with a count of its changes: every change goes through [`TxTable::map_mut`], so a
+/// value read at one count is the value while the count stays.
+#[derive(Default)]
+struct TxTable {
+    map: HashMap<String, Vec<u8>>,
+    version: u64,
+}
+
+impl TxTable {
+    fn map_mut(&mut self) -> &mut HashMap<String, Vec<u8>> {
+        self.version = self.version.wrapping_add(1);
+        &mut self.map
+    }
+}
+
+impl std::ops::Deref for TxTable {
+    type Target = HashMap<String, Vec<u8>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+/// The longest TX value [`Transaction::tx_read`] remembers (CRS's levels and scores).
+const TX_SHORT: usize = 22;
+
+/// What [`Transaction::tx_read`] remembers of a key: at which count of TX's changes, and the
+/// value then (`None`: no such variable).
+#[derive(Clone, Copy)]
+struct TxRead {
+    version: u64,
+    value: Option<([u8; TX_SHORT], u8)>,
+}
+
+impl Default for TxRead {
+    fn default() -> Self {
+        // A count TX reaches only after 2^64 changes: never current.
+        TxRead {
+            version: u64::MAX,
+            value: None,
+        }
+    }
+}
+
+/// A value [`Transaction::tx_read`] found: remembered, or in the table.
+enum TxValue<'a> {
+    Short([u8; TX_SHORT], u8),
+    Table(&'a [u8]),
+}
+
+impl TxValue<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            TxValue::Short(bytes, len) => &bytes[..usize::from(*len)],
+            TxValue::Table(v) => v,
+        }
+    }
+}
+
 /// The tables and buffers of a transaction, emptied, that the next transaction on the same
 /// thread starts from. Allocating CRS-sized tables and freeing them on every request cost
 /// about a tenth of a benign request's instructions; Coraza pools its transactions for the
@@ -181,7 +243,8 @@ struct Buffers {
     args_post: Pairs,
     headers: Pairs,
     cookies: Pairs,
-    tx: HashMap<String, Vec<u8>>,
+    tx: TxTable,
+    tx_reads: Vec<std::cell::Cell<TxRead>>,
     matched_var: (String, Vec<u8>),
     matched_vars: Pairs,
     found: Vec<Found>,
@@ -205,7 +268,11 @@ impl Buffers {
             args_post: Vec::new(),
             headers: Vec::new(),
             cookies: Vec::new(),
-            tx: HashMap::with_capacity_and_hasher(128, Default::default()),
+            tx: TxTable {
+                map: HashMap::with_capacity_and_hasher(128, Default::default()),
+                version: 0,
+            },
+            tx_reads: Vec::new(),
             matched_var: (String::new(), Vec::new()),
             matched_vars: Vec::new(),
             found: Vec::new(),
@@ -236,6 +303,7 @@ impl Drop for Transaction<'_> {
             headers: std::mem::take(&mut self.headers),
             cookies: std::mem::take(&mut self.cookies),
             tx: std::mem::take(&mut self.tx),
+            tx_reads: std::mem::take(&mut self.tx_reads),
             matched_var: std::mem::take(&mut self.matched_var),
             matched_vars: std::mem::take(&mut self.matched_vars),
             found: std::mem::take(&mut self.found),
@@ -271,12 +339,12 @@ impl Drop for Transaction<'_> {
                 }
             }
         }
-        for (k, v) in b.tx.drain() {
+        for (k, v) in b.tx.map_mut().drain() {
             if b.spare.len() < 512 && k.capacity() <= KEPT && v.capacity() <= KEPT {
                 b.spare.push((k, v));
             }
         }
-        b.tx.clear();
+        b.tx.map_mut().clear();
         b.matched_var.0.clear();
         b.matched_var.1.clear();
         b.spare.append(&mut b.matched_vars);
@@ -426,6 +494,12 @@ impl<'p> Transaction<'p> {
             xml_attributes: Vec::new(),
             response_headers: Vec::new(),
             tx: b.tx,
+            tx_reads: {
+                // Entries of earlier transactions are stale: TX changed since (it emptied).
+                let mut reads = b.tx_reads;
+                reads.resize(plan.scalar_keys, Default::default());
+                reads
+            },
             collections: HashMap::default(),
             persist: None,
             opened: Vec::new(),
@@ -855,7 +929,7 @@ impl<'p> Transaction<'p> {
             }
             Coll::Tx | Coll::Env | Coll::Persistent => {
                 let map = match target.kind {
-                    Coll::Tx => Some(&self.tx),
+                    Coll::Tx => Some(&self.tx.map),
                     Coll::Env => Some(&self.env),
                     _ => self.collections.get(c),
                 };
@@ -1125,17 +1199,17 @@ impl<'p> Transaction<'p> {
                     for (i, key) in CAPTURE_KEYS.iter().enumerate() {
                         match captures.get(i) {
                             // In place when TX:i exists: no key or buffer to allocate.
-                            Some(c) => match self.tx.get_mut(*key) {
+                            Some(c) => match self.tx.map_mut().get_mut(*key) {
                                 Some(v) => {
                                     v.clear();
                                     v.extend_from_slice(c);
                                 }
                                 None => {
-                                    self.tx.insert((*key).to_owned(), c.clone());
+                                    self.tx.map_mut().insert((*key).to_owned(), c.clone());
                                 }
                             },
                             None => {
-                                self.tx.remove(*key);
+                                self.tx.map_mut().remove(*key);
                             }
                         }
                     }
@@ -1230,11 +1304,11 @@ impl<'p> Transaction<'p> {
             Operand::Tx(key) => self.tx.get(key).map_or(0, |v| atoi(v)),
         };
         for read in &test.reads {
-            let value = self.tx.get(&read.key);
-            let (number, text): (i64, &[u8]) = match (read.count, value) {
+            let value = self.tx_read(read);
+            let (number, text): (i64, &[u8]) = match (read.count, &value) {
                 (true, Some(_)) => (1, b"1"),
                 (true, None) => (0, b"0"),
-                (false, Some(v)) => (atoi(v), v),
+                (false, Some(v)) => (atoi(v.bytes()), v.bytes()),
                 (false, None) => continue,
             };
             if test.compare.holds(number, operand) != test.negated {
@@ -1248,6 +1322,37 @@ impl<'p> Transaction<'p> {
                 });
             }
         }
+    }
+
+    /// A TX variable a scalar test reads. CRS reads the same few (its paranoia level above
+    /// all) a hundred and fifty times a request with TX unchanged in between: a short value
+    /// is remembered by the key's slot until TX changes, and read again without a lookup.
+    fn tx_read(&self, read: &crate::compile::ScalarRead) -> Option<TxValue<'_>> {
+        let memo = self.tx_reads.get(read.slot as usize);
+        if let Some(m) = memo.map(std::cell::Cell::get) {
+            if m.version == self.tx.version {
+                return m.value.map(|(bytes, len)| TxValue::Short(bytes, len));
+            }
+        }
+        let value = self.tx.get(&read.key).map(Vec::as_slice);
+        if let Some(memo) = memo {
+            let short = match value {
+                None => Some(None),
+                Some(v) if v.len() <= TX_SHORT => {
+                    let mut bytes = [0; TX_SHORT];
+                    bytes[..v.len()].copy_from_slice(v);
+                    Some(Some((bytes, v.len() as u8)))
+                }
+                Some(_) => None,
+            };
+            if let Some(value) = short {
+                memo.set(TxRead {
+                    version: self.tx.version,
+                    value,
+                });
+            }
+        }
+        value.map(TxValue::Table)
     }
 
     /// Empties MATCHED_VARS, keeping its buffers for the next matches.
@@ -1585,7 +1690,7 @@ impl<'p> Transaction<'p> {
 
     fn collection_mut(&mut self, name: &str) -> &mut HashMap<String, Vec<u8>> {
         match name {
-            "TX" => &mut self.tx,
+            "TX" => self.tx.map_mut(),
             "ENV" => &mut self.env,
             other => self.collections.entry(other.to_owned()).or_default(),
         }
