@@ -347,11 +347,8 @@ impl Drop for Transaction<'_> {
         b.tx.map_mut().clear();
         b.matched_var.0.clear();
         b.matched_var.1.clear();
+        // The spare pairs keep what they held: `take_pair`, their only way out, empties them.
         b.spare.append(&mut b.matched_vars);
-        for (k, v) in &mut b.spare {
-            k.clear();
-            v.clear();
-        }
         b.found.clear();
         b.scratch.clear();
         b.transform_cache.clear();
@@ -1221,7 +1218,9 @@ impl<'p> Transaction<'p> {
             self.matched_var.1.clear();
             self.matched_var.1.extend_from_slice(&f.value);
             self.matched_vars.push((f.name, f.value));
-            self.run_effects(rule);
+            if !rule.effects.is_empty() {
+                self.run_effects(rule);
+            }
         }
         self.found = found;
         any

@@ -36,7 +36,6 @@
 use crate::compile::{Entry, Rule, Target, TargetSelector};
 use crate::operator::{Op, Regexp};
 use crate::transform::Transformation;
-use aho_corasick::AhoCorasick;
 
 /// The rules of one phase that may be skipped, grouped by transformation chain.
 #[derive(Debug, Default)]
@@ -798,7 +797,7 @@ const SOURCE_DFA_LITERALS: usize = 600;
 #[derive(Debug)]
 pub(crate) struct Literals {
     /// Literals of two bytes or more, ASCII case aside.
-    longer: AhoCorasick,
+    longer: Automaton,
     /// For each of `longer`, the slots of the rules that need it.
     owners: Vec<Vec<u32>>,
     /// One-byte literals (lower-cased) and the slots of the rules that need each: found from
@@ -843,12 +842,25 @@ impl Literals {
         }
         // A DFA is the fastest search and grows with the literals: long phrase lists
         // (`@pmFromFile`) would cost tens of MB per plan for a few percent.
-        let kind = (longer.len() <= dfa_up_to).then_some(aho_corasick::AhoCorasickKind::DFA);
-        let longer = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .kind(kind)
-            .build(&longer)
-            .ok()?;
+        let longer = if longer.len() <= dfa_up_to {
+            Automaton::Dfa(
+                aho_corasick::dfa::Builder::new()
+                    .match_kind(aho_corasick::MatchKind::Standard)
+                    .ascii_case_insensitive(true)
+                    .prefilter(false)
+                    .build(&longer)
+                    .ok()?,
+            )
+        } else {
+            Automaton::Nfa(
+                aho_corasick::nfa::contiguous::Builder::new()
+                    .match_kind(aho_corasick::MatchKind::Standard)
+                    .ascii_case_insensitive(true)
+                    .prefilter(false)
+                    .build(&longer)
+                    .ok()?,
+            )
+        };
         let mut byte_index = Box::new([u16::MAX; 256]);
         for (i, (b, _)) in bytes.iter().enumerate() {
             byte_index[usize::from(*b)] = i as u16;
@@ -880,10 +892,49 @@ impl Literals {
                 }
             }
         }
-        for m in self.longer.find_overlapping_iter(value) {
-            for &slot in &self.owners[m.pattern().as_usize()] {
+        let mut found = |pattern: usize| {
+            for &slot in self.owners.get(pattern).map_or(&[][..], Vec::as_slice) {
                 if let Some(w) = hits.get_mut(slot as usize / 64) {
                     *w |= 1 << (slot % 64);
+                }
+            }
+        };
+        match &self.longer {
+            Automaton::Dfa(dfa) => each_match(dfa, value, &mut found),
+            Automaton::Nfa(nfa) => each_match(nfa, value, &mut found),
+        }
+    }
+}
+
+/// An Aho-Corasick automaton over a set's literals, walked directly (see [`each_match`]).
+#[derive(Debug)]
+enum Automaton {
+    Dfa(aho_corasick::dfa::DFA),
+    Nfa(aho_corasick::nfa::contiguous::NFA),
+}
+
+/// Calls `found` with every literal that ends at each byte of `haystack`: what an
+/// overlapping search reports, without its iterator's bookkeeping between matches. The
+/// values searched are short and most bytes match nothing, so the walk is most of the cost:
+/// here it is a table step and a comparison per byte.
+fn each_match<A: aho_corasick::automaton::Automaton>(
+    automaton: &A,
+    haystack: &[u8],
+    found: &mut impl FnMut(usize),
+) {
+    use aho_corasick::Anchored;
+    let Ok(mut state) = automaton.start_state(Anchored::No) else {
+        return;
+    };
+    for &byte in haystack {
+        state = automaton.next_state(Anchored::No, state, byte);
+        if automaton.is_special(state) {
+            if automaton.is_dead(state) {
+                return;
+            }
+            if automaton.is_match(state) {
+                for i in 0..automaton.match_len(state) {
+                    found(automaton.match_pattern(state, i).as_usize());
                 }
             }
         }
