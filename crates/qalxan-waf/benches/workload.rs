@@ -105,3 +105,19 @@ pub fn benign_get() -> Request {
         "",
     )
 }
+
+/// What `bench/gateway.sh` sends the gateway (wrk's two headers and the benign path), for
+/// counting what the gateway's WAF does per request.
+pub fn gateway_get() -> Request {
+    let mut r = benign_get();
+    r.headers = vec![
+        ("Host".to_owned(), b"127.0.0.1:18084".to_vec()),
+        (
+            "User-Agent".to_owned(),
+            b"Mozilla/5.0 (X11; Linux x86_64)".to_vec(),
+        ),
+        ("Accept".to_owned(), b"text/html".to_vec()),
+    ];
+    r.remote_addr = "127.0.0.1".into();
+    r
+}
