@@ -31,6 +31,9 @@ pub enum RegexEngine {
 pub enum Regexp {
     Linear(regex::bytes::Regex),
     Pcre2(pcre2::bytes::Regex),
+    /// A pattern every input matches whole (`^.*$`, which CRS runs on every header name to
+    /// capture it): answered without running an engine.
+    Everything(regex::bytes::Regex),
 }
 
 impl Regexp {
@@ -46,6 +49,7 @@ impl Regexp {
                 .ok()
         });
         match linear {
+            Some(re) if matches_everything(re.as_str()) => Ok(Regexp::Everything(re)),
             Some(re) => Ok(Regexp::Linear(re)),
             None => pcre2::bytes::RegexBuilder::new()
                 .dotall(true)
@@ -58,7 +62,7 @@ impl Regexp {
 
     pub fn engine(&self) -> RegexEngine {
         match self {
-            Regexp::Linear(_) => RegexEngine::Linear,
+            Regexp::Linear(_) | Regexp::Everything(_) => RegexEngine::Linear,
             Regexp::Pcre2(_) => RegexEngine::Pcre2,
         }
     }
@@ -66,6 +70,7 @@ impl Regexp {
     pub fn is_match(&self, input: &[u8]) -> bool {
         match self {
             Regexp::Linear(re) => re.is_match(input),
+            Regexp::Everything(_) => true,
             // A PCRE2 error (its match limit) counts as no match, as in ModSecurity.
             Regexp::Pcre2(re) => re.is_match(input).unwrap_or(false),
         }
@@ -75,6 +80,11 @@ impl Regexp {
     pub fn captures(&self, input: &[u8], max: usize) -> Option<Vec<Vec<u8>>> {
         let mut out = Vec::new();
         match self {
+            Regexp::Everything(_) => {
+                if max > 0 {
+                    out.push(input.to_vec());
+                }
+            }
             Regexp::Linear(re) => {
                 let caps = re.captures(input)?;
                 for g in caps.iter().take(max) {
@@ -94,6 +104,37 @@ impl Regexp {
         }
         Some(out)
     }
+}
+
+/// Whether `pattern` (as the linear engine compiles it: bytes, `.` matching newlines) is
+/// `^.*$`: a start, any bytes, an end, which every input matches whole.
+fn matches_everything(pattern: &str) -> bool {
+    use regex_syntax::hir::{Class, HirKind, Look};
+    let Ok(hir) = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .dot_matches_new_line(true)
+        .build()
+        .parse(pattern)
+    else {
+        return false;
+    };
+    let HirKind::Concat(parts) = hir.kind() else {
+        return false;
+    };
+    let any_bytes = |h: &regex_syntax::hir::Hir| match h.kind() {
+        HirKind::Repetition(r) if r.min == 0 && r.max.is_none() => match r.sub.kind() {
+            HirKind::Class(Class::Bytes(c)) => {
+                c.ranges().len() == 1 && c.ranges()[0].start() == 0 && c.ranges()[0].end() == 255
+            }
+            _ => false,
+        },
+        _ => false,
+    };
+    matches!(parts.as_slice(), [start, dots, end]
+        if matches!(start.kind(), HirKind::Look(Look::Start))
+            && any_bytes(dots)
+            && matches!(end.kind(), HirKind::Look(Look::End)))
 }
 
 /// Regular expressions compiled from a dynamic pattern's expansions, by expansion. Bounded:
@@ -553,6 +594,24 @@ mod tests {
     use super::*;
     use crate::macros::NoMacros;
     use std::sync::Arc;
+
+    #[test]
+    fn a_pattern_every_input_matches_whole_runs_no_engine() {
+        let inputs: [&[u8]; 4] = [b"", b"user-agent", b"a\nb\n", b"\xff\x00"];
+        for pattern in ["^.*$", "(?s)^.*$"] {
+            let re = Regexp::new(pattern).unwrap();
+            assert!(matches!(re, Regexp::Everything(_)), "{pattern}");
+            for input in inputs {
+                assert!(re.is_match(input));
+                assert_eq!(re.captures(input, 10), Some(vec![input.to_vec()]));
+            }
+        }
+        // Near misses keep the engine: they do not match everything, or capture more.
+        for pattern in ["^.+$", "^.*x$", "^(.*)$", ".*", "^[^\n]*$", "^.*$|x"] {
+            let re = Regexp::new(pattern).unwrap();
+            assert!(!matches!(re, Regexp::Everything(_)), "{pattern}");
+        }
+    }
 
     fn op(name: &'static str, arg: &str) -> CompiledOperator {
         let o = Operator {
