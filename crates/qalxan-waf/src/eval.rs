@@ -179,12 +179,22 @@ impl Summary {
 struct TxTable {
     map: HashMap<String, Vec<u8>>,
     version: u64,
+    /// Which of the capture keys `0`..`9` may be set (bit per digit): a match clears the ones
+    /// it did not capture, usually none of them set.
+    digits: u16,
 }
 
 impl TxTable {
     fn map_mut(&mut self) -> &mut HashMap<String, Vec<u8>> {
         self.version = self.version.wrapping_add(1);
         &mut self.map
+    }
+
+    /// Notes a key about to be written, for [`TxTable::digits`].
+    fn may_set(&mut self, key: &str) {
+        if let [d @ b'0'..=b'9'] = key.as_bytes() {
+            self.digits |= 1 << (d - b'0');
+        }
     }
 }
 
@@ -271,6 +281,7 @@ impl Buffers {
             tx: TxTable {
                 map: HashMap::with_capacity_and_hasher(128, Default::default()),
                 version: 0,
+                digits: 0,
             },
             tx_reads: Vec::new(),
             matched_var: (String::new(), Vec::new()),
@@ -345,6 +356,7 @@ impl Drop for Transaction<'_> {
             }
         }
         b.tx.map_mut().clear();
+        b.tx.digits = 0;
         b.matched_var.0.clear();
         b.matched_var.1.clear();
         // The spare pairs keep what they held: `take_pair`, their only way out, empties them.
@@ -1196,18 +1208,23 @@ impl<'p> Transaction<'p> {
                     for (i, key) in CAPTURE_KEYS.iter().enumerate() {
                         match captures.get(i) {
                             // In place when TX:i exists: no key or buffer to allocate.
-                            Some(c) => match self.tx.map_mut().get_mut(*key) {
-                                Some(v) => {
-                                    v.clear();
-                                    v.extend_from_slice(c);
+                            Some(c) => {
+                                self.tx.may_set(key);
+                                match self.tx.map_mut().get_mut(*key) {
+                                    Some(v) => {
+                                        v.clear();
+                                        v.extend_from_slice(c);
+                                    }
+                                    None => {
+                                        self.tx.map_mut().insert((*key).to_owned(), c.clone());
+                                    }
                                 }
-                                None => {
-                                    self.tx.map_mut().insert((*key).to_owned(), c.clone());
-                                }
-                            },
-                            None => {
+                            }
+                            None if self.tx.digits & (1 << i) != 0 => {
+                                self.tx.digits &= !(1 << i);
                                 self.tx.map_mut().remove(*key);
                             }
+                            None => {}
                         }
                     }
                 }
@@ -1587,6 +1604,9 @@ impl<'p> Transaction<'p> {
                         self.note_change(collection, key, op, delta);
                     }
                     let mut spare = std::mem::take(&mut self.spare);
+                    if collection == "TX" {
+                        self.tx.may_set(key);
+                    }
                     let map = self.collection_mut(collection);
                     if matches!(op, SetVarOp::Delete) {
                         map.remove(key);
@@ -1825,6 +1845,26 @@ mod tests {
 
     fn ids(tx: &Transaction) -> Vec<u64> {
         tx.matches.iter().map(|m| m.id).collect()
+    }
+
+    #[test]
+    fn a_capture_clears_the_groups_it_did_not_capture() {
+        // TX:1 set by a two-group capture, TX:3 by setvar: a one-group capture leaves only
+        // TX:0, as ModSecurity does; TX:4 was never set and stays unset.
+        let p = plan(
+            r#"SecRule ARGS:a "@rx (x)(y)" "id:1,phase:1,pass,nolog,capture,setvar:tx.3=set"
+SecRule ARGS:b "@rx z" "id:2,phase:1,pass,nolog,capture"
+SecRule TX:1 "@rx ." "id:3,phase:1,pass,log"
+SecRule TX:3 "@rx ." "id:4,phase:1,pass,log"
+SecRule TX:0 "@streq z" "id:5,phase:1,pass,log"
+SecRule &TX:4 "@eq 0" "id:6,phase:1,pass,log""#,
+        );
+        let tx = Transaction::evaluate_request(&p, &get("/?a=xy&b=z"));
+        assert_eq!(ids(&tx), [5, 6]);
+        assert_eq!(tx.tx_value("1"), None);
+        // Without the second capture both stay.
+        let tx = Transaction::evaluate_request(&p, &get("/?a=xy"));
+        assert_eq!(ids(&tx), [3, 4, 6]);
     }
 
     #[test]
