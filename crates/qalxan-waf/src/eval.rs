@@ -1387,7 +1387,20 @@ impl<'p> Transaction<'p> {
         ids: &[u32],
         n: usize,
     ) -> Transformed<'a> {
-        if n == 0 {
+        self.transformed_after(item, transformations, ids, n, 0)
+    }
+
+    /// [`Transaction::transformed`], told that the chain's first `same` steps leave this value
+    /// byte for byte as it is: those steps are neither run nor looked up.
+    fn transformed_after<'a>(
+        &self,
+        item: &'a Item<'a>,
+        transformations: &[crate::transform::Transformation],
+        ids: &[u32],
+        n: usize,
+        same: usize,
+    ) -> Transformed<'a> {
+        if n <= same {
             return Transformed::Borrowed(item.value.as_ref());
         }
         if !(item.cacheable && matches!(item.value, Cow::Borrowed(_))) {
@@ -1403,7 +1416,7 @@ impl<'p> Transaction<'p> {
                 None => Transformed::Borrowed(item.value.as_ref()),
             };
         }
-        let base = self.transformed(item, transformations, ids, n - 1);
+        let base = self.transformed_after(item, transformations, ids, n - 1, same);
         let changed = match transformations[n - 1].apply(&base) {
             Cow::Borrowed(_) => None,
             // Some transformations always write (`cmdLine`, `normalizePath`...): an unchanged
@@ -1530,6 +1543,12 @@ impl<'p> Transaction<'p> {
                 // for multiMatch rules. One that differs from the original only in case is
                 // the same to the search.
                 found.clear_in(source.words.clone());
+                // The leading steps that change none of the value's bytes (case included).
+                let unchanged = group
+                    .prefix_changes
+                    .iter()
+                    .take_while(|c| c.is_some_and(|c| c & classes == 0))
+                    .count();
                 let steps = group.transformations.len();
                 let first = if group.multi_match { 0 } else { steps };
                 for n in first..=steps {
@@ -1545,8 +1564,13 @@ impl<'p> Transaction<'p> {
                         found.union_in(hits, source.words.clone());
                         continue;
                     }
-                    let value =
-                        self.transformed(item, &group.transformations, &group.transform_ids, n);
+                    let value = self.transformed_after(
+                        item,
+                        &group.transformations,
+                        &group.transform_ids,
+                        n,
+                        unchanged,
+                    );
                     match (value.eq_ignore_ascii_case(raw), hits) {
                         (true, Some(hits)) => found.union_in(hits, source.words.clone()),
                         _ => group.literals.search(&value, found.words_mut()),

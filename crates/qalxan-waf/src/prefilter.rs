@@ -93,6 +93,9 @@ pub(crate) struct Group {
     /// as [`Group::acts_on`] counts them; `None` from the first step that may change any
     /// value. A value with none of a prefix's classes leaves it the same, case aside.
     pub(crate) prefix_acts_on: Vec<Option<u32>>,
+    /// For each prefix, the classes it may change, case included ([`chain_changes`]): a
+    /// value with none of them comes out of the prefix byte for byte as it went in.
+    pub(crate) prefix_changes: Vec<Option<u32>>,
     /// Every member's literals.
     pub(crate) literals: Literals,
     /// The variables the members read, each with the slots of the rules that read it.
@@ -996,11 +999,15 @@ fn group(pending: Pending, members: &[Member], slots: usize) -> Option<Group> {
             prefix
         })
         .collect::<Vec<_>>();
+    let prefix_changes = (1..=transformations.len())
+        .map(|n| chain_changes(&transformations[..n]))
+        .collect();
     Some(Group {
         multi_match,
         // The whole chain's: its longest prefix's (an empty chain acts on nothing).
         acts_on: prefix_acts_on.last().copied().unwrap_or(Some(0)),
         prefix_acts_on,
+        prefix_changes,
         transformations,
         transform_ids,
         literals,
