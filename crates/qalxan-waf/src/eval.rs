@@ -245,8 +245,9 @@ impl TxValue<'_> {
 /// The tables and buffers of a transaction, emptied, that the next transaction on the same
 /// thread starts from. Allocating CRS-sized tables and freeing them on every request cost
 /// about a tenth of a benign request's instructions; Coraza pools its transactions for the
-/// same reason. Everything is cleared before it is kept: nothing of one request is visible
-/// to the next (the transformation cache, keyed by addresses, least of all).
+/// same reason. Nothing of one request is visible to the next: tables are emptied before
+/// they are kept (the transformation cache, keyed by addresses, above all), value buffers
+/// too, and the spare (name, value) pairs are emptied by `take_pair`, their only way out.
 struct Buffers {
     single: HashMap<&'static str, Vec<u8>>,
     args_get: Pairs,
@@ -329,8 +330,8 @@ impl Drop for Transaction<'_> {
             summarized: std::mem::take(&mut self.summarized),
             met: std::mem::take(&mut self.met),
         };
-        // Values and pairs become buffers for the next transaction's (emptied below), but
-        // for the big ones (a large body) and beyond what a CRS-sized request needs.
+        // Values and pairs become buffers for the next transaction's, but for the big ones (a
+        // large body) and beyond what a CRS-sized request needs.
         const KEPT: usize = 1 << 14;
         for (_, mut v) in b.single.drain() {
             if b.bytes.len() < 256 && v.capacity() <= KEPT {
@@ -355,7 +356,6 @@ impl Drop for Transaction<'_> {
                 b.spare.push((k, v));
             }
         }
-        b.tx.map_mut().clear();
         b.tx.digits = 0;
         b.matched_var.0.clear();
         b.matched_var.1.clear();
@@ -384,6 +384,7 @@ impl Drop for Transaction<'_> {
 
 /// Transformed values by (address and length of the original, transformation chain).
 type TransformCache = HashMap<(usize, usize, u32), Option<Rc<[u8]>>>;
+
 /// A value a rule inspects, and where it came from.
 struct Item<'a> {
     collection: &'static str,
