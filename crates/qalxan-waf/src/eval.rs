@@ -1514,12 +1514,11 @@ impl<'p> Transaction<'p> {
             let summary = &*summary;
             if summary.searched && group.acts_on.is_some_and(|c| c & summary.classes == 0) {
                 // No value changes on the way: what they hold as they are is what counts.
-                if source.combined.is_empty() {
-                    possible.add_met(&summary.hits, source);
-                } else {
+                possible.add_single(&summary.hits, source);
+                if !source.combined.is_empty() {
                     // Rules with several conditions need them met by one value.
                     for h in summary.hits_each.chunks(width) {
-                        possible.add_met(h, source);
+                        possible.add_combined(h, source);
                     }
                 }
                 continue;

@@ -218,6 +218,13 @@ impl Bits {
     /// Adds the slots `source`'s readers may match given the conditions `hits` met in one
     /// of its values.
     pub(crate) fn add_met(&mut self, hits: &[u64], source: &Source) {
+        self.add_single(hits, source);
+        self.add_combined(hits, source);
+    }
+
+    /// The part of [`Bits::add_met`] for the rules with one condition: met in any of a
+    /// variable's values is met, so the union of their hits serves for all of them.
+    pub(crate) fn add_single(&mut self, hits: &[u64], source: &Source) {
         let words = source.words.clone();
         for ((w, x), y) in self.0[words.clone()]
             .iter_mut()
@@ -226,6 +233,11 @@ impl Bits {
         {
             *w |= x & y;
         }
+    }
+
+    /// The part of [`Bits::add_met`] for the rules with several conditions, which one value
+    /// must meet together.
+    pub(crate) fn add_combined(&mut self, hits: &[u64], source: &Source) {
         for (slot, extras) in &source.combined {
             if has_in(hits, *slot) && extras.iter().all(|e| has_in(hits, *e)) {
                 self.set(*slot);
