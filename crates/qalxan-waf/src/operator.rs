@@ -106,17 +106,23 @@ impl Regexp {
     }
 }
 
-/// Whether `pattern` (as the linear engine compiles it: bytes, `.` matching newlines) is
-/// `^.*$`: a start, any bytes, an end, which every input matches whole.
-fn matches_everything(pattern: &str) -> bool {
-    use regex_syntax::hir::{Class, HirKind, Look};
-    let Ok(hir) = regex_syntax::ParserBuilder::new()
+/// A linear-engine pattern's syntax tree as that engine reads it (bytes, no Unicode, `.`
+/// matching newlines), for what is decided from a pattern's shape at load.
+pub(crate) fn linear_hir(pattern: &str) -> Option<regex_syntax::hir::Hir> {
+    regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
         .dot_matches_new_line(true)
         .build()
         .parse(pattern)
-    else {
+        .ok()
+}
+
+/// Whether `pattern` (as the linear engine compiles it) is `^.*$`: a start, any bytes, an
+/// end, which every input matches whole.
+fn matches_everything(pattern: &str) -> bool {
+    use regex_syntax::hir::{Class, HirKind, Look};
+    let Some(hir) = linear_hir(pattern) else {
         return false;
     };
     let HirKind::Concat(parts) = hir.kind() else {

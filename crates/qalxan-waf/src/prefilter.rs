@@ -320,13 +320,7 @@ pub(crate) fn required_literals(rule: &Rule) -> Option<Vec<Vec<Vec<u8>>>> {
 /// with, and CRS patterns often start with a class (`[\s\S]`, `[^a-z]`) and end with one,
 /// with the telling words in the middle. [`factors`] finds those.
 fn regex_literals(pattern: &str) -> Option<Vec<Vec<Vec<u8>>>> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .dot_matches_new_line(true)
-        .build()
-        .parse(pattern)
-        .ok()?;
+    let hir = crate::operator::linear_hir(pattern)?;
     let f = factors(&hir);
     let mut all = f.all;
     all.extend(better(f.needs, f.exact));
