@@ -463,6 +463,103 @@ impl Rule {
         self.tags.iter().any(|t| re.is_match(t.as_bytes()))
     }
 
+    /// Whether the rule (every link of its chain) reads nothing but TX and changes nothing
+    /// but TX and which rules run: its outcome is then the same in every transaction that
+    /// reaches it with the same TX. What it logs or blocks is not looked at here.
+    pub fn touches_only_tx(&self) -> bool {
+        let tx_only = |m: &MacroString| m.reads_only("TX");
+        self.targets.iter().all(|t| t.kind == Coll::Tx)
+            && self
+                .operator
+                .as_ref()
+                .and_then(|o| o.argument())
+                .is_none_or(tx_only)
+            && self.filter_slot.is_none()
+            && self.effects.iter().all(|e| match e {
+                Effect::SetVar {
+                    collection,
+                    key,
+                    op,
+                    ..
+                } => {
+                    collection == "TX"
+                        && tx_only(key)
+                        && match op {
+                            SetVarOp::Set(v) | SetVarOp::Add(v) | SetVarOp::Sub(v) => tx_only(v),
+                            SetVarOp::Delete => true,
+                        }
+                }
+                Effect::Ctl(
+                    Ctl::RuleEngine(_)
+                    | Ctl::RuleRemoveById(_)
+                    | Ctl::RuleRemoveByTag(_)
+                    | Ctl::RuleRemoveTargetById(..)
+                    | Ctl::RuleRemoveTargetByTag(..),
+                ) => true,
+                Effect::Ctl(_)
+                | Effect::ExpireVar { .. }
+                | Effect::InitCol { .. }
+                | Effect::SetEnv { .. } => false,
+            })
+            && self.chain.as_deref().is_none_or(Rule::touches_only_tx)
+    }
+
+    /// Whether the rule has a `ctl` action.
+    pub fn has_ctl(&self) -> bool {
+        self.effects.iter().any(|e| matches!(e, Effect::Ctl(_)))
+            || self.chain.as_deref().is_some_and(Rule::has_ctl)
+    }
+
+    /// Whether rules that touch only TX may run before or after this one alike: it reads
+    /// neither TX nor what the last match left (MATCHED_VAR...), changes neither, and does
+    /// not decide which rules run (no skip, no disruptive action but `pass`, no `ctl` but
+    /// the request body's). modsecurity.conf's body-processor rules are of this kind.
+    pub fn independent_of_tx(&self) -> bool {
+        fn link(r: &Rule) -> bool {
+            let free = |m: &MacroString| {
+                !m.reads_any(&[
+                    "TX",
+                    "MATCHED_VAR",
+                    "MATCHED_VAR_NAME",
+                    "MATCHED_VARS",
+                    "MATCHED_VARS_NAMES",
+                ])
+            };
+            r.targets.iter().all(|t| {
+                !matches!(
+                    t.kind,
+                    Coll::Tx
+                        | Coll::MatchedVar
+                        | Coll::MatchedVarName
+                        | Coll::MatchedVars
+                        | Coll::MatchedVarsNames
+                )
+            }) && r.operator.as_ref().and_then(|o| o.argument()).is_none_or(free)
+                // Expanded only when the rule logs, after its own match set MATCHED_VAR.
+                && [&r.msg, &r.logdata]
+                    .into_iter()
+                    .flatten()
+                    .all(|m| !m.reads_any(&["TX"]))
+                && !r.capture
+                && r.skip == 0
+                && r.skip_after.is_none()
+                && r.effects.iter().all(|e| {
+                    matches!(
+                        e,
+                        Effect::Ctl(
+                            Ctl::RequestBodyProcessor(_)
+                                | Ctl::RequestBodyAccess(_)
+                                | Ctl::RequestBodyLimit(_)
+                                | Ctl::ForceRequestBodyVariable(_)
+                                | Ctl::Audit
+                        )
+                    )
+                })
+                && r.chain.as_deref().is_none_or(link)
+        }
+        matches!(self.disruptive, Disruptive::Pass) && link(self)
+    }
+
     pub fn msg_text(&self) -> Option<String> {
         self.msg.as_ref().and_then(|m| {
             m.literal()
@@ -486,6 +583,9 @@ pub struct PlanStats {
     pub regex_pcre2: usize,
     /// Rules the prefilter may skip (see [`crate::prefilter`]).
     pub prefiltered: usize,
+    /// Leading rules of phase 1 run once when the plan is built, not per transaction (see
+    /// `eval::Prelude`).
+    pub prelude: usize,
 }
 
 /// A compiled rule set, ready to evaluate transactions.
@@ -499,6 +599,8 @@ pub struct Plan {
     pub(crate) filters: [crate::prefilter::PhaseFilter; 5],
     /// How many distinct TX keys scalar tests read ([`ScalarRead::slot`]).
     pub(crate) scalar_keys: usize,
+    /// What phase 1's leading TX-only rules leave, for transactions to start from.
+    pub(crate) prelude: Option<crate::eval::Prelude>,
 }
 
 fn err(location: &Location, message: impl Into<String>) -> SyntaxError {
@@ -1143,13 +1245,17 @@ impl Plan {
             }
         }
         if errors.is_empty() {
-            Ok(Plan {
+            let mut plan = Plan {
                 phases,
                 settings,
                 stats,
                 filters,
                 scalar_keys: keys.len(),
-            })
+                prelude: None,
+            };
+            plan.prelude = crate::eval::Prelude::of(&plan);
+            plan.stats.prelude = plan.prelude.as_ref().map_or(0, |p| p.rules);
+            Ok(plan)
         } else {
             Err(errors)
         }
@@ -1163,6 +1269,8 @@ impl Plan {
     pub fn without_shortcuts(mut self) -> Plan {
         self.filters = Default::default();
         self.stats.prefiltered = 0;
+        self.prelude = None;
+        self.stats.prelude = 0;
         fn plain(rule: &mut Rule) {
             rule.scalar = None;
             rule.filter_slot = None;

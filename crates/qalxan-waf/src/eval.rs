@@ -242,6 +242,132 @@ impl TxValue<'_> {
     }
 }
 
+/// What the leading rules of phase 1 leave behind when they read and change nothing but TX
+/// ([`Rule::touches_only_tx`]), log nothing and stop nothing: the same in every transaction.
+/// CRS begins that way (its setup's and initialization's `&TX:x "@eq 0"` defaults and the
+/// scores it zeroes: some forty variables, about a tenth of a benign GET's work). The plan
+/// runs those rules once, on a transaction of its own, and keeps the result; a transaction
+/// starts phase 1 from it, at the first rule that reads anything else. Rules among them that
+/// neither read nor change what they do ([`Rule::independent_of_tx`]: modsecurity.conf's
+/// body-processor rules) still run in every transaction, before the result is taken in.
+#[derive(Debug)]
+pub(crate) struct Prelude {
+    /// The phase-1 entry the transaction goes on from.
+    resume: usize,
+    /// The rules before `resume` that still run, in order.
+    aside: Vec<usize>,
+    /// How many rules it covers.
+    pub(crate) rules: usize,
+    engine_before: EngineMode,
+    engine_after: EngineMode,
+    tx: Vec<(String, Vec<u8>)>,
+    digits: u16,
+    removed_ids: Vec<IdRange>,
+    removed_tags: Vec<std::sync::Arc<crate::operator::Regexp>>,
+    removed_targets: Vec<(Vec<IdRange>, Target)>,
+    removed_targets_by_tag: Vec<(std::sync::Arc<crate::operator::Regexp>, Target)>,
+    /// MATCHED_VAR as the last of the prelude's rules to match left it, when one did after
+    /// the rules set aside.
+    matched_var: Option<(String, Vec<u8>)>,
+    /// MATCHED_VARS, when the last rule before `resume` is one of the prelude's.
+    matched_vars: Option<Pairs>,
+}
+
+/// What [`Prelude::of`] learns while it runs the prelude's rules.
+struct Simulation {
+    /// By phase-1 entry, the rules to set aside.
+    aside: Vec<bool>,
+    /// The rules set aside that the run reached, in order.
+    visited: Vec<usize>,
+    /// Whether the last rule reached was set aside.
+    last_aside: bool,
+    /// The entry that last changed MATCHED_VAR, and what it was before the current rule.
+    last_write: Option<usize>,
+    matched_var: (String, Vec<u8>),
+}
+
+impl Prelude {
+    /// Runs `plan`'s leading TX-only rules of phase 1; `None` when there are none, or when
+    /// one of them logs or disrupts (what it does then is the transaction's to record).
+    pub(crate) fn of(plan: &Plan) -> Option<Prelude> {
+        let entries = &plan.phases[0];
+        let mut aside = vec![false; entries.len()];
+        let mut ctl_before = false;
+        let mut end = entries.len();
+        for (i, e) in entries.iter().enumerate() {
+            let Entry::Rule(r) = e else { continue };
+            if r.touches_only_tx() {
+                ctl_before |= r.has_ctl();
+            } else if !ctl_before && r.independent_of_tx() {
+                // After a `ctl` it might see rules removed that, run first, it would not.
+                aside[i] = true;
+            } else {
+                end = i;
+                break;
+            }
+        }
+        loop {
+            let mut sim = Simulation {
+                aside: aside.clone(),
+                visited: Vec::new(),
+                last_aside: false,
+                last_write: None,
+                matched_var: Default::default(),
+            };
+            let mut tx = Transaction::new(plan);
+            if tx.engine == EngineMode::Off {
+                return None;
+            }
+            tx.begin_phase(1);
+            let resume = tx.run_entries(1, 0, end, Some(&mut sim));
+            if tx.interruption.is_some()
+                || tx.allowed
+                || !tx.matches.is_empty()
+                || tx.engine == EngineMode::Off
+            {
+                return None;
+            }
+            // MATCHED_VAR is the last match's. The rules set aside run first; when one of
+            // them comes after the prelude's last match, the prelude ends before it.
+            if let Some(at) = sim
+                .visited
+                .iter()
+                .find(|&&a| sim.last_write.is_some_and(|w| a > w))
+            {
+                end = *at;
+                continue;
+            }
+            let rules = entries[..resume]
+                .iter()
+                .enumerate()
+                .filter(|(i, e)| matches!(e, Entry::Rule(_)) && !aside[*i])
+                .count();
+            if rules == 0 {
+                return None;
+            }
+            let mut kept: Vec<(String, Vec<u8>)> =
+                tx.tx.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            // In a fixed order: the plan is the same however often it is built.
+            kept.sort();
+            return Some(Prelude {
+                resume,
+                aside: sim.visited,
+                rules,
+                engine_before: plan.settings.engine,
+                engine_after: tx.engine,
+                tx: kept,
+                digits: tx.tx.digits,
+                removed_ids: tx.removed_ids.clone(),
+                removed_tags: tx.removed_tags.clone(),
+                removed_targets: tx.removed_targets.clone(),
+                removed_targets_by_tag: tx.removed_targets_by_tag.clone(),
+                matched_var: sim.last_write.map(|_| tx.matched_var.clone()),
+                matched_vars: (!sim.last_aside).then(|| tx.matched_vars.clone()),
+            });
+        }
+    }
+}
+
 /// The tables and buffers of a transaction, emptied, that the next transaction on the same
 /// thread starts from. Allocating CRS-sized tables and freeing them on every request cost
 /// about a tenth of a benign request's instructions; Coraza pools its transactions for the
@@ -1081,9 +1207,27 @@ impl<'p> Transaction<'p> {
         if self.engine == EngineMode::Off || (self.allowed && phase < 5) {
             return;
         }
-        let plan = self.plan;
-        let entries = &plan.phases[(phase - 1) as usize];
-        let filter = &plan.filters[(phase - 1) as usize];
+        self.begin_phase(phase);
+        let mut start = 0;
+        if phase == 1 {
+            if let Some(prelude) = &self.plan.prelude {
+                if self.at_prelude(prelude) {
+                    // The rules the prelude stood aside for run as they would have: nothing
+                    // they read or do depends on the prelude's rules, nor the other way.
+                    for &at in &prelude.aside {
+                        self.run_entries(phase, at, at + 1, None);
+                    }
+                    self.restore(prelude);
+                    start = prelude.resume;
+                }
+            }
+        }
+        self.run_entries(phase, start, usize::MAX, None);
+    }
+
+    /// Empties what the prefilter learnt in the last phase.
+    fn begin_phase(&mut self, phase: u8) {
+        let filter = &self.plan.filters[(phase - 1) as usize];
         self.possible.reset(filter.slots);
         self.searched.reset(filter.groups.len());
         let sources = filter.literals_of_source.len();
@@ -1091,8 +1235,24 @@ impl<'p> Transaction<'p> {
             self.summaries.resize_with(sources, Summary::default);
         }
         self.summarized.reset(sources);
-        let mut i = 0;
-        while i < entries.len() {
+    }
+
+    /// Runs `phase`'s entries from `start` until one disrupts, the engine is turned off, or
+    /// the next entry to run is at `end` or beyond; returns that entry's index. With `sim`,
+    /// the rules it marks are noted instead of run (see [`Prelude::of`]).
+    fn run_entries(
+        &mut self,
+        phase: u8,
+        start: usize,
+        end: usize,
+        mut sim: Option<&mut Simulation>,
+    ) -> usize {
+        let plan = self.plan;
+        let entries = &plan.phases[(phase - 1) as usize];
+        let filter = &plan.filters[(phase - 1) as usize];
+        let mut i = start;
+        let end = end.min(entries.len());
+        while i < end {
             let Entry::Rule(rule) = &entries[i] else {
                 i += 1;
                 continue;
@@ -1100,6 +1260,17 @@ impl<'p> Transaction<'p> {
             i += 1;
             if self.rule_removed(rule) {
                 continue;
+            }
+            if let Some(sim) = sim.as_deref_mut() {
+                if sim.aside[i - 1] {
+                    sim.visited.push(i - 1);
+                    sim.last_aside = true;
+                    continue;
+                }
+                sim.last_aside = false;
+                if self.matched_var != sim.matched_var {
+                    sim.matched_var.clone_from(&self.matched_var);
+                }
             }
             if rule
                 .filter_slot
@@ -1109,11 +1280,17 @@ impl<'p> Transaction<'p> {
                 self.clear_matched_vars();
                 continue;
             }
-            if !self.eval_chain(rule) {
+            let matched = self.eval_chain(rule);
+            if let Some(sim) = sim.as_deref_mut() {
+                if self.matched_var != sim.matched_var {
+                    sim.last_write = Some(i - 1);
+                }
+            }
+            if !matched {
                 continue;
             }
             if self.apply_disruptive(rule, phase) {
-                return;
+                return i;
             }
             if let Some(to) = rule.skip_to {
                 i = to + 1;
@@ -1127,9 +1304,62 @@ impl<'p> Transaction<'p> {
                 }
             }
             if self.engine == EngineMode::Off {
-                return;
+                return i;
             }
         }
+        i
+    }
+
+    /// Whether the transaction is where the prelude was taken: at the start of phase 1 with
+    /// nothing a rule could have changed yet.
+    fn at_prelude(&self, prelude: &Prelude) -> bool {
+        self.engine == prelude.engine_before
+            && self.tx.is_empty()
+            && self.matched_var.0.is_empty()
+            && self.matched_var.1.is_empty()
+            && self.matched_vars.is_empty()
+            && self.matches.is_empty()
+            && self.removed_ids.is_empty()
+            && self.removed_tags.is_empty()
+            && self.removed_targets.is_empty()
+            && self.removed_targets_by_tag.is_empty()
+    }
+
+    /// Takes TX, the engine's state and the matched variables as the prelude's rules leave
+    /// them, into the transaction's own buffers.
+    fn restore(&mut self, prelude: &Prelude) {
+        let mut spare = std::mem::take(&mut self.spare);
+        let map = self.tx.map_mut();
+        for (k, v) in &prelude.tx {
+            let (mut key, mut value) = take_pair(&mut spare);
+            key.push_str(k);
+            value.extend_from_slice(v);
+            map.insert(key, value);
+        }
+        self.tx.digits = prelude.digits;
+        self.engine = prelude.engine_after;
+        self.removed_ids.extend_from_slice(&prelude.removed_ids);
+        self.removed_tags.extend_from_slice(&prelude.removed_tags);
+        self.removed_targets
+            .extend_from_slice(&prelude.removed_targets);
+        self.removed_targets_by_tag
+            .extend_from_slice(&prelude.removed_targets_by_tag);
+        if let Some((name, value)) = &prelude.matched_var {
+            self.matched_var.0.clear();
+            self.matched_var.0.push_str(name);
+            self.matched_var.1.clear();
+            self.matched_var.1.extend_from_slice(value);
+        }
+        if let Some(pairs) = &prelude.matched_vars {
+            spare.append(&mut self.matched_vars);
+            for (k, v) in pairs {
+                let (mut key, mut value) = take_pair(&mut spare);
+                key.push_str(k);
+                value.extend_from_slice(v);
+                self.matched_vars.push((key, value));
+            }
+        }
+        self.spare = spare;
     }
 
     /// Evaluates a rule and its chain; returns whether the whole chain matched.
@@ -1889,6 +2119,117 @@ SecRule &TX:4 "@eq 0" "id:6,phase:1,pass,log""#,
         // Without the second capture both stay.
         let tx = Transaction::evaluate_request(&p, &get("/?a=xy"));
         assert_eq!(ids(&tx), [3, 4, 6]);
+    }
+
+    #[test]
+    fn the_prelude_leaves_what_its_rules_would() {
+        // Rules 1-4 read and write only TX (a default, a macro, a capture, a skip): run once
+        // when the plan is built. Rule 5 reads the request; 6 reads what the prelude left in
+        // MATCHED_VAR_NAME and TX:1.
+        let rules = r#"SecAction "id:1,phase:1,pass,nolog,setvar:tx.a=4"
+SecRule &TX:b "@eq 0" "id:2,phase:1,pass,nolog,setvar:tx.b=%{tx.a}0"
+SecRule TX:b "@rx (4)" "id:3,phase:1,pass,nolog,capture,setvar:tx.c=+%{tx.1}"
+SecRule TX:a "@eq 4" "id:4,phase:1,pass,nolog,skipAfter:END"
+SecAction "id:40,phase:1,pass,nolog,setvar:tx.c=100"
+SecMarker END
+SecRule ARGS "@rx ." "id:5,phase:1,pass,log,setvar:tx.c=+1"
+SecRule MATCHED_VAR_NAME "@streq TX:a" "id:6,phase:1,pass,log,chain"
+    SecRule TX:1 "@streq 4" "setvar:tx.seen=%{tx.c}""#;
+        let p = plan(rules);
+        assert_eq!(p.stats.prelude, 5, "rules 1-4 and 40, which 4 skips");
+        for uri in ["/", "/?x=y", "/?x=y&z=w"] {
+            let tx = Transaction::evaluate_request(&p, &get(uri));
+            let full = plan(rules).without_shortcuts();
+            let plain = Transaction::evaluate_request(&full, &get(uri));
+            assert_eq!(ids(&tx), ids(&plain), "{uri}");
+            for key in ["a", "b", "c", "1", "seen"] {
+                assert_eq!(tx.tx_value(key), plain.tx_value(key), "{uri}: TX:{key}");
+            }
+        }
+        let tx = Transaction::evaluate_request(&p, &get("/"));
+        assert_eq!(ids(&tx), [6]);
+        assert_eq!(tx.tx_value("seen"), Some(&b"4"[..]));
+        let tx = Transaction::evaluate_request(&p, &get("/?x=y"));
+        assert_eq!(tx.tx_value("c"), Some(&b"5"[..]));
+        // A leading rule that logs, or reads the request, ends the prelude where it stands.
+        let p = plan(
+            r#"SecAction "id:1,phase:1,pass,nolog,setvar:tx.a=1"
+SecRule TX:a "@eq 1" "id:2,phase:1,pass,log"
+SecAction "id:3,phase:1,pass,nolog,setvar:tx.b=1""#,
+        );
+        assert_eq!(p.stats.prelude, 0);
+        assert_eq!(ids(&Transaction::evaluate_request(&p, &get("/"))), [2]);
+        let p = plan(
+            r#"SecRule REQUEST_URI "@rx ." "id:1,phase:1,pass,nolog,setvar:tx.a=1"
+SecAction "id:2,phase:1,pass,nolog,setvar:tx.b=1""#,
+        );
+        assert_eq!(p.stats.prelude, 0);
+    }
+
+    /// The plan's outcome equals the one evaluating every rule, on each request.
+    fn same_as_without_shortcuts(rules: &str, requests: &[Request]) {
+        let p = plan(rules);
+        let full = plan(rules).without_shortcuts();
+        for r in requests {
+            let tx = Transaction::evaluate_request(&p, r);
+            let plain = Transaction::evaluate_request(&full, r);
+            let data = |t: &Transaction| {
+                t.matches
+                    .iter()
+                    .map(|m| (m.id, m.data.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(data(&tx), data(&plain), "{r:?}");
+            for key in ["a", "b", "c"] {
+                assert_eq!(tx.tx_value(key), plain.tx_value(key), "{r:?}: TX:{key}");
+            }
+        }
+    }
+
+    #[test]
+    fn rules_the_prelude_stands_aside_for_run_in_every_transaction() {
+        // 1 and 4 read the request but neither TX nor MATCHED_VAR: they run per transaction,
+        // 2 and 3 once. 4 may match after the prelude's last match (3), MATCHED_VAR would
+        // then be its: the prelude ends before it.
+        let rules = r#"SecRequestBodyAccess On
+SecRule REQUEST_HEADERS:Content-Type "^application/json" "id:1,phase:1,pass,nolog,t:lowercase,ctl:requestBodyProcessor=JSON"
+SecAction "id:2,phase:1,pass,nolog,setvar:tx.a=1"
+SecRule TX:a "@eq 1" "id:3,phase:1,pass,nolog,setvar:tx.b=2"
+SecRule ARGS:q "@rx ." "id:4,phase:1,pass,log"
+SecAction "id:5,phase:1,pass,nolog,setvar:tx.c=3"
+SecRule MATCHED_VAR_NAME "@rx ^(?:ARGS:q|TX:a)$" "id:6,phase:1,pass,log,capture,logdata:'%{TX.0}'"
+SecRule ARGS:json.x "@eq 1" "id:8,phase:2,pass,log""#;
+        assert_eq!(plan(rules).stats.prelude, 2, "rules 2 and 3");
+        let mut json = get("/?q=v");
+        json.headers
+            .push(("Content-Type".into(), b"Application/JSON".to_vec()));
+        json.method = b"POST".to_vec();
+        json.body = br#"{"x": 1}"#.to_vec();
+        same_as_without_shortcuts(rules, &[get("/"), get("/?q=v"), json.clone()]);
+        let p = plan(rules);
+        let tx = Transaction::evaluate_request(&p, &get("/?q=v"));
+        assert_eq!(ids(&tx), [4, 6]);
+        assert_eq!(tx.matches[1].data, "ARGS:q", "4 matched after 3");
+        let tx = Transaction::evaluate_request(&p, &get("/"));
+        assert_eq!(ids(&tx), [6]);
+        assert_eq!(tx.matches[0].data, "TX:a", "3 matched last");
+        assert_eq!(ids(&Transaction::evaluate_request(&p, &json)), [4, 6, 8]);
+
+        // What a prelude's `ctl` changes holds for the rules after it; a rule set aside
+        // after a `ctl` ends the prelude (the rule it removes would then be run).
+        let rules = r#"SecRule ARGS:q "@rx ." "id:1,phase:1,pass,log"
+SecAction "id:2,phase:1,pass,nolog,setvar:tx.a=1,ctl:ruleRemoveById=4-5,ctl:ruleRemoveTargetById=6;ARGS:q"
+SecAction "id:3,phase:1,pass,nolog,setvar:tx.b=2"
+SecRule ARGS:q "@rx ." "id:4,phase:1,pass,log"
+SecRule ARGS "@rx ." "id:5,phase:1,pass,log"
+SecRule ARGS "@rx ." "id:6,phase:1,pass,log""#;
+        assert_eq!(plan(rules).stats.prelude, 2, "rules 2 and 3");
+        same_as_without_shortcuts(rules, &[get("/"), get("/?q=v"), get("/?q=v&r=w")]);
+        let p = plan(rules);
+        let tx = Transaction::evaluate_request(&p, &get("/?q=v"));
+        assert_eq!(ids(&tx), [1]);
+        let tx = Transaction::evaluate_request(&p, &get("/?q=v&r=w"));
+        assert_eq!(ids(&tx), [1, 6]);
     }
 
     #[test]

@@ -69,6 +69,23 @@ impl MacroString {
         self.parts.iter().any(|p| matches!(p, Part::Var { .. }))
     }
 
+    /// Whether every reference is to `collection` (upper-cased): what the text expands to
+    /// then depends on that collection alone.
+    pub fn reads_only(&self, collection: &str) -> bool {
+        self.parts.iter().all(|p| match p {
+            Part::Literal(_) => true,
+            Part::Var { collection: c, .. } => c == collection,
+        })
+    }
+
+    /// Whether the text references one of `collections` (upper-cased).
+    pub fn reads_any(&self, collections: &[&str]) -> bool {
+        self.parts.iter().any(|p| match p {
+            Part::Literal(_) => false,
+            Part::Var { collection, .. } => collections.contains(&collection.as_str()),
+        })
+    }
+
     /// The text when it has no references.
     pub fn literal(&self) -> Option<Cow<'_, [u8]>> {
         match self.parts.as_slice() {
@@ -142,7 +159,11 @@ mod tests {
         let mut out = b"kept:".to_vec();
         m.expand_into(&Tx, &mut out);
         assert_eq!(out, b"kept:+5 on x!");
+        assert!(!m.reads_only("TX"));
+        assert!(MacroString::parse("%{tx.a}-%{TX.b}").reads_only("TX"));
+        assert!(m.reads_any(&["MATCHED_VAR"]) && !m.reads_any(&["ARGS"]));
         let plain = MacroString::parse("GET HEAD %{unclosed");
+        assert!(plain.reads_only("TX"));
         assert_eq!(plain.literal().unwrap().as_ref(), b"GET HEAD %{unclosed");
     }
 }

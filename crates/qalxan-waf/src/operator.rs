@@ -304,6 +304,37 @@ fn ip_list(
 }
 
 impl CompiledOperator {
+    /// The argument's macros, for operators whose argument may have some.
+    pub fn argument(&self) -> Option<&MacroString> {
+        match &self.op {
+            Op::RxDynamic(m, _)
+            | Op::StrEq(m)
+            | Op::StrMatch(m)
+            | Op::Contains(m)
+            | Op::ContainsWord(m)
+            | Op::BeginsWith(m)
+            | Op::EndsWith(m)
+            | Op::Within(m)
+            | Op::Eq(m)
+            | Op::Ge(m)
+            | Op::Gt(m)
+            | Op::Le(m)
+            | Op::Lt(m) => Some(m),
+            Op::Rx(_)
+            | Op::Pm(..)
+            | Op::IpMatch(_)
+            | Op::ByteRange(_)
+            | Op::ValidateUrlEncoding
+            | Op::ValidateUtf8Encoding
+            | Op::DetectSqli
+            | Op::DetectXss
+            | Op::VerifyCc(_)
+            | Op::Unconditional
+            | Op::NoMatch
+            | Op::Unavailable(_) => None,
+        }
+    }
+
     /// Compiles `op`; files it names are looked up relative to `base` (the rule file's folder).
     pub fn compile(op: &Operator, base: &Path) -> Result<CompiledOperator, SyntaxError> {
         let at = &op.location;
