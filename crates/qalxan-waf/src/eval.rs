@@ -206,6 +206,11 @@ impl std::ops::Deref for TxTable {
     }
 }
 
+/// The longest value `setvar` stores. Without a bound, rules that double a variable
+/// (`setvar:tx.a=%{tx.a}%{tx.a}`, forty times) would take all memory, in every transaction
+/// and, for phase 1's prelude, when the plan is built (`qalxan waf check` of a rule file).
+const MAX_VARIABLE_LEN: usize = 1 << 20;
+
 /// The longest TX value [`Transaction::tx_read`] remembers (CRS's levels and scores).
 const TX_SHORT: usize = 22;
 
@@ -284,11 +289,14 @@ struct Simulation {
     /// The entry that last changed MATCHED_VAR, and what it was before the current rule.
     last_write: Option<usize>,
     matched_var: (String, Vec<u8>),
+    /// The first rule that matched and logs or disrupts: the prelude ends before it.
+    stop: Option<usize>,
 }
 
 impl Prelude {
-    /// Runs `plan`'s leading TX-only rules of phase 1; `None` when there are none, or when
-    /// one of them logs or disrupts (what it does then is the transaction's to record).
+    /// Runs `plan`'s leading TX-only rules of phase 1, up to the first that logs or
+    /// disrupts (what it does then is each transaction's to record); `None` when there are
+    /// none.
     pub(crate) fn of(plan: &Plan) -> Option<Prelude> {
         let entries = &plan.phases[0];
         let mut aside = vec![false; entries.len()];
@@ -313,6 +321,7 @@ impl Prelude {
                 last_aside: false,
                 last_write: None,
                 matched_var: Default::default(),
+                stop: None,
             };
             let mut tx = Transaction::new(plan);
             if tx.engine == EngineMode::Off {
@@ -320,6 +329,10 @@ impl Prelude {
             }
             tx.begin_phase(1);
             let resume = tx.run_entries(1, 0, end, Some(&mut sim));
+            if let Some(at) = sim.stop {
+                end = at;
+                continue;
+            }
             if tx.interruption.is_some()
                 || tx.allowed
                 || !tx.matches.is_empty()
@@ -1285,6 +1298,11 @@ impl<'p> Transaction<'p> {
                 if self.matched_var != sim.matched_var {
                     sim.last_write = Some(i - 1);
                 }
+                if matched && (rule.log || !matches!(rule.disruptive, Disruptive::Pass)) {
+                    // What it logs or decides is each transaction's to record.
+                    sim.stop = Some(i - 1);
+                    return i - 1;
+                }
             }
             if !matched {
                 continue;
@@ -1849,6 +1867,7 @@ impl<'p> Transaction<'p> {
                         SetVarOp::Delete => None,
                         SetVarOp::Set(v) => {
                             v.expand_into(self, &mut value);
+                            value.truncate(MAX_VARIABLE_LEN);
                             None
                         }
                         SetVarOp::Add(v) => Some(atoi(&v.expand(self))),
@@ -2157,8 +2176,19 @@ SecRule MATCHED_VAR_NAME "@streq TX:a" "id:6,phase:1,pass,log,chain"
 SecRule TX:a "@eq 1" "id:2,phase:1,pass,log"
 SecAction "id:3,phase:1,pass,nolog,setvar:tx.b=1""#,
         );
-        assert_eq!(p.stats.prelude, 0);
-        assert_eq!(ids(&Transaction::evaluate_request(&p, &get("/"))), [2]);
+        assert_eq!(p.stats.prelude, 1);
+        let tx = Transaction::evaluate_request(&p, &get("/"));
+        assert_eq!(ids(&tx), [2]);
+        assert_eq!(tx.tx_value("b"), Some(&b"1"[..]));
+        let p = plan(
+            r#"SecAction "id:1,phase:1,pass,nolog,setvar:tx.a=1"
+SecRule TX:a "@eq 1" "id:2,phase:1,deny,status:406,nolog"
+SecAction "id:3,phase:1,pass,nolog,setvar:tx.b=1""#,
+        );
+        assert_eq!(p.stats.prelude, 1);
+        let tx = Transaction::evaluate_request(&p, &get("/"));
+        assert_eq!(tx.interruption.as_ref().map(|i| i.status), Some(406));
+        assert_eq!(tx.tx_value("b"), None);
         let p = plan(
             r#"SecRule REQUEST_URI "@rx ." "id:1,phase:1,pass,nolog,setvar:tx.a=1"
 SecAction "id:2,phase:1,pass,nolog,setvar:tx.b=1""#,
@@ -2230,6 +2260,25 @@ SecRule ARGS "@rx ." "id:6,phase:1,pass,log""#;
         assert_eq!(ids(&tx), [1]);
         let tx = Transaction::evaluate_request(&p, &get("/?q=v&r=w"));
         assert_eq!(ids(&tx), [1, 6]);
+    }
+
+    #[test]
+    fn a_variable_doubled_again_and_again_stays_bounded() {
+        let mut rules = String::from("SecAction \"id:1,phase:1,pass,nolog,setvar:tx.a=xy\"\n");
+        for id in 2..60 {
+            rules.push_str(&format!(
+                "SecAction \"id:{id},phase:1,pass,nolog,setvar:tx.a=%{{tx.a}}%{{tx.a}}\"\n"
+            ));
+        }
+        rules.push_str("SecRule TX:a \"@rx ^(?:xy)+$\" \"id:100,phase:1,pass,log\"\n");
+        let p = plan(&rules);
+        assert_eq!(
+            p.stats.prelude, 59,
+            "the doubling runs when the plan is built"
+        );
+        let tx = Transaction::evaluate_request(&p, &get("/"));
+        assert_eq!(tx.tx_value("a").map(<[u8]>::len), Some(MAX_VARIABLE_LEN));
+        assert_eq!(ids(&tx), [100]);
     }
 
     #[test]
