@@ -526,7 +526,39 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 fn memchr_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(haystack, needle)
+    if haystack.len() <= SHORT_HAYSTACK {
+        find_in_short(haystack, needle)
+    } else {
+        memchr::memmem::find(haystack, needle)
+    }
+}
+
+/// Up to this length a haystack is searched by [`find_in_short`]: `memmem` prepares a
+/// searcher per needle (some 500 instructions), more than scanning a short haystack costs,
+/// and `@within` searches a short list (`%{tx.restricted_headers}`) for each value.
+const SHORT_HAYSTACK: usize = 256;
+
+/// `haystack`'s first occurrence of `needle`, for short haystacks: the positions of one of
+/// the needle's first bytes (a letter or digit if there is one: CRS's lists are separated by
+/// `/`, ` ` and `|`, which would stop the scan everywhere) are found with `memchr`, and the
+/// needle compared there.
+fn find_in_short(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let n = needle.len();
+    if n == 0 {
+        return Some(0);
+    }
+    if n > haystack.len() {
+        return None;
+    }
+    let at = needle
+        .iter()
+        .take(4)
+        .position(u8::is_ascii_alphanumeric)
+        .unwrap_or(0);
+    // The needle starts `at` bytes before the byte found, and must end inside the haystack.
+    let last_start = haystack.len() - n;
+    memchr::memchr_iter(needle[at], &haystack[at..=last_start + at])
+        .find(|&start| &haystack[start..start + n] == needle)
 }
 
 fn is_word(b: u8) -> bool {
@@ -750,6 +782,51 @@ mod tests {
         let xss = op("detectXSS", "");
         assert!(m(&xss, b"<script>alert(1)</script>"));
         assert!(!m(&xss, b"just text"));
+    }
+
+    /// The short-haystack search finds what `memmem` finds, where `memmem` finds it.
+    #[test]
+    fn short_haystacks_are_searched_as_memmem_searches() {
+        let list = b"/accept-charset/ /content-encoding/ /proxy/ /lock-token/ /content-range/ /if/";
+        for needle in [
+            &b"/proxy/"[..],
+            b"/if/",
+            b"/host/",
+            b"/accept-charset/",
+            b"/content-range/",
+            b"/",
+            b"",
+            b"/if/ ",
+            b"xy",
+        ] {
+            assert_eq!(
+                find_in_short(list, needle),
+                memchr::memmem::find(list, needle),
+                "{:?}",
+                String::from_utf8_lossy(needle)
+            );
+        }
+        let bytes = b"ab/ -.1";
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as usize
+        };
+        for _ in 0..50_000 {
+            let hay: Vec<u8> = (0..next() % 40)
+                .map(|_| bytes[next() % bytes.len()])
+                .collect();
+            let needle: Vec<u8> = (0..next() % 6)
+                .map(|_| bytes[next() % bytes.len()])
+                .collect();
+            assert_eq!(
+                find_in_short(&hay, &needle),
+                memchr::memmem::find(&hay, &needle),
+                "{hay:?} {needle:?}"
+            );
+        }
     }
 
     /// The shortcuts that skip libinjection say "cannot" only where libinjection says no.
