@@ -784,6 +784,17 @@ mod tests {
         assert!(!m(&xss, b"just text"));
     }
 
+    /// A reproducible stream of pseudo-random numbers for generated test inputs.
+    fn xorshift(seed: u64) -> impl FnMut() -> usize {
+        let mut x = seed;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as usize
+        }
+    }
+
     /// The short-haystack search finds what `memmem` finds, where `memmem` finds it.
     #[test]
     fn short_haystacks_are_searched_as_memmem_searches() {
@@ -807,13 +818,7 @@ mod tests {
             );
         }
         let bytes = b"ab/ -.1";
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as usize
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         for _ in 0..50_000 {
             let hay: Vec<u8> = (0..next() % 40)
                 .map(|_| bytes[next() % bytes.len()])
@@ -913,13 +918,7 @@ mod tests {
             b"`",
             b">",
         ];
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as usize
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         for i in 0..100_000 {
             let len = 1 + next() % 24;
             let mut v = Vec::new();
