@@ -286,8 +286,9 @@ struct Simulation {
     visited: Vec<usize>,
     /// Whether the last rule reached was set aside.
     last_aside: bool,
-    /// The entry that last changed MATCHED_VAR, and what it was before the current rule.
+    /// The entry that last changed MATCHED_VAR.
     last_write: Option<usize>,
+    /// MATCHED_VAR before the current rule ran, to see whether it changes it.
     matched_var: (String, Vec<u8>),
     /// The first rule that matched and logs or disrupts: the prelude ends before it.
     stop: Option<usize>,
