@@ -22,6 +22,7 @@ mod proxy;
 pub mod proxy_protocol;
 mod sites;
 mod tls;
+mod upstream;
 
 pub use config::ConfigError;
 pub use guard::{BanPolicy, Limits};

@@ -3,17 +3,13 @@
 //! health checks), and a pick that never leaves a site without a server to try: when every
 //! server is out, they are all tried again rather than failing every request.
 
+use crate::proxy::PrefixedBody;
+use crate::upstream::{BoxError, Connections, UpstreamBody};
 use crate::{Balance, PoolConfig};
 use hyper::http::uri::{Authority, Scheme};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-
-/// The HTTP client a pool forwards with (plain HTTP or TLS, chosen by each server's scheme).
-pub(crate) type UpstreamClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    crate::proxy::PrefixedBody,
->;
 
 /// One upstream server and what is known of its health.
 pub(crate) struct Server {
@@ -90,19 +86,14 @@ pub(crate) struct Pool {
     pub retries: u32,
     max_fails: u32,
     fail_timeout: Duration,
-    /// One client per worker thread, so a worker's upstream connections live on its own
-    /// event loop, and a last one for the tasks of the shared runtime (health checks).
-    clients: Vec<UpstreamClient>,
+    /// Each worker's connections to the servers, on its own event loop.
+    connections: Connections,
 }
 
 impl Pool {
     /// A pool for `config`; servers also in `previous` keep their health and counters, so a
     /// reload does not send requests back to a server known to be down.
-    pub fn new(
-        config: &PoolConfig,
-        clients: Vec<UpstreamClient>,
-        previous: &[Arc<Server>],
-    ) -> Pool {
+    pub fn new(config: &PoolConfig, connections: Connections, previous: &[Arc<Server>]) -> Pool {
         let servers = config
             .servers
             .iter()
@@ -125,18 +116,18 @@ impl Pool {
             retries: config.retries,
             max_fails: config.max_fails,
             fail_timeout: config.fail_timeout,
-            clients,
+            connections,
         }
     }
 
-    /// The client of the calling worker thread (the shared one elsewhere).
-    pub fn client(&self) -> &UpstreamClient {
-        let shared = self.clients.len() - 1;
-        let i = match crate::proxy::worker_index() {
-            Some(w) if shared > 0 => w % shared,
-            _ => shared,
-        };
-        &self.clients[i]
+    /// Sends `request` (its target in origin form) to server `i`.
+    pub async fn send(
+        &self,
+        i: usize,
+        request: hyper::Request<PrefixedBody>,
+    ) -> Result<hyper::Response<UpstreamBody>, BoxError> {
+        let server = self.servers.get(i).ok_or("no such server in the pool")?;
+        self.connections.send(i, server, request).await
     }
 
     /// The server for the next attempt, skipping those already `tried`.
@@ -208,39 +199,32 @@ pub(crate) fn spawn_health_checks(pool: &Arc<Pool>, check: crate::HealthCheck) {
             tick.tick().await;
             let Some(pool) = weak.upgrade() else { return };
             let mut probes = tokio::task::JoinSet::new();
-            for server in &pool.servers {
-                let client = pool.client().clone();
-                let server = server.clone();
+            for i in 0..pool.servers.len() {
+                // Held for one probe at most (its timeout): a reload then drops the pool.
+                let pool = pool.clone();
                 let check = check.clone();
                 probes.spawn(async move {
-                    let ok = probe(&client, &server, &check).await;
-                    record(&server, ok, &check);
+                    let ok = probe(&pool, i, &check).await;
+                    record(&pool.servers[i], ok, &check);
                 });
             }
-            // Not holding the pool while waiting lets a reload drop it.
             drop(pool);
             while probes.join_next().await.is_some() {}
         }
     });
 }
 
-async fn probe(client: &UpstreamClient, server: &Server, check: &crate::HealthCheck) -> bool {
-    let uri = match hyper::Uri::builder()
-        .scheme(server.scheme.clone())
-        .authority(server.authority.clone())
-        .path_and_query(check.path.as_str())
-        .build()
-    {
-        Ok(u) => u,
-        Err(_) => return false,
+async fn probe(pool: &Pool, i: usize, check: &crate::HealthCheck) -> bool {
+    let Ok(uri) = hyper::Uri::try_from(check.path.as_str()) else {
+        return false;
     };
-    let mut request = hyper::Request::new(crate::proxy::PrefixedBody::empty());
+    let mut request = hyper::Request::new(PrefixedBody::empty());
     *request.uri_mut() = uri;
     request.headers_mut().insert(
         hyper::header::USER_AGENT,
         hyper::header::HeaderValue::from_static("qalxan-gateway health check"),
     );
-    match tokio::time::timeout(check.timeout, client.request(request)).await {
+    match tokio::time::timeout(check.timeout, pool.send(i, request)).await {
         Ok(Ok(response)) => {
             let status = response.status();
             status.is_success() || status.is_redirection()
@@ -286,7 +270,7 @@ mod tests {
         };
         Pool::new(
             &config,
-            crate::proxy::upstream_clients(None, false, 1).unwrap(),
+            Connections::new(None, false, 1, config.servers.len()).unwrap(),
             &[],
         )
     }

@@ -2,7 +2,6 @@
 
 use crate::logs::JsonLines;
 use crate::pace::{BodyTooSlow, Pace, Paced};
-use crate::pool::UpstreamClient;
 use crate::sites::{Current, Routes, SiteRoute};
 use crate::WafMode;
 use bytes::{Bytes, BytesMut};
@@ -14,8 +13,6 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use qalxan_client::EventSink;
@@ -53,37 +50,6 @@ pub(crate) struct State {
 }
 
 type ResponseBody = BoxBody<Bytes, hyper::Error>;
-
-/// The clients for one pool's servers, one per worker and one shared: plain HTTP, or TLS checked
-/// against the web's roots and the pool's own authorities; HTTP/1.1, or HTTP/2 only.
-pub(crate) fn upstream_clients(
-    ca: Option<&std::path::Path>,
-    http2: bool,
-    workers: usize,
-) -> Result<Vec<UpstreamClient>, crate::GatewayError> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    connector.enforce_http(false);
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(crate::tls::client_config(ca)?)
-        .https_or_http();
-    let https = if http2 {
-        builder.enable_http2().wrap_connector(connector)
-    } else {
-        builder.enable_http1().wrap_connector(connector)
-    };
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .http2_only(http2)
-        .timer(TokioTimer::new())
-        .http2_keep_alive_interval(Some(Duration::from_secs(30)));
-    Ok((0..=workers)
-        .map(|_| builder.build(https.clone()))
-        .collect())
-}
 
 /// A request body that starts with the bytes already read for inspection and continues with
 /// what is still arriving, so bodies past the inspection limit stream instead of buffering.
@@ -190,20 +156,26 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
-    // Names the Connection header lists are hop-by-hop too; most messages have none.
-    if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
-        }
-    }
-    for name in &HOP_BY_HOP {
+    // One pass over the few names a message has, rather than a hashed lookup for each name
+    // that could be there: most messages have none of them.
+    let listed: smallvec::SmallVec<[&str; 4]> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    // Names the Connection header lists are hop-by-hop too.
+    let doomed: smallvec::SmallVec<[HeaderName; 2]> = headers
+        .keys()
+        .filter(|name| {
+            HOP_BY_HOP.contains(name)
+                || listed.iter().any(|l| l.eq_ignore_ascii_case(name.as_str()))
+        })
+        .cloned()
+        .collect();
+    drop(listed);
+    for name in doomed {
         headers.remove(name);
     }
 }
@@ -508,8 +480,13 @@ async fn connection<IO>(
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let conn_state = state.clone();
-    let tls = protocol != Protocol::Guess;
-    let service = service_fn(move |req| handle(req, conn_state.clone(), peer, tls));
+    let peer = Peer {
+        addr: peer,
+        tls: protocol != Protocol::Guess,
+        hop: HeaderValue::try_from(peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+    };
+    let service = service_fn(move |req| handle(req, conn_state.clone(), peer.clone()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder = match protocol {
         Protocol::Http1 => builder.http1_only(),
@@ -849,8 +826,7 @@ fn oversized(
 async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
-    peer: SocketAddr,
-    tls: bool,
+    peer: Peer,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let routes = state.routes.load();
@@ -859,7 +835,7 @@ async fn handle(
         state.counters.too_large.fetch_add(1, Ordering::Relaxed);
         return Ok(error_page(status, why));
     }
-    let client = client_ip(&routes.trusted_proxies, peer.ip(), req.headers());
+    let client = client_ip(&routes.trusted_proxies, peer.addr.ip(), req.headers());
     let host = request_host(req.headers(), req.uri());
     let Some(site) = routes.route(&host, req.uri().path()) else {
         state.counters.unrouted.fetch_add(1, Ordering::Relaxed);
@@ -911,10 +887,7 @@ async fn handle(
             ));
         }
     };
-    let response = serve_admitted(
-        req, &state, &routes, site, client, &host, peer, tls, started,
-    )
-    .await;
+    let response = serve_admitted(req, &state, &routes, site, client, &host, &peer, started).await;
     Ok(match load {
         Some(load) => response.map(|body| {
             Holding {
@@ -977,8 +950,7 @@ async fn serve_admitted(
     site: &SiteRoute,
     client: IpAddr,
     host: &str,
-    peer: SocketAddr,
-    tls: bool,
+    peer: &Peer,
     started: Instant,
 ) -> Response<ResponseBody> {
     if let (Some(max), Some(declared)) = (site.max_body, req.body().size_hint().exact()) {
@@ -1044,7 +1016,7 @@ async fn serve_admitted(
     let verdict = match &site.plan {
         Some(plan) if inspecting => {
             let inspected = &prefix[..prefix.len().min(routes.inspect_limit)];
-            inspect(state, plan, &parts, inspected, client, peer)
+            inspect(state, plan, &parts, inspected, client, peer.addr)
         }
         _ => Verdict::default(),
     };
@@ -1086,11 +1058,7 @@ async fn serve_admitted(
             rest,
             budget,
         };
-        let forwarded = Forwarded {
-            peer: peer.ip(),
-            host,
-            tls,
-        };
+        let forwarded = Forwarded { peer, host };
         let response = forward(site, &mut parts, body, forwarded, upgrade).await;
         match response.extensions().get::<ClientFault>() {
             Some(ClientFault::TooLarge) => {
@@ -1219,9 +1187,17 @@ fn blocklist_block(
 /// Who the request came from, for the headers the upstream gets.
 struct Forwarded<'a> {
     /// The connection's peer: the hop this gateway adds to X-Forwarded-For.
-    peer: IpAddr,
+    peer: &'a Peer,
     host: &'a str,
+}
+
+/// The other end of a connection, as each of its requests needs it.
+#[derive(Clone)]
+struct Peer {
+    addr: SocketAddr,
     tls: bool,
+    /// The address as written in X-Forwarded-For: once per connection, not per request.
+    hop: HeaderValue,
 }
 
 fn idempotent(method: &hyper::Method) -> bool {
@@ -1264,18 +1240,27 @@ async fn forward(
         }
     }
     // The proxy's own hop goes last, after whatever trusted proxies already wrote.
-    let forwarded = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {}", from.peer),
-        None => from.peer.to_string(),
-    };
-    if let Ok(v) = HeaderValue::try_from(forwarded) {
-        headers.insert(X_FORWARDED_FOR, v);
+    match headers.entry(X_FORWARDED_FOR) {
+        header::Entry::Occupied(mut prior) => {
+            let hops = format!(
+                "{}, {}",
+                String::from_utf8_lossy(prior.get().as_bytes()),
+                String::from_utf8_lossy(from.peer.hop.as_bytes())
+            );
+            if let Ok(v) = HeaderValue::try_from(hops) {
+                prior.insert(v);
+            }
+        }
+        header::Entry::Vacant(none) => {
+            none.insert(from.peer.hop.clone());
+        }
     }
     headers.insert(
         X_FORWARDED_PROTO,
-        HeaderValue::from_static(if from.tls { "https" } else { "http" }),
+        HeaderValue::from_static(if from.peer.tls { "https" } else { "http" }),
     );
-    let retry = idempotent(&parts.method) && upgrade.is_none();
+    // Another attempt needs another server to go to.
+    let retry = idempotent(&parts.method) && upgrade.is_none() && site.pool.servers.len() > 1;
     let replay = if retry { body.replayable() } else { None };
     let mut body = Some(body);
     let mut tried = smallvec::SmallVec::<[usize; 4]>::new();
@@ -1288,16 +1273,6 @@ async fn forward(
             );
         };
         tried.push(index);
-        let server = &site.pool.servers[index];
-        let uri = match Uri::builder()
-            .scheme(server.scheme.clone())
-            .authority(server.authority.clone())
-            .path_and_query(path.clone())
-            .build()
-        {
-            Ok(u) => u,
-            Err(_) => return error_page(StatusCode::BAD_REQUEST, "bad request target"),
-        };
         let this_body = match (body.take(), &replay) {
             (Some(b), _) => b,
             (None, Some(bytes)) => PrefixedBody {
@@ -1309,21 +1284,22 @@ async fn forward(
         };
         let mut upstream = Request::new(this_body);
         *upstream.method_mut() = parts.method.clone();
-        *upstream.uri_mut() = uri;
+        *upstream.uri_mut() = Uri::from(path.clone());
         // Copied only while another attempt may need them.
         *upstream.headers_mut() = if replay.is_some() {
             headers.clone()
         } else {
             std::mem::take(&mut headers)
         };
-        match site.pool.client().request(upstream).await {
+        match site.pool.send(index, upstream).await {
             Ok(mut response) => {
                 site.pool.succeeded(index);
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(client_side) = upgrade {
                         let upstream_side = hyper::upgrade::on(&mut response);
                         tokio::spawn(tunnel(client_side, upstream_side, in_flight));
-                        let (head, _) = response.into_parts();
+                        let (head, body) = response.into_parts();
+                        body.detach();
                         return Response::from_parts(head, full(Bytes::new()));
                     }
                 }
@@ -1336,11 +1312,12 @@ async fn forward(
                 return Response::from_parts(head, counted.boxed());
             }
             Err(e) => {
-                if let Some(fault) = client_fault(&e) {
+                if let Some(fault) = client_fault(&*e) {
                     // The client's fault, not the server's: no failure counted, no retry.
                     return fault.page();
                 }
                 site.pool.failed(index, Instant::now());
+                let server = &site.pool.servers[index];
                 tracing::warn!(error = %e, server = %server.url(), site = %site.name, "upstream request failed");
                 let more = (tried.len() as u32) <= site.pool.retries && replay.is_some();
                 if !more {
@@ -1452,6 +1429,36 @@ impl<B: Body + Unpin, H: Unpin> Body for Holding<B, H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_not_forwarded() {
+        let mut headers = hyper::HeaderMap::new();
+        for (name, value) in [
+            ("host", "example.test"),
+            ("connection", "keep-alive, X-Trace"),
+            ("connection", "Upgrade"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("x-trace", "1"),
+            ("x-trace", "2"),
+            ("upgrade", "websocket"),
+            ("x-kept", "yes"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["host", "x-kept"]);
+        let mut plain = hyper::HeaderMap::new();
+        plain.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain.len(), 1);
+    }
 
     #[test]
     fn a_worker_ahead_of_another_by_more_than_one_connection_waits() {

@@ -83,16 +83,17 @@ impl Routes {
                     None => Arc::new(Guard::new(limits)),
                 }
             });
-            let clients = crate::proxy::upstream_clients(
+            let connections = crate::upstream::Connections::new(
                 site.upstream.ca.as_deref(),
                 site.upstream.http2,
                 config.workers,
+                site.upstream.servers.len(),
             )?;
             sites.push(SiteRoute {
                 name: site.name.clone(),
                 hosts: site.hosts.clone(),
                 prefix: site.path_prefix.clone(),
-                pool: Arc::new(Pool::new(&site.upstream, clients, &old_servers)),
+                pool: Arc::new(Pool::new(&site.upstream, connections, &old_servers)),
                 plan,
                 mode: site.waf,
                 institution: site.institution,
@@ -138,7 +139,7 @@ impl Routes {
 }
 
 /// Lower-case, without the port and a trailing dot.
-pub(crate) fn normalise_host(host: &str) -> String {
+pub(crate) fn normalise_host(host: &str) -> std::borrow::Cow<'_, str> {
     let without_port = if host.starts_with('[') {
         host.split_once(']').map_or(host, |(h, _)| &h[1..])
     } else {
@@ -147,7 +148,13 @@ pub(crate) fn normalise_host(host: &str) -> String {
             _ => host,
         }
     };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    let name = without_port.trim_end_matches('.');
+    // Routed per request: most hosts come in lower case already.
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        name.to_ascii_lowercase().into()
+    } else {
+        name.into()
+    }
 }
 
 fn host_rank(patterns: &[String], host: &str) -> Option<usize> {

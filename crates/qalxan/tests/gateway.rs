@@ -1183,6 +1183,8 @@ fn certificate(dir: &Path, host: &str) -> (std::path::PathBuf, std::path::PathBu
         .arg(format!("/CN={host}"))
         .arg("-addext")
         .arg(format!("subjectAltName=DNS:{host}"))
+        // A server's certificate, not an authority's: rustls refuses a CA as an end entity.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -1651,6 +1653,94 @@ async fn a_pool_may_speak_http2_to_its_servers() {
     }
     let body = c.get(format!("{gw}/")).send().await.unwrap();
     assert_eq!(body.text().await.unwrap(), "HTTP/1.1");
+}
+
+/// An HTTPS upstream (Python's http.server) that answers with the port of the connection the
+/// request came on, closes a connection after `/close` and any connection idle for a second.
+const PORT_TELLING_UPSTREAM: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    timeout = 1.0
+    def do_GET(self):
+        body = str(self.client_address[1]).encode()
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        if self.path.startswith('/close'):
+            self.send_header('Connection', 'close')
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+#[tokio::test]
+async fn upstream_connections_are_kept_reused_and_replaced_when_closed() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path(), "localhost");
+    let mut server = tokio::process::Command::new("python3")
+        .args(["-c", PORT_TELLING_UPSTREAM])
+        .arg(&cert)
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let port = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the upstream prints its port");
+    let uri = qalxan_gateway::upstream_uri(&format!("https://localhost:{port}")).unwrap();
+    let mut site = Site {
+        waf: WafMode::Off,
+        ..Site::new("tls", uri)
+    };
+    // Only trusted through the pool's own authority: the certificate is self-signed.
+    site.upstream.ca = Some(cert);
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), vec![site]);
+    // One worker: every request of the test uses the same worker's connections.
+    config.workers = 1;
+    let gw = gateway(config).await;
+    let c = client();
+    let get = |path: &'static str| {
+        let c = c.clone();
+        let gw = gw.clone();
+        async move {
+            let r = c.get(format!("{gw}{path}")).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            r.text().await.unwrap()
+        }
+    };
+    let first = get("/a").await;
+    assert_eq!(
+        get("/b").await,
+        first,
+        "one connection kept for the next request"
+    );
+    assert_eq!(get("/c").await, first);
+    assert_eq!(get("/close").await, first);
+    let second = get("/d").await;
+    assert_ne!(
+        second, first,
+        "a connection the upstream closed is not used again"
+    );
+    assert_eq!(get("/e").await, second);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let third = get("/f").await;
+    assert_ne!(
+        third, second,
+        "the upstream closed the idle connection: a new one"
+    );
+    assert_eq!(get("/g").await, third);
 }
 
 #[tokio::test]
