@@ -1303,15 +1303,17 @@ key = "{}"
     assert!(body.starts_with("B saw /plain"), "{body}");
 }
 
-#[tokio::test]
-async fn websocket_upgrades_pass_through_the_gateway() {
-    let python = "import asyncio, sys, websockets\n\
-async def echo(ws):\n    async for m in ws:\n        await ws.send('echo: ' + m)\n\
-async def main():\n    async with websockets.serve(echo, '127.0.0.1', 0) as s:\n        print(s.sockets[0].getsockname()[1], flush=True)\n        await asyncio.Future()\n\
-asyncio.run(main())\n";
+/// Starts Python on `script` with `args`: the server (killed when dropped) and the port it
+/// prints first; `missing` says why it would print none.
+async fn python_server(
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    missing: &str,
+) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
     let mut server = tokio::process::Command::new("python3")
-        .args(["-c", python])
+        .args(["-c", script])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -1321,7 +1323,22 @@ asyncio.run(main())\n";
         .await
         .unwrap()
         .unwrap()
-        .expect("the Python websockets package (installed by .ci/run) runs the echo server");
+        .expect(missing);
+    (server, port)
+}
+
+#[tokio::test]
+async fn websocket_upgrades_pass_through_the_gateway() {
+    let python = "import asyncio, sys, websockets\n\
+async def echo(ws):\n    async for m in ws:\n        await ws.send('echo: ' + m)\n\
+async def main():\n    async with websockets.serve(echo, '127.0.0.1', 0) as s:\n        print(s.sockets[0].getsockname()[1], flush=True)\n        await asyncio.Future()\n\
+asyncio.run(main())\n";
+    let (_server, port) = python_server(
+        python,
+        &[],
+        "the Python websockets package (installed by .ci/run) runs the echo server",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.conf");
     std::fs::write(&rules, EVIL_RULE).unwrap();
@@ -1682,23 +1699,14 @@ s.serve_forever()
 
 #[tokio::test]
 async fn upstream_connections_are_kept_reused_and_replaced_when_closed() {
-    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(dir.path(), "localhost");
-    let mut server = tokio::process::Command::new("python3")
-        .args(["-c", PORT_TELLING_UPSTREAM])
-        .arg(&cert)
-        .arg(&key)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
-    let port = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .expect("the upstream prints its port");
+    let (_server, port) = python_server(
+        PORT_TELLING_UPSTREAM,
+        &[cert.as_os_str(), key.as_os_str()],
+        "the upstream prints its port",
+    )
+    .await;
     let uri = qalxan_gateway::upstream_uri(&format!("https://localhost:{port}")).unwrap();
     let mut site = Site {
         waf: WafMode::Off,
